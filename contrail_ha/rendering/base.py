@@ -1,0 +1,89 @@
+"""What every renderer produces: files for one instance on one host, and the processes to run.
+
+One module per component (``rendering/<component>.py``) exposes
+``render(plan: Plan, inst: Instance, layout: Layout) -> Rendered``. Renderers are pure:
+they read the plan and return text; the runtime writes the files and starts the processes.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_STATE_ROOT = Path("/var/lib/contrail-ha")
+DEFAULT_CACHE = Path("/var/cache/contrail-ha")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a cluster's files live. ``root`` is per cluster, e.g. /var/lib/contrail-ha/<cluster-id>."""
+
+    root: Path
+    cache: Path = DEFAULT_CACHE  # jar cache: <cache>/classpath/<component>.txt
+
+    def host_dir(self, host: str) -> Path:
+        return self.root / "hosts" / host
+
+    def conf(self, host: str, name: str) -> Path:
+        """Rendered configuration of process ``name`` on ``host``."""
+        return self.host_dir(host) / name / "conf"
+
+    def data(self, host: str, name: str) -> Path:
+        return self.host_dir(host) / name / "data"
+
+    def logs(self, host: str, name: str) -> Path:
+        return self.host_dir(host) / name / "log"
+
+    def run(self, host: str, name: str) -> Path:
+        """Sockets and pid files."""
+        return self.host_dir(host) / name / "run"
+
+    @property
+    def router_dir(self) -> Path:
+        return self.root / "router"
+
+    def classpath(self, component: str) -> str:
+        """The resolved Maven classpath of ``cassandra``, ``kafka`` or ``zookeeper``."""
+        f = self.cache / "classpath" / f"{component}.txt"
+        try:
+            return f.read_text().strip()
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{f} is missing: run scripts/install.sh to fetch the jars") from e
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One supervised process. ``argv`` runs inside the host's namespace as it is."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 30.0
+    # When the real server is a child of argv[0] (rabbitmq-server -> beam.smp), its pid file.
+    pid_file: str | None = None
+
+
+@dataclass
+class Rendered:
+    """Files (absolute path -> text) and processes for one instance."""
+
+    files: dict[Path, str] = field(default_factory=dict)
+    modes: dict[Path, int] = field(default_factory=dict)  # file modes other than 0o644
+    dirs: list[Path] = field(default_factory=list)  # directories to create (data, logs, run)
+    processes: list[ProcessSpec] = field(default_factory=list)
+
+    def merge(self, other: Rendered) -> Rendered:
+        self.files.update(other.files)
+        self.modes.update(other.modes)
+        self.dirs.extend(other.dirs)
+        self.processes.extend(other.processes)
+        return self
+
+
+def jvm_heap_flags(heap_mb: int) -> list[str]:
+    """Every JVM gets an explicit small heap; 2 cores are shared by all of them."""
+    return [f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", "-XX:+UseG1GC", "-XX:ActiveProcessorCount=2",
+            "-XX:+ExitOnOutOfMemoryError"]

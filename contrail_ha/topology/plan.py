@@ -1,0 +1,293 @@
+"""From a topology to a plan: every service instance, where it runs and what it binds.
+
+The plan is the single source the renderers, the runtime and the status checks read;
+nothing downstream looks at the raw topology file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from contrail_ha.topology.model import Host, LbBind, Role, Topology
+
+ANY = "0.0.0.0"
+
+# Components, in start order (waves); the runtime and status use these names.
+ZOOKEEPER = "zookeeper"
+RABBITMQ = "rabbitmq"
+CONFIG_DB = "config-db"
+ANALYTICS_DB = "analytics-db"
+KAFKA = "kafka"
+CONFIG_API = "config-api"
+ANALYTICS_API = "analytics-api"
+HAPROXY = "haproxy"
+BIRD = "bird"
+
+ROLE_OF = {
+    ZOOKEEPER: Role.CONTROLLER,
+    RABBITMQ: Role.CONTROLLER,
+    CONFIG_DB: Role.CONTROLLER,
+    CONFIG_API: Role.CONTROLLER,
+    ANALYTICS_API: Role.ANALYTICS,
+    ANALYTICS_DB: Role.ANALYTICSDB,
+    KAFKA: Role.ANALYTICSDB,
+    HAPROXY: Role.LB,
+    BIRD: Role.LB,
+}
+
+# Fixed ports that the topology does not expose (protocol constants or derived).
+EPMD_PORT = 4369
+RABBITMQ_DIST_OFFSET = 20000  # Erlang distribution port = AMQP port + 20000 (25673), as in Contrail
+BGP_PORT = 179
+CONFIG_DB_JMX = 7201
+ANALYTICS_DB_JMX = 7200
+REPLICA_PORT_STEP = 10000  # replica i of a stateless API listens on base + i * step (8082, 18082, ...)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One listening socket: ``ip`` is ANY for a wildcard bind."""
+
+    ip: str
+    port: int
+    owner: str
+    proto: str = "tcp"
+
+    def clashes(self, other: Binding) -> bool:
+        return (
+            self.proto == other.proto
+            and self.port == other.port
+            and (self.ip == other.ip or ANY in (self.ip, other.ip))
+        )
+
+    def __str__(self) -> str:
+        return f"{'*' if self.ip == ANY else self.ip}:{self.port}/{self.proto} ({self.owner})"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One running service instance on one host."""
+
+    component: str
+    host: Host
+    index: int  # 0-based position among the instances of this component, cluster-wide
+    replica: int = 0  # 0-based replica number on its host (stateless APIs only)
+    port: int = 0  # main service port
+    bindings: tuple[Binding, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        """Process name on its host, e.g. ``config-api-1`` or ``zookeeper``."""
+        if self.component in (CONFIG_API, ANALYTICS_API):
+            return f"{self.component}-{self.replica + 1}"
+        return self.component
+
+    @property
+    def ip(self) -> str:
+        return str(self.host.ip)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host.ip}:{self.port}"
+
+
+class Plan:
+    """Derived facts about a validated topology."""
+
+    def __init__(self, topology: Topology) -> None:
+        self.topology = topology
+        self.cluster_id = topology.cluster.id
+        self.vip = str(topology.cluster.vip)
+        self.ports = topology.ports
+        self.controllers = topology.with_role(Role.CONTROLLER)
+        self.lbs = topology.with_role(Role.LB)
+        self.analytics = topology.with_role(Role.ANALYTICS)
+        self.analyticsdb = topology.with_role(Role.ANALYTICSDB)
+
+    # --- network -----------------------------------------------------------------------------
+    @cached_property
+    def network(self) -> ipaddress.IPv4Network:
+        return self.topology.cluster.network
+
+    @cached_property
+    def router_ip(self) -> str:
+        """The upstream router's address on the hosts' network (its first address)."""
+        return str(next(self.network.hosts()))
+
+    @cached_property
+    def client_link(self) -> tuple[str, str]:
+        """(router side, client side) addresses of the client's own link to the router."""
+        hosts = list(self.topology.cluster.client_network.hosts())
+        return str(hosts[0]), str(hosts[1])
+
+    # --- node lists (what clients get: the list of IPs, not the VIP) --------------------------
+    def ips(self, hosts: list[Host]) -> list[str]:
+        return [str(h.ip) for h in hosts]
+
+    @cached_property
+    def zookeeper_servers(self) -> str:
+        return ",".join(f"{ip}:{self.ports.zookeeper}" for ip in self.ips(self.controllers))
+
+    @cached_property
+    def kafka_chroot(self) -> str:
+        return f"/{self.cluster_id}-kafka"
+
+    @cached_property
+    def kafka_zookeeper_connect(self) -> str:
+        return self.zookeeper_servers + self.kafka_chroot
+
+    @cached_property
+    def kafka_servers(self) -> str:
+        return ",".join(f"{ip}:{self.ports.kafka}" for ip in self.ips(self.analyticsdb))
+
+    @cached_property
+    def rabbitmq_servers(self) -> list[str]:
+        return [f"{ip}:{self.ports.rabbitmq}" for ip in self.ips(self.controllers)]
+
+    def rabbitmq_node_name(self, host: Host) -> str:
+        return f"rabbit@{host.ip}"
+
+    @cached_property
+    def config_db_name(self) -> str:
+        return "contrail_database"
+
+    @cached_property
+    def analytics_db_name(self) -> str:
+        return "contrail_analytics"
+
+    @staticmethod
+    def seeds(hosts: list[Host]) -> list[Host]:
+        """Cassandra seeds: the first three nodes of the cluster."""
+        return hosts[:3]
+
+    # --- instances -------------------------------------------------------------------------
+    @cached_property
+    def instances(self) -> list[Instance]:
+        p = self.ports
+        out: list[Instance] = []
+        any_bind = self.topology.lb.bind == LbBind.ANY
+        lb_ip = ANY if any_bind else self.vip
+        for i, h in enumerate(self.lbs):
+            ip = str(h.ip)
+            out.append(
+                Instance(
+                    HAPROXY,
+                    h,
+                    i,
+                    port=p.config_api,
+                    bindings=(
+                        Binding(lb_ip, p.config_api, "haproxy config-api frontend"),
+                        Binding(lb_ip, p.analytics_api, "haproxy analytics-api frontend"),
+                        Binding(ip, p.haproxy_stats, "haproxy stats"),
+                    ),
+                )
+            )
+            out.append(Instance(BIRD, h, i, port=BGP_PORT, bindings=(Binding(ANY, BGP_PORT, "bird bgp"),)))
+        for i, h in enumerate(self.controllers):
+            ip = str(h.ip)
+            out.append(
+                Instance(
+                    ZOOKEEPER,
+                    h,
+                    i,
+                    port=p.zookeeper,
+                    bindings=(
+                        Binding(ip, p.zookeeper, "zookeeper client"),
+                        Binding(ip, p.zookeeper_peer, "zookeeper peer"),
+                        Binding(ip, p.zookeeper_election, "zookeeper election"),
+                    ),
+                )
+            )
+            out.append(
+                Instance(
+                    RABBITMQ,
+                    h,
+                    i,
+                    port=p.rabbitmq,
+                    bindings=(
+                        Binding(ip, p.rabbitmq, "rabbitmq amqp"),
+                        Binding(ip, EPMD_PORT, "rabbitmq epmd"),
+                        Binding(ip, p.rabbitmq + RABBITMQ_DIST_OFFSET, "rabbitmq distribution"),
+                    ),
+                )
+            )
+            out.append(
+                Instance(
+                    CONFIG_DB,
+                    h,
+                    i,
+                    port=p.config_db_cql,
+                    bindings=(
+                        Binding(ip, p.config_db_cql, "config-db cql"),
+                        Binding(ip, p.config_db_storage, "config-db storage"),
+                        Binding("127.0.0.1", CONFIG_DB_JMX, "config-db jmx"),
+                    ),
+                )
+            )
+        idx = 0
+        for h in self.controllers:
+            for r in range(self.topology.services.config_api_replicas):
+                port = p.config_api + r * REPLICA_PORT_STEP
+                out.append(
+                    Instance(
+                        CONFIG_API,
+                        h,
+                        idx,
+                        replica=r,
+                        port=port,
+                        bindings=(Binding(str(h.ip), port, f"config-api-{r + 1}"),),
+                    )
+                )
+                idx += 1
+        idx = 0
+        for h in self.analytics:
+            for r in range(self.topology.services.analytics_api_replicas):
+                port = p.analytics_api + r * REPLICA_PORT_STEP
+                out.append(
+                    Instance(
+                        ANALYTICS_API,
+                        h,
+                        idx,
+                        replica=r,
+                        port=port,
+                        bindings=(Binding(str(h.ip), port, f"analytics-api-{r + 1}"),),
+                    )
+                )
+                idx += 1
+        for i, h in enumerate(self.analyticsdb):
+            ip = str(h.ip)
+            out.append(
+                Instance(
+                    ANALYTICS_DB,
+                    h,
+                    i,
+                    port=p.analytics_db_cql,
+                    bindings=(
+                        Binding(ip, p.analytics_db_cql, "analytics-db cql"),
+                        Binding(ip, p.analytics_db_storage, "analytics-db storage"),
+                        Binding("127.0.0.1", ANALYTICS_DB_JMX, "analytics-db jmx"),
+                    ),
+                )
+            )
+            out.append(
+                Instance(KAFKA, h, i, port=p.kafka, bindings=(Binding(ip, p.kafka, "kafka"),))
+            )
+        return out
+
+    def of(self, component: str) -> list[Instance]:
+        """Every instance of ``component``, cluster-wide, in index order."""
+        return [i for i in self.instances if i.component == component]
+
+    def on(self, host: Host | str) -> list[Instance]:
+        """Every instance on ``host``."""
+        name = host if isinstance(host, str) else host.name
+        return [i for i in self.instances if i.host.name == name]
+
+    def instance(self, component: str, host: Host | str) -> Instance:
+        name = host if isinstance(host, str) else host.name
+        for i in self.of(component):
+            if i.host.name == name:
+                return i
+        raise KeyError(f"{component} on {name}")
