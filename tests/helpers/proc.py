@@ -57,7 +57,7 @@ def wait_for(pred: Callable[[], object], timeout: float, what: str, interval: fl
             v = pred()
             if v:
                 return v
-        except Exception as e:  # noqa: BLE001 - the probe may fail until the server is up
+        except Exception as e:
             last = e
         time.sleep(interval)
     raise TimeoutError(f"{what} not ready after {timeout}s (last error: {last!r})")

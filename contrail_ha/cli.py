@@ -1,0 +1,249 @@
+"""The ``contrail-ha`` command line: init, validate, render, up, down, status, logs.
+
+Exit status: 0 success; 1 the topology is invalid, the cluster degraded or an operation
+failed; 2 usage error (bad option, unreadable file).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
+from contrail_ha.topology.plan import Plan
+from contrail_ha.topology.validate import Report, load_topology
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_TOPOLOGY = REPO / "examples" / "ha.yaml"
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _default_topology() -> Path:
+    """The topology of the one cluster that is up, else the default HA example."""
+    live = [p for p in DEFAULT_STATE_ROOT.glob("*/topology.yaml") if _is_up(p.parent)]
+    return live[0] if len(live) == 1 else DEFAULT_TOPOLOGY
+
+
+def _is_up(root: Path) -> bool:
+    try:
+        return json.loads((root / "cluster.json").read_text()).get("state") == "up"
+    except (OSError, ValueError):
+        return any(root.glob("hosts/*/supervisor/*/supervisor.pid"))
+
+
+def _print_report(report: Report, path: Path) -> None:
+    for p in report.problems:
+        (err if p.severity == "error" else console).print(
+            f"[{'red' if p.severity == 'error' else 'yellow'}]{p.severity}[/]: {p.path}: {p.message}")
+    if report.ok:
+        console.print(f"[green]valid[/]: {path} ({len(report.topology.hosts)} hosts)")  # type: ignore[union-attr]
+    else:
+        err.print(f"[red]invalid[/]: {path}: {len(report.errors)} error(s); nothing was started")
+
+
+def _load(topology: Path | None, quiet: bool = False) -> tuple[Plan, Path]:
+    path = topology or _default_topology()
+    if not path.exists():
+        err.print(f"error: topology file {path} does not exist")
+        sys.exit(2)
+    report = load_topology(path)
+    if not report.ok:
+        _print_report(report, path)
+        sys.exit(1)
+    if not quiet:
+        for p in report.warnings:
+            console.print(f"[yellow]warning[/]: {p.path}: {p.message}")
+    return report.plan(), path
+
+
+def _layout(plan: Plan, state_root: Path) -> Layout:
+    return Layout(state_root / plan.cluster_id)
+
+
+def _require_root() -> None:
+    import os
+
+    if os.geteuid() != 0:
+        err.print("error: this command manages network namespaces and must run as root")
+        sys.exit(2)
+
+
+topology_opt = click.option("-t", "--topology", type=click.Path(path_type=Path, dir_okay=False),
+                            help="topology file (default: the running cluster's, else examples/ha.yaml)")
+state_opt = click.option("--state-root", type=click.Path(path_type=Path, file_okay=False),
+                         default=DEFAULT_STATE_ROOT, show_default=True, help="where clusters keep their files")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="contrail-ha")
+def main() -> None:
+    """contrail-ha: the containerized Contrail controller in high-availability mode."""
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False), required=False)
+@click.option("--force", is_flag=True, help="overwrite an existing file")
+def init(path: Path | None, force: bool) -> None:
+    """Write a commented example topology (the default HA cluster) to PATH or stdout."""
+    text = DEFAULT_TOPOLOGY.read_text()
+    if path is None:
+        click.echo(text, nl=False)
+        return
+    if path.exists() and not force:
+        err.print(f"error: {path} exists; use --force to overwrite")
+        sys.exit(2)
+    path.write_text(text)
+    console.print(f"wrote {path}; edit it, then `contrail-ha validate -t {path}`")
+
+
+@main.command()
+@topology_opt
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def validate(topology: Path | None, as_json: bool) -> None:
+    """Check a topology without starting anything (exit 0 valid, 1 invalid)."""
+    path = topology or DEFAULT_TOPOLOGY
+    if not path.exists():
+        err.print(f"error: topology file {path} does not exist")
+        sys.exit(2)
+    report = load_topology(path)
+    if as_json:
+        click.echo(json.dumps({"valid": report.ok, "problems": [p.__dict__ for p in report.problems]}, indent=2))
+    else:
+        _print_report(report, path)
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@topology_opt
+def render(directory: Path, topology: Path | None) -> None:
+    """Write every host's rendered configuration under DIRECTORY for inspection."""
+    from contrail_ha.runtime import cluster
+
+    plan, _ = _load(topology or DEFAULT_TOPOLOGY)
+    layout = Layout(directory.resolve())
+    gs = cluster.groups(plan, layout)
+    for g in gs:
+        Path(g.spec.run_dir).mkdir(parents=True, exist_ok=True)
+        (Path(g.spec.run_dir) / "spec.json").write_text(g.spec.to_json())
+    n = sum(1 for p in layout.root.rglob("*") if p.is_file())
+    console.print(f"rendered {n} files for {len(plan.topology.hosts)} hosts and the router into {layout.root}")
+
+
+@main.command()
+@topology_opt
+@state_opt
+def up(topology: Path | None, state_root: Path) -> None:
+    """Bring the cluster up locally (idempotent): namespaces, then every component in waves."""
+    from contrail_ha.runtime import cluster
+
+    _require_root()
+    plan, path = _load(topology or DEFAULT_TOPOLOGY)
+    layout = _layout(plan, state_root)
+    t0 = time.monotonic()
+    try:
+        cluster.up(plan, layout, progress=lambda m: console.print(f"[dim]{time.monotonic() - t0:6.1f}s[/] {m}"),
+                   topology_text=path.read_text())
+    except cluster.UpError as e:
+        err.print(f"[red]up failed[/]: {e}")
+        err.print("the cluster is partly up; `contrail-ha status` shows what runs, `contrail-ha down` stops it")
+        sys.exit(1)
+    console.print("run `contrail-ha status` to see every component's health")
+
+
+@main.command()
+@topology_opt
+@state_opt
+@click.option("--purge", is_flag=True, help="also delete the cluster's data and rendered files")
+def down(topology: Path | None, state_root: Path, purge: bool) -> None:
+    """Stop every process and remove every namespace, veth and mount of the cluster."""
+    from contrail_ha.runtime import cluster
+
+    _require_root()
+    plan, _ = _load(topology, quiet=True)
+    leftovers = cluster.down(plan, _layout(plan, state_root), purge=purge,
+                             progress=lambda m: console.print(m))
+    if leftovers:
+        err.print(f"[red]left behind[/]: {leftovers}")
+        sys.exit(1)
+    console.print(f"cluster {plan.cluster_id} is down")
+
+
+@main.command()
+@topology_opt
+@state_opt
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def status(topology: Path | None, state_root: Path, as_json: bool) -> None:
+    """Health read from the components themselves; exit 1 when anything is degraded."""
+    from contrail_ha.operations.status import collect
+    from contrail_ha.runtime import netns
+
+    _require_root()
+    plan, _ = _load(topology, quiet=True)
+    layout = _layout(plan, state_root)
+    client = netns.ns_name(plan, netns.CLIENT)
+    if not netns.exists(client):
+        msg = f"cluster {plan.cluster_id} is not up (no namespace {client}); run `contrail-ha up`"
+        if as_json:
+            click.echo(json.dumps({"cluster": plan.cluster_id, "healthy": False, "error": msg}))
+        else:
+            err.print(msg)
+        sys.exit(1)
+    netns.enter(client)
+    checks = collect(plan, layout)
+    healthy = all(c.ok for c in checks)
+    if as_json:
+        click.echo(json.dumps({"cluster": plan.cluster_id, "healthy": healthy,
+                               "checks": [c.as_dict() for c in checks]}, indent=2))
+    else:
+        t = Table(title=f"cluster {plan.cluster_id}  VIP {plan.vip}")
+        for col in ("component", "where", "state", "detail"):
+            t.add_column(col)
+        for c in checks:
+            t.add_row(c.component, c.target, "[green]ok[/]" if c.ok else "[red]DEGRADED[/]", c.detail)
+        console.print(t)
+        bad = [c for c in checks if not c.ok]
+        if bad:
+            err.print("[red]degraded[/]: " + "; ".join(f"{c.component} on {c.target}: {c.detail}" for c in bad))
+        else:
+            console.print(f"[green]healthy[/]: {len(checks)} checks")
+    sys.exit(0 if healthy else 1)
+
+
+@main.command()
+@click.argument("host")
+@click.argument("service", required=False)
+@topology_opt
+@state_opt
+@click.option("-n", "--lines", default=50, show_default=True, help="lines per file")
+def logs(host: str, service: str | None, topology: Path | None, state_root: Path, lines: int) -> None:
+    """Show the last lines of HOST's logs (of SERVICE only, if given)."""
+    plan, _ = _load(topology, quiet=True)
+    layout = _layout(plan, state_root)
+    hosts = [h.name for h in plan.topology.hosts] + ["router"]
+    if host not in hosts:
+        err.print(f"error: unknown host {host!r}; hosts: {', '.join(hosts)}")
+        sys.exit(2)
+    base = layout.router_dir if host == "router" else layout.host_dir(host)
+    files = sorted((base / "logs").glob("*.out"))
+    if service:
+        files = [f for f in files if f.stem.startswith(service)]
+        files += sorted((base / service / "log").glob("*")) if (base / service / "log").exists() else []
+    if not files:
+        err.print(f"error: no logs for {host}{'/' + service if service else ''} under {base}")
+        sys.exit(1)
+    for f in files:
+        if f.is_file():
+            console.rule(str(f))
+            click.echo("\n".join(f.read_text(errors="replace").splitlines()[-lines:]))
+
+
+if __name__ == "__main__":
+    main()

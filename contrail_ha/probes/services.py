@@ -1,0 +1,30 @@
+"""Our stateless services (contrail-api, contrail-analytics-api): their /health endpoints."""
+
+from __future__ import annotations
+
+import httpx
+
+from contrail_ha.probes.base import Check
+from contrail_ha.rendering.base import Layout
+from contrail_ha.topology.plan import ANALYTICS_API, CONFIG_API, Instance, Plan
+
+
+def health(inst: Instance, timeout: float = 2.0) -> tuple[bool, str]:
+    try:
+        r = httpx.get(f"http://{inst.address}/health", params={"text": "1"}, timeout=timeout)
+    except httpx.HTTPError as e:
+        return False, f"no answer: {e.__class__.__name__}"
+    return r.status_code == 200, r.text.strip()[:200] if r.status_code != 200 else "healthy"
+
+
+def ready(plan: Plan, layout: Layout, inst: Instance) -> tuple[bool, str]:
+    return health(inst)
+
+
+def checks(plan: Plan, layout: Layout) -> list[Check]:
+    out = []
+    for comp in (CONFIG_API, ANALYTICS_API):
+        for inst in plan.of(comp):
+            ok, detail = health(inst)
+            out.append(Check(comp, f"{inst.host.name}/{inst.name}", ok, detail, {"address": inst.address}))
+    return out

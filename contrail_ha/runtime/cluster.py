@@ -1,0 +1,361 @@
+"""Bring a cluster up and down locally: plan -> rendered files -> supervised processes.
+
+``up`` is idempotent: it creates what is missing, re-renders every file, starts the role
+supervisors and enables processes in readiness-driven waves (ZooKeeper quorum before Kafka,
+Cassandra seeds before the other nodes, the stores before our services, our services before
+the lb). ``down`` stops everything it started, by PID, and removes every namespace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout, ProcessSpec, Rendered
+from contrail_ha.runtime import netns, network
+from contrail_ha.runtime.supervisor import GroupSpec
+from contrail_ha.topology.model import Role
+from contrail_ha.topology.plan import (
+    ANALYTICS_API,
+    ANALYTICS_DB,
+    BIRD,
+    CONFIG_API,
+    CONFIG_DB,
+    HAPROXY,
+    KAFKA,
+    RABBITMQ,
+    ROLE_OF,
+    ZOOKEEPER,
+    Instance,
+    Plan,
+)
+
+Progress = Callable[[str], None]
+
+# component -> (rendering module, probe module)
+MODULES: dict[str, tuple[str, str]] = {
+    ZOOKEEPER: ("zookeeper", "zookeeper"),
+    RABBITMQ: ("rabbitmq", "rabbitmq"),
+    CONFIG_DB: ("cassandra", "cassandra"),
+    ANALYTICS_DB: ("cassandra", "cassandra"),
+    KAFKA: ("kafka", "kafka"),
+    CONFIG_API: ("services", "services"),
+    ANALYTICS_API: ("services", "services"),
+    HAPROXY: ("haproxy", "haproxy"),
+    BIRD: ("bird", "bird"),
+}
+ROLE_ORDER = [Role.CONTROLLER, Role.ANALYTICSDB, Role.ANALYTICS, Role.LB]
+ROUTER_ROLE = "router"
+COMPONENT_ORDER = [ZOOKEEPER, RABBITMQ, CONFIG_DB, CONFIG_API, ANALYTICS_DB, KAFKA, ANALYTICS_API, HAPROXY, BIRD]
+
+
+class UpError(RuntimeError):
+    """A wave did not become ready; the message says what and where, with the log tail."""
+
+
+def layout_for(plan: Plan, root: Path = DEFAULT_STATE_ROOT) -> Layout:
+    return Layout(root / plan.cluster_id)
+
+
+def renderer(component: str):
+    return importlib.import_module(f"contrail_ha.rendering.{MODULES[component][0]}").render
+
+
+def prober(component: str):
+    return importlib.import_module(f"contrail_ha.probes.{MODULES[component][1]}")
+
+
+# --- rendering ----------------------------------------------------------------------------------
+def render_instance(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
+    r: Rendered = renderer(inst.component)(plan, inst, layout)
+    # A config change must restart the process: fold the files' digest into its environment.
+    digest = hashlib.sha256("".join(f"{k}\0{v}\0" for k, v in sorted((str(k), v) for k, v in r.files.items()))
+                            .encode()).hexdigest()[:16]
+    r.processes = [replace(p, env={**p.env, "CONTRAIL_HA_CONFIG": digest}) for p in r.processes]
+    return r
+
+
+def render_router(plan: Plan, layout: Layout) -> Rendered:
+    mod = importlib.import_module("contrail_ha.rendering.bird")
+    return mod.render_router(plan, layout)
+
+
+def write(r: Rendered) -> None:
+    for d in r.dirs:
+        Path(d).mkdir(parents=True, exist_ok=True)
+    for path, text in r.files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mode = r.modes.get(path, 0o644)
+        if not path.exists() or path.read_text() != text:
+            if path.exists():
+                os.chmod(path, 0o600)
+            path.write_text(text)
+        os.chmod(path, mode)
+
+
+@dataclass
+class Group:
+    """One role's supervised process group on one node."""
+
+    node: str  # host name or "router"
+    role: str
+    spec: GroupSpec
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.spec.run_dir)
+
+
+def groups(plan: Plan, layout: Layout) -> list[Group]:
+    """Render everything and return the supervisor groups (files are written)."""
+    out: list[Group] = []
+    for h in plan.topology.hosts:
+        by_role: dict[str, list[ProcessSpec]] = {}
+        for comp in COMPONENT_ORDER:
+            for inst in plan.of(comp):
+                if inst.host.name != h.name:
+                    continue
+                r = render_instance(plan, inst, layout)
+                write(r)
+                by_role.setdefault(ROLE_OF[comp].value, []).extend(r.processes)
+        for role in ROLE_ORDER:
+            procs = by_role.get(role.value)
+            if procs:
+                out.append(Group(h.name, role.value, _spec(layout, h.name, role.value, procs)))
+    rr = render_router(plan, layout)
+    write(rr)
+    out.append(Group(netns.ROUTER, ROUTER_ROLE, _spec(layout, netns.ROUTER, ROUTER_ROLE, rr.processes)))
+    return out
+
+
+def _spec(layout: Layout, node: str, role: str, procs: list[ProcessSpec]) -> GroupSpec:
+    base = layout.root / "hosts" / node if node != netns.ROUTER else layout.router_dir
+    return GroupSpec(host=node, role=role, run_dir=str(base / "supervisor" / role),
+                     log_dir=str(base / "logs"), processes=procs)
+
+
+# --- supervisors ----------------------------------------------------------------------------------
+def supervisor_pid(g: Group) -> int | None:
+    try:
+        pid = int((g.run_dir / "supervisor.pid").read_text())
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"contrail_ha.runtime.supervisor" in cmd else None
+
+
+def start_supervisor(plan: Plan, g: Group) -> int:
+    g.run_dir.mkdir(parents=True, exist_ok=True)
+    spec_file = g.run_dir / "spec.json"
+    text = g.spec.to_json()
+    changed = not spec_file.exists() or spec_file.read_text() != text
+    spec_file.write_text(text)
+    pid = supervisor_pid(g)
+    if pid:
+        if changed:
+            os.kill(pid, signal.SIGHUP)
+        return pid
+    Path(g.spec.log_dir).mkdir(parents=True, exist_ok=True)
+    argv = netns.exec_argv(plan, g.node, [sys.executable, "-m", "contrail_ha.runtime.supervisor", str(spec_file)])
+    with open(Path(g.spec.log_dir) / f"supervisor-{g.role}.out", "ab") as out:
+        subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         start_new_session=True, cwd="/")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        pid = supervisor_pid(g)
+        if pid:
+            return pid
+        time.sleep(0.05)
+    raise UpError(f"supervisor {g.node}/{g.role} did not start; see {g.spec.log_dir}/supervisor-{g.role}.out")
+
+
+def enable(layout: Layout, plan: Plan, node: str, role: str, names: list[str]) -> None:
+    base = layout.root / "hosts" / node if node != netns.ROUTER else layout.router_dir
+    for n in names:
+        (base / "supervisor" / role / f"{n}.enabled").touch()
+
+
+def process_names(plan: Plan, layout: Layout, inst: Instance) -> list[str]:
+    return [p.name for p in renderer(inst.component)(plan, inst, layout).processes]
+
+
+def log_tail(layout: Layout, node: str, name: str, lines: int = 15) -> str:
+    f = layout.root / "hosts" / node / "logs" / f"{name}.out"
+    try:
+        return "\n".join(f.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# --- waves ----------------------------------------------------------------------------------------
+def wait_ready(plan: Plan, layout: Layout, insts: list[Instance], timeout: float, progress: Progress) -> None:
+    """Poll every instance's readiness probe until all are ready (no fixed sleeps)."""
+    t0 = time.monotonic()
+    pending = {(i.component, i.host.name, i.name): i for i in insts}
+    last: dict[tuple[str, str, str], str] = {}
+    while pending:
+        for key, inst in list(pending.items()):
+            try:
+                ok, detail = prober(inst.component).ready(plan, layout, inst)
+            except Exception as e:
+                ok, detail = False, f"{e.__class__.__name__}: {e}"
+            last[key] = detail
+            if ok:
+                del pending[key]
+                progress(f"  ready: {inst.name} on {inst.host.name} ({detail}) after {time.monotonic() - t0:.1f}s")
+        if not pending:
+            break
+        if time.monotonic() - t0 > timeout:
+            key, inst = next(iter(pending.items()))
+            raise UpError(f"{inst.name} on {inst.host.name} not ready after {timeout:.0f}s: {last.get(key)}\n"
+                          f"last log lines ({layout.root}/hosts/{inst.host.name}/logs/{inst.name}.out):\n"
+                          f"{log_tail(layout, inst.host.name, inst.name)}")
+        time.sleep(0.3)
+
+
+def _start_wave(plan: Plan, layout: Layout, insts: list[Instance], timeout: float, progress: Progress) -> None:
+    if not insts:
+        return
+    t0 = time.monotonic()
+    progress(f"starting {insts[0].component} on {', '.join(sorted({i.host.name for i in insts}))}")
+    for inst in insts:
+        enable(layout, plan, inst.host.name, ROLE_OF[inst.component].value, process_names(plan, layout, inst))
+    wait_ready(plan, layout, insts, timeout, progress)
+    progress(f"{insts[0].component}: {len(insts)} ready in {time.monotonic() - t0:.1f}s")
+
+
+def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: str | None = None) -> float:
+    """Bring the whole cluster up (idempotent). Returns the wall time in seconds."""
+    t0 = time.monotonic()
+    layout.root.mkdir(parents=True, exist_ok=True)
+    if topology_text is not None:
+        (layout.root / "topology.yaml").write_text(topology_text)
+    progress("network: creating namespaces, bridge, router and client")
+    network.create(plan, progress=lambda m: progress(f"  {m}"))
+    progress("rendering configuration")
+    gs = groups(plan, layout)
+    for g in gs:
+        start_supervisor(plan, g)
+    progress(f"supervisors: {len(gs)} running")
+    # Probes reach the hosts from the client namespace, as a user would.
+    netns.enter(netns.ns_name(plan, netns.CLIENT))
+
+    enable(layout, plan, netns.ROUTER, ROUTER_ROLE, [p.name for p in render_router(plan, layout).processes])
+    _start_wave(plan, layout, plan.of(ZOOKEEPER), 120, progress)
+    ok, detail = _quorum(plan, layout)
+    if not ok:
+        raise UpError(f"ZooKeeper has no quorum: {detail}")
+    progress(f"zookeeper quorum: {detail}")
+    rabbit = plan.of(RABBITMQ)
+    # The first node forms the cluster; the others join it (avoids split-brain at formation).
+    _start_wave(plan, layout, rabbit[:1], 180, progress)
+    _start_wave(plan, layout, rabbit[1:], 180, progress)
+    prober(RABBITMQ).configure(plan, layout)
+    progress("rabbitmq: HA queue policy set")
+    for comp in (CONFIG_DB, ANALYTICS_DB):
+        nodes = plan.of(comp)
+        seeds = {h.name for h in plan.seeds([i.host for i in nodes])}
+        _start_wave(plan, layout, [i for i in nodes if i.host.name in seeds], 300, progress)
+        for inst in nodes:  # non-seeds bootstrap one at a time
+            if inst.host.name not in seeds:
+                _start_wave(plan, layout, [inst], 300, progress)
+    _start_wave(plan, layout, plan.of(KAFKA), 180, progress)
+    _start_wave(plan, layout, plan.of(CONFIG_API), 120, progress)
+    _start_wave(plan, layout, plan.of(ANALYTICS_API), 120, progress)
+    _start_wave(plan, layout, plan.of(HAPROXY), 60, progress)
+    _start_wave(plan, layout, plan.of(BIRD), 60, progress)
+    _wait_vip(plan, layout, progress)
+    elapsed = time.monotonic() - t0
+    (layout.root / "cluster.json").write_text(json.dumps({"state": "up", "up_seconds": round(elapsed, 1),
+                                                         "at": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+    progress(f"cluster {plan.cluster_id} is up in {elapsed:.1f}s; VIP {plan.vip}")
+    return elapsed
+
+
+def _quorum(plan: Plan, layout: Layout) -> tuple[bool, str]:
+    for c in prober(ZOOKEEPER).checks(plan, layout):
+        if c.target == "cluster":
+            return c.ok, c.detail
+    return False, "no quorum check"
+
+
+def _wait_vip(plan: Plan, layout: Layout, progress: Progress, timeout: float = 60) -> None:
+    t0 = time.monotonic()
+    mod = prober(BIRD)
+    last = ""
+    while time.monotonic() - t0 < timeout:
+        vip = [c for c in mod.checks(plan, layout) if c.component == "vip"]
+        if vip and all(c.ok for c in vip):
+            progress(f"vip {plan.vip}: {vip[0].detail} after {time.monotonic() - t0:.1f}s")
+            return
+        last = "; ".join(c.detail for c in vip) or "no route"
+        time.sleep(0.3)
+    raise UpError(f"VIP {plan.vip} not routed on the router after {timeout:.0f}s: {last}")
+
+
+# --- down -----------------------------------------------------------------------------------------
+def _all_groups(plan: Plan, layout: Layout) -> list[Group]:
+    """Groups as recorded on disk (so down works without re-rendering)."""
+    out = []
+    for spec_file in sorted(layout.root.glob("hosts/*/supervisor/*/spec.json")) + sorted(
+            layout.router_dir.glob("supervisor/*/spec.json")):
+        spec = GroupSpec.from_json(spec_file.read_text())
+        out.append(Group(spec.host, spec.role, spec))
+    return out
+
+
+def down(plan: Plan, layout: Layout, purge: bool = False, progress: Progress = print) -> list[str]:
+    """Stop every process, remove every namespace; with ``purge`` also the data. Returns leftovers."""
+    order = [Role.LB.value, Role.ANALYTICS.value, Role.ANALYTICSDB.value, Role.CONTROLLER.value, ROUTER_ROLE]
+    gs = _all_groups(plan, layout) if layout.root.exists() else []
+    for role in order:
+        batch = [(g, supervisor_pid(g)) for g in gs if g.role == role]
+        batch = [(g, pid) for g, pid in batch if pid]
+        for _g, pid in batch:
+            os.kill(pid, signal.SIGTERM)
+        for g, pid in batch:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.1)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+            progress(f"stopped {g.node}/{g.role}")
+    # Anything still running inside our namespaces is ours: kill it by PID.
+    for ns in network.namespaces(plan):
+        for pid in network.pids_in(ns):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                progress(f"killed leftover pid {pid} in {ns}")
+            except ProcessLookupError:
+                pass
+    leftovers = network.destroy(plan)
+    progress("network removed" if not leftovers else f"left behind: {leftovers}")
+    if layout.root.exists():
+        if purge:
+            shutil.rmtree(layout.root)
+            progress(f"purged {layout.root}")
+        else:
+            state = layout.root / "cluster.json"
+            state.write_text(json.dumps({"state": "down", "at": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+    return leftovers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie of ours counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False

@@ -1,0 +1,279 @@
+"""The supervisor of one container role on one host: a process group kept running.
+
+Runs inside the host's namespaces as ``python -m contrail_ha.runtime.supervisor SPEC``.
+Control is through files in its run directory, so every tool (and an operator) can see it:
+
+- ``<proc>.enabled``: the process should run (the orchestrator enables processes in waves);
+- ``<proc>.held``: do not restart it until the file is removed (drills inject faults this way);
+- ``state.json``: pid, state and restart count of every process, rewritten on each change.
+
+A process that exits is restarted with exponential back-off (0.5 s up to 10 s). SIGTERM stops
+every process in reverse order (stop signal, then SIGKILL after its stop timeout) and exits;
+SIGHUP re-reads the spec and restarts processes whose command or environment changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from contrail_ha.rendering.base import ProcessSpec
+
+TICK = 0.2
+BACKOFF_MIN, BACKOFF_MAX, STABLE_AFTER = 0.5, 10.0, 30.0
+
+
+@dataclass
+class GroupSpec:
+    """What a supervisor runs: written by the orchestrator as JSON."""
+
+    host: str
+    role: str
+    run_dir: str
+    log_dir: str
+    processes: list[ProcessSpec] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> GroupSpec:
+        d = json.loads(text)
+        d["processes"] = [ProcessSpec(**p) for p in d["processes"]]
+        return cls(**d)
+
+
+@dataclass
+class _Proc:
+    spec: ProcessSpec
+    pid: int | None = None
+    started: float = 0.0
+    restarts: int = 0
+    backoff: float = BACKOFF_MIN
+    next_start: float = 0.0
+    last_exit: str = ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_pid(path: str | None) -> int | None:
+    if not path:
+        return None
+    try:
+        return int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _become_subreaper() -> None:
+    """Orphaned descendants (e.g. beam.smp when its wrapper dies) are reparented here and reaped."""
+    import ctypes
+
+    pr_set_child_subreaper = 36
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+
+
+class Supervisor:
+    """Keeps one role's processes running."""
+
+    def __init__(self, spec_path: Path) -> None:
+        self.spec_path = spec_path
+        self.spec = GroupSpec.from_json(spec_path.read_text())
+        self.run_dir = Path(self.spec.run_dir)
+        self.log_dir = Path(self.spec.log_dir)
+        self.procs = {p.name: _Proc(p) for p in self.spec.processes}
+        self.stopping = False
+        self.reload = False
+        self._state_cache = ""
+
+    # --- control files -----------------------------------------------------------------------
+    def _flag(self, name: str, kind: str) -> bool:
+        return (self.run_dir / f"{name}.{kind}").exists()
+
+    # --- process handling -----------------------------------------------------------------------
+    def _start(self, p: _Proc) -> None:
+        spec = p.spec
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = {"PATH": os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+               "LANG": "C.UTF-8", **spec.env}
+        with open(self.log_dir / f"{spec.name}.out", "ab") as out:
+            out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} supervisor: starting {spec.name}\n".encode())
+            out.flush()
+            pid = os.fork()
+            if pid == 0:  # child: own session/process group, stdio to the log
+                try:
+                    os.setsid()
+                    os.dup2(out.fileno(), 1)
+                    os.dup2(out.fileno(), 2)
+                    devnull = os.open(os.devnull, os.O_RDONLY)
+                    os.dup2(devnull, 0)
+                    if spec.cwd:
+                        os.chdir(spec.cwd)
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    os.execvpe(spec.argv[0], spec.argv, env)
+                except BaseException as e:
+                    os.write(2, f"supervisor: exec {spec.argv[0]} failed: {e}\n".encode())
+                finally:
+                    os._exit(127)
+        p.pid = pid
+        p.started = time.monotonic()
+
+    def _signal_group(self, p: _Proc, sig: int) -> None:
+        for pid in (p.pid, _read_pid(p.spec.pid_file)):
+            if pid:
+                try:
+                    os.killpg(pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    try:
+                        os.kill(pid, sig)
+                    except ProcessLookupError:
+                        pass
+
+    def _stop(self, p: _Proc) -> None:
+        if p.pid is None:
+            return
+        self._signal_group(p, p.spec.stop_signal)
+        deadline = time.monotonic() + p.spec.stop_timeout
+        while time.monotonic() < deadline:
+            self._reap()
+            if p.pid is None:
+                break
+            time.sleep(0.1)
+        if p.pid is not None:
+            self._signal_group(p, signal.SIGKILL)
+            while p.pid is not None and time.monotonic() < deadline + 5:
+                self._reap()
+                time.sleep(0.05)
+        # the server behind a wrapper (e.g. beam.smp behind rabbitmq-server) must be gone too
+        extra = _read_pid(p.spec.pid_file)
+        if extra and _alive(extra):
+            try:
+                os.kill(extra, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            for p in self.procs.values():
+                if p.pid == pid:
+                    p.pid = None
+                    if os.WIFSIGNALED(status):
+                        p.last_exit = f"killed by signal {os.WTERMSIG(status)}"
+                    else:
+                        p.last_exit = f"exit {os.WEXITSTATUS(status)}"
+                    ran = time.monotonic() - p.started
+                    p.backoff = BACKOFF_MIN if ran > STABLE_AFTER else min(p.backoff * 2, BACKOFF_MAX)
+                    p.next_start = time.monotonic() + (0 if ran > STABLE_AFTER else p.backoff)
+                    self._log(f"{p.spec.name} (pid {pid}) ended: {p.last_exit} after {ran:.1f}s")
+
+    def _log(self, msg: str) -> None:
+        sys.stdout.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {self.spec.host}/{self.spec.role}: {msg}\n")
+        sys.stdout.flush()
+
+    def _write_state(self) -> None:
+        state: dict[str, Any] = {"supervisor_pid": os.getpid(), "host": self.spec.host, "role": self.spec.role,
+                                 "processes": {}}
+        for name, p in self.procs.items():
+            enabled, held = self._flag(name, "enabled"), self._flag(name, "held")
+            if p.pid is not None:
+                st = "running"
+            elif held:
+                st = "held"
+            elif enabled:
+                st = "backoff" if p.restarts else "starting"
+            else:
+                st = "disabled"
+            state["processes"][name] = {
+                "state": st, "pid": p.pid, "server_pid": _read_pid(p.spec.pid_file) if p.pid else None,
+                "restarts": p.restarts, "last_exit": p.last_exit,
+                "uptime": round(time.monotonic() - p.started, 1) if p.pid else 0,
+            }
+        text = json.dumps(state, indent=1, sort_keys=True)
+        if text != self._state_cache:
+            tmp = self.run_dir / "state.json.tmp"
+            tmp.write_text(text)
+            tmp.replace(self.run_dir / "state.json")
+            self._state_cache = text
+
+    def _reload(self) -> None:
+        new = GroupSpec.from_json(self.spec_path.read_text())
+        self._log("reloading spec")
+        new_names = {p.name for p in new.processes}
+        for name in list(self.procs):
+            if name not in new_names:
+                self._stop(self.procs.pop(name))
+        for spec in new.processes:
+            cur = self.procs.get(spec.name)
+            if cur is None:
+                self.procs[spec.name] = _Proc(spec)
+            elif cur.spec != spec:
+                self._stop(cur)
+                cur.spec = spec
+                cur.next_start = 0
+        self.spec = new
+
+    def run(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _become_subreaper()
+        (self.run_dir / "supervisor.pid").write_text(f"{os.getpid()}\n")
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        signal.signal(signal.SIGINT, lambda *_: setattr(self, "stopping", True))
+        signal.signal(signal.SIGHUP, lambda *_: setattr(self, "reload", True))
+        self._log(f"supervising {', '.join(self.procs)}")
+        while not self.stopping:
+            if self.reload:
+                self.reload = False
+                self._reload()
+            self._reap()
+            now = time.monotonic()
+            for name, p in self.procs.items():
+                want = self._flag(name, "enabled") and not self._flag(name, "held")
+                if p.pid is None and want and now >= p.next_start:
+                    if p.started:
+                        p.restarts += 1
+                    self._start(p)
+                    self._log(f"started {name} (pid {p.pid})")
+                elif p.pid is not None and not self._flag(name, "enabled"):
+                    self._log(f"stopping disabled {name}")
+                    self._stop(p)
+            self._write_state()
+            time.sleep(TICK)
+        self._log("stopping all processes")
+        for p in reversed(list(self.procs.values())):
+            self._stop(p)
+        self._write_state()
+        (self.run_dir / "supervisor.pid").unlink(missing_ok=True)
+        self._log("stopped")
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.stderr.write("usage: python -m contrail_ha.runtime.supervisor SPEC.json\n")
+        sys.exit(2)
+    Supervisor(Path(sys.argv[1])).run()
+
+
+if __name__ == "__main__":
+    main()

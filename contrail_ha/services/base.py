@@ -1,0 +1,87 @@
+"""What our stateless services share: their rendered config, the health endpoint, start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from contrail_ha.services.deps import Dependency
+
+
+class ServiceConfig(BaseModel):
+    """The rendered ``service.json`` of one replica (the original's contrail-api.conf)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    host: str
+    cluster_id: str
+    listen_ip: str
+    listen_port: int
+    zookeeper: str  # "ip:port,ip:port" (every controller)
+    rabbitmq: list[str]  # ["ip:port", ...] (every controller)
+    config_db: list[str]  # controller IPs
+    config_db_port: int
+    config_db_rf: int
+    analytics_db: list[str]  # analyticsdb IPs
+    analytics_db_port: int
+    analytics_db_rf: int
+    kafka: str  # "ip:port,..."
+    collectors: list[str]  # ["ip:port", ...] (every analytics host)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ServiceConfig:
+        return cls.model_validate(json.loads(Path(path).read_text()))
+
+
+HEALTH = web.AppKey("health", list[Dependency])
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 when every dependency is healthy; 503 with the reasons otherwise (HAProxy checks this)."""
+    deps = request.app[HEALTH]
+    body = {d.name: d.status() for d in deps}
+    ok = all(d.ok for d in deps)
+    if "text" in request.query:
+        bad = "; ".join(f"{d.name}: {d.reason}" for d in deps if not d.ok)
+        return web.Response(status=200 if ok else 503, text="ok" if ok else bad, content_type="text/plain")
+    return web.json_response({"ok": ok, "dependencies": body}, status=200 if ok else 503)
+
+
+def run(config_path: str, deps: list[Dependency],
+        routes: Callable[[web.Application], Awaitable[None] | None] | None = None) -> None:
+    """Serve one replica until SIGTERM."""
+    cfg = ServiceConfig.load(config_path)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format=f"%(asctime)s {cfg.name}@{cfg.host} %(levelname)s %(name)s: %(message)s")
+    app = web.Application(client_max_size=1024 * 1024)
+    app[HEALTH] = deps
+    app.router.add_get("/health", health)
+    if routes is not None:
+        routes(app)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for d in deps:
+            d.start(loop)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, cfg.listen_ip, cfg.listen_port, reuse_address=True).start()
+        logging.info("listening on %s:%s", cfg.listen_ip, cfg.listen_port)
+        stop = loop.create_future()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+        await stop
+        await runner.cleanup()
+        for d in deps:
+            d.stop()
+
+    asyncio.run(main())

@@ -1,0 +1,194 @@
+"""Connections our services hold to the clustered components, each with a live health state.
+
+Every dependency gets the list of node addresses (never the VIP), fails over between them,
+and reports ``(ok, reason)``; a service's ``/health`` is the conjunction (Patroni-style: the
+lb checks it). Blocking client libraries run in their own threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+
+log = logging.getLogger(__name__)
+
+
+class Dependency(ABC):
+    """One backing service with a health state."""
+
+    name: str = "dependency"
+
+    def __init__(self) -> None:
+        self.ok = False
+        self.reason = "not connected yet"
+        self.since = time.monotonic()
+
+    def _set(self, ok: bool, reason: str) -> None:
+        if ok != self.ok or reason != self.reason:
+            log.info("%s: %s (%s)", self.name, "up" if ok else "down", reason)
+            self.since = time.monotonic()
+        self.ok, self.reason = ok, reason
+
+    @abstractmethod
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Begin connecting in the background."""
+
+    def stop(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def status(self) -> dict[str, object]:
+        return {"ok": self.ok, "reason": self.reason, "for_s": round(time.monotonic() - self.since, 1)}
+
+
+class ZooKeeper(Dependency):
+    """A kazoo session to the ensemble; ok while the session is CONNECTED."""
+
+    name = "zookeeper"
+
+    def __init__(self, hosts: str, timeout: float = 6.0) -> None:
+        super().__init__()
+        from kazoo.client import KazooClient
+        from kazoo.retry import KazooRetry
+
+        self.client = KazooClient(hosts=hosts, timeout=timeout,
+                                  connection_retry=KazooRetry(max_tries=-1, max_delay=1.0),
+                                  command_retry=KazooRetry(max_tries=3, max_delay=1.0))
+        self.client.add_listener(self._listener)
+
+    def _listener(self, state: str) -> None:
+        self._set(state == "CONNECTED", f"session {state.lower()}")
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.client.start_async()
+
+    def stop(self) -> None:
+        try:
+            self.client.stop()
+            self.client.close()
+        except Exception:
+            pass
+
+
+class Cassandra(Dependency):
+    """A cassandra-driver session; ok while a quorum of the ring's nodes is up."""
+
+    def __init__(self, name: str, ips: list[str], port: int, interval: float = 1.0) -> None:
+        super().__init__()
+        self.name = name
+        self.ips, self.port, self.interval = ips, port, interval
+        self.cluster: object | None = None
+        self.session: object | None = None
+        self._stop = threading.Event()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        threading.Thread(target=self._run, name=f"{self.name}-monitor", daemon=True).start()
+
+    def _connect(self) -> None:
+        from cassandra.cluster import Cluster
+        from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
+
+        self.cluster = Cluster(self.ips, port=self.port, connect_timeout=2, control_connection_timeout=2,
+                               load_balancing_policy=RoundRobinPolicy(),
+                               reconnection_policy=ConstantReconnectionPolicy(1.0), protocol_version=5)
+        self.session = self.cluster.connect()  # type: ignore[attr-defined]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.session is None:
+                    self._connect()
+                hosts = self.cluster.metadata.all_hosts()  # type: ignore[union-attr]
+                up = sum(1 for h in hosts if h.is_up)
+                need = len(self.ips) // 2 + 1
+                self._set(up >= need, f"{up}/{len(self.ips)} nodes up, quorum {need}")
+            except Exception as e:
+                self._set(False, f"no connection: {e.__class__.__name__}: {e}"[:200])
+                if self.cluster is not None:
+                    try:
+                        self.cluster.shutdown()  # type: ignore[attr-defined]
+                    except Exception:
+                        pass
+                self.cluster = self.session = None
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.cluster is not None:
+            self.cluster.shutdown()  # type: ignore[attr-defined]
+
+
+class RabbitMQ(Dependency):
+    """An AMQP connection with an open channel, failing over between the controllers' brokers."""
+
+    name = "rabbitmq"
+
+    def __init__(self, servers: list[str], user: str = "guest", password: str = "guest") -> None:
+        super().__init__()
+        self.servers, self.user, self.password = servers, user, password
+        self.connection: object | None = None
+        self.channel: object | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._task = loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        import aio_pika
+
+        i = 0
+        while True:
+            server = self.servers[i % len(self.servers)]
+            i += 1
+            try:
+                conn = await asyncio.wait_for(
+                    aio_pika.connect(f"amqp://{self.user}:{self.password}@{server}/", heartbeat=10), 3)
+                self.connection = conn
+                self.channel = await conn.channel(publisher_confirms=True)
+                self._set(True, f"channel open on {server}")
+                closed = asyncio.get_running_loop().create_future()
+                conn.close_callbacks.add(lambda *_, f=closed: f.done() or f.set_result(None))
+                await closed
+                self._set(False, f"connection to {server} closed")
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self._set(False, f"{server}: {e.__class__.__name__}: {e}"[:200])
+                await asyncio.sleep(0.5)
+            finally:
+                self.channel = None
+
+    def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+
+class Kafka(Dependency):
+    """Broker metadata from the analyticsdb Kafka cluster; ok while a broker answers."""
+
+    name = "kafka"
+
+    def __init__(self, servers: str, interval: float = 2.0) -> None:
+        super().__init__()
+        self.servers, self.interval = servers, interval
+        self._stop = threading.Event()
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        threading.Thread(target=self._run, name="kafka-monitor", daemon=True).start()
+
+    def _run(self) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.servers, "socket.timeout.ms": 2000})
+        while not self._stop.is_set():
+            try:
+                md = admin.list_topics(timeout=3)
+                self._set(bool(md.brokers), f"{len(md.brokers)} brokers")
+            except Exception as e:
+                self._set(False, f"{e.__class__.__name__}: {e}"[:200])
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
