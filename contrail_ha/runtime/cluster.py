@@ -330,9 +330,16 @@ def down(plan: Plan, layout: Layout, purge: bool = False, progress: Progress = p
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
             progress(f"stopped {g.node}/{g.role}")
-    # Anything still running inside our namespaces is ours: kill it by PID.
+    # Anything still running inside a host or router namespace was started there by us: kill it.
+    # The client namespace is the user's (shells, this very command): never kill there.
+    client = netns.ns_name(plan, netns.CLIENT)
+    mine = {os.getpid(), os.getppid()}
     for ns in network.namespaces(plan):
+        if ns == client:
+            continue
         for pid in network.pids_in(ns):
+            if pid in mine:
+                continue
             try:
                 os.kill(pid, signal.SIGKILL)
                 progress(f"killed leftover pid {pid} in {ns}")

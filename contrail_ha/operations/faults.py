@@ -1,0 +1,67 @@
+"""Faults injected for real: kill -9 a supervised process (held down until healed), pull a cable."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from contrail_ha.rendering.base import Layout
+from contrail_ha.runtime import network
+from contrail_ha.topology.model import Role
+from contrail_ha.topology.plan import ROLE_OF, Plan
+
+ROUTER_ROLE = "router"
+
+
+def _run_dir(plan: Plan, layout: Layout, host: str, proc: str) -> Path:
+    """Supervisor run directory of the role that owns ``proc`` on ``host``."""
+    component = proc.rsplit("-", 1)[0] if proc.rsplit("-", 1)[-1].isdigit() else proc
+    role = ROLE_OF[component].value if component in ROLE_OF else Role.CONTROLLER.value  # epmd lives with rabbitmq
+    base = layout.router_dir if host == "router" else layout.host_dir(host)
+    return base / "supervisor" / (ROUTER_ROLE if host == "router" else role)
+
+
+def process_state(plan: Plan, layout: Layout, host: str, proc: str) -> dict:
+    state = json.loads((_run_dir(plan, layout, host, proc) / "state.json").read_text())
+    return state["processes"][proc]
+
+
+def kill(plan: Plan, layout: Layout, host: str, proc: str, hold: bool = True) -> list[int]:
+    """kill -9 ``proc`` on ``host`` (and the server behind its wrapper). With ``hold`` it stays down."""
+    run = _run_dir(plan, layout, host, proc)
+    if hold:
+        (run / f"{proc}.held").touch()
+    st = process_state(plan, layout, host, proc)
+    pids = [p for p in (st.get("server_pid"), st.get("pid")) if p]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def heal(plan: Plan, layout: Layout, host: str, proc: str) -> None:
+    """Let the supervisor restart a held process."""
+    (_run_dir(plan, layout, host, proc) / f"{proc}.held").unlink(missing_ok=True)
+
+
+def wait_running(plan: Plan, layout: Layout, host: str, proc: str, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = process_state(plan, layout, host, proc)
+        if st["state"] == "running" and st["pid"]:
+            return int(st["pid"])
+        time.sleep(0.1)
+    raise TimeoutError(f"{proc} on {host} not running after {timeout}s")
+
+
+def cut_link(plan: Plan, host: str) -> None:
+    network.set_link(plan, host, up=False)
+
+
+def restore_link(plan: Plan, host: str) -> None:
+    network.set_link(plan, host, up=True)

@@ -1,0 +1,59 @@
+"""One HA cluster (examples/ha.yaml) shared by every e2e test; brought up with the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
+from contrail_ha.runtime import netns
+from contrail_ha.topology.plan import Plan
+from contrail_ha.topology.validate import load_topology
+
+REPO = Path(__file__).resolve().parents[2]
+TOPOLOGY = REPO / "examples" / "ha.yaml"
+CLI = [sys.executable, "-m", "contrail_ha.cli"]
+
+
+@dataclass
+class Cluster:
+    plan: Plan
+    layout: Layout
+    topology: Path
+    up_seconds: float
+
+    def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, *args, "-t", str(self.topology)], capture_output=True, text=True,
+                              timeout=timeout)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    if os.geteuid() != 0:
+        pytest.skip("e2e tests need root (network namespaces)")
+    plan = load_topology(TOPOLOGY).plan()
+    layout = Layout(DEFAULT_STATE_ROOT / plan.cluster_id)
+    subprocess.run([*CLI, "down", "--purge", "-t", str(TOPOLOGY)], capture_output=True, text=True, timeout=600)
+    t0 = time.monotonic()
+    p = subprocess.run([*CLI, "up", "-t", str(TOPOLOGY)], capture_output=True, text=True, timeout=1500)
+    elapsed = time.monotonic() - t0
+    sys.stdout.write(p.stdout[-4000:])
+    assert p.returncode == 0, f"contrail-ha up failed:\n{p.stdout[-6000:]}\n{p.stderr[-4000:]}"
+    print(f"\ncontrail-ha up: {elapsed:.1f}s wall time")
+    # Every later socket of this test process is opened from the client namespace, as a user's.
+    netns.enter(netns.ns_name(plan, netns.CLIENT))
+    yield Cluster(plan, layout, TOPOLOGY, elapsed)
+    subprocess.run([*CLI, "down", "--purge", "-t", str(TOPOLOGY)], capture_output=True, text=True, timeout=600)
