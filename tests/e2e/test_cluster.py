@@ -15,7 +15,7 @@ from contrail_ha.topology.plan import ZOOKEEPER
 from tests.e2e.conftest import Cluster
 
 
-def wait(pred, timeout: float, what: str):  # noqa: ANN001, ANN201
+def wait(pred, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -23,7 +23,7 @@ def wait(pred, timeout: float, what: str):  # noqa: ANN001, ANN201
             v = pred()
             if v:
                 return v
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             last = e
         time.sleep(0.2)
     raise AssertionError(f"{what} not true after {timeout}s (last error {last!r})")

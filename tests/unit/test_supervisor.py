@@ -1,0 +1,107 @@
+"""The role supervisor: enable, restart after kill -9, hold, reload, stop in reverse order."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from contrail_ha.rendering.base import ProcessSpec
+from contrail_ha.runtime.supervisor import GroupSpec
+
+
+def _state(run: Path) -> dict:
+    try:
+        return json.loads((run / "state.json").read_text())["processes"]
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def _wait(pred, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("condition not met")
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes], Path]]:
+    run = tmp_path / "run"
+    spec = GroupSpec(host="h1", role="test", run_dir=str(run), log_dir=str(tmp_path / "logs"), processes=[
+        ProcessSpec(name="first", argv=["sleep", "300"]),
+        # writes its stop order into a file when terminated
+        ProcessSpec(name="second", argv=["sh", "-c", f"trap 'echo second >> {tmp_path}/order; exit 0' TERM; "
+                                                      "while true; do sleep 0.1; done"]),
+    ])
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(spec.to_json())
+    with open(tmp_path / "sup.out", "wb") as out:
+        p = subprocess.Popen([sys.executable, "-m", "contrail_ha.runtime.supervisor", str(spec_file)],
+                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    _wait(lambda: (run / "supervisor.pid").exists())
+    yield run, p, spec_file
+    if p.poll() is None:
+        p.terminate()
+        p.wait(20)
+
+
+def test_only_enabled_processes_run(group: tuple[Path, subprocess.Popen[bytes], Path]) -> None:
+    run, _, _ = group
+    (run / "first.enabled").touch()
+    st = _wait(lambda: (s := _state(run)) and s["first"]["state"] == "running" and s)
+    assert st["second"]["state"] == "disabled" and st["second"]["pid"] is None
+
+
+def test_restart_after_kill_and_hold(group: tuple[Path, subprocess.Popen[bytes], Path]) -> None:
+    run, _, _ = group
+    (run / "first.enabled").touch()
+    pid = _wait(lambda: _state(run).get("first", {}).get("pid"))
+    os.kill(pid, signal.SIGKILL)
+    new = _wait(lambda: (p := _state(run)["first"]["pid"]) and p != pid and p)
+    st = _state(run)["first"]
+    assert new != pid and st["restarts"] == 1 and st["last_exit"] == "killed by signal 9"
+    # held: killed and kept down until the hold is removed
+    (run / "first.held").touch()
+    os.kill(new, signal.SIGKILL)
+    _wait(lambda: _state(run)["first"]["state"] == "held")
+    time.sleep(1.0)  # no restart while held (a negative check needs a wait)
+    assert _state(run)["first"]["pid"] is None
+    (run / "first.held").unlink()
+    _wait(lambda: _state(run)["first"]["state"] == "running", timeout=15)
+
+
+def test_sigterm_stops_in_reverse_order_and_exits(group: tuple[Path, subprocess.Popen[bytes], Path],
+                                                  tmp_path: Path) -> None:
+    run, p, _ = group
+    (run / "first.enabled").touch()
+    (run / "second.enabled").touch()
+    st = _wait(lambda: (s := _state(run)) and all(v["state"] == "running" for v in s.values()) and s)
+    pids = [st["first"]["pid"], st["second"]["pid"]]
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(30) == 0
+    assert (tmp_path / "order").read_text() == "second\n"
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    assert not (run / "supervisor.pid").exists()
+
+
+def test_reload_restarts_changed_process(group: tuple[Path, subprocess.Popen[bytes], Path]) -> None:
+    run, p, spec_file = group
+    (run / "first.enabled").touch()
+    pid = _wait(lambda: _state(run).get("first", {}).get("pid"))
+    spec = GroupSpec.from_json(spec_file.read_text())
+    spec.processes[0] = ProcessSpec(name="first", argv=["sleep", "301"])
+    spec_file.write_text(spec.to_json())
+    p.send_signal(signal.SIGHUP)
+    new = _wait(lambda: (x := _state(run)["first"]["pid"]) and x != pid and x)
+    assert Path(f"/proc/{new}/cmdline").read_bytes().split(b"\0")[1] == b"301"
