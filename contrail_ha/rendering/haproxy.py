@@ -1,0 +1,181 @@
+"""HAProxy on an lb host: the seed's contrail-lb load balancer in front of the stateless APIs.
+
+Two HTTP frontends (``contrail-api`` on 8082, ``contrail-analytics-api`` on 8081) bound to the
+VIP (or to every address with ``lb.bind: any``), each with a backend holding every replica of
+its API. Replicas are health-checked with ``GET /health`` every second: 200 is UP, anything
+else (a 503 means "this replica cannot serve writes") counts as a failure; 2 failures mark a
+server DOWN, 2 successes bring it back.
+
+Failures between checks are hidden from clients by retries: a request whose connection fails
+is retried (``retries 2``) on another server (``option redispatch 1``: every retry is
+redispatched). Idempotent requests are also retried after an empty response or a 503;
+non-idempotent ones (POST, PATCH) only after a connection failure, when the server never
+received them.
+
+Process: ``haproxy -db -W -f haproxy.cfg`` (master-worker, in the foreground; the master's
+PID is in the pid file, ``kill -USR2 <master>`` reloads). It is stopped with **SIGUSR1**, a
+soft stop: listeners close at once, requests in flight finish, and ``hard-stop-after`` bounds
+the wait. The lb's health watcher should withdraw the VIP before stopping HAProxy.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered
+from contrail_ha.topology.model import LbBind, Role
+from contrail_ha.topology.plan import ANALYTICS_API, CONFIG_API, HAPROXY, Instance, Plan
+
+NAME = "haproxy"
+CONFIG_FILE = "haproxy.cfg"
+SOCKET_FILE = "haproxy.sock"
+PID_FILE = "haproxy.pid"
+
+CONFIG_API_FRONTEND = "contrail-api"
+CONFIG_API_BACKEND = "contrail-api-backend"
+ANALYTICS_API_FRONTEND = "contrail-analytics-api"
+ANALYTICS_API_BACKEND = "contrail-analytics-api-backend"
+BACKENDS = (CONFIG_API_BACKEND, ANALYTICS_API_BACKEND)
+STATS_PROXY = "stats"
+
+HEALTH_PATH = "/health"
+# Check cadence: a killed replica is DOWN after ~1.3 s, one behind a pulled link after ~4 s.
+CHECK = "check inter 1s fall 2 rise 2"
+HARD_STOP_AFTER_S = 10
+STOP_TIMEOUT_S = HARD_STOP_AFTER_S + 5.0
+# HAProxy binds a unix socket through a temporary name (<path>.<pid>.tmp) and refuses paths
+# longer than 97 bytes ("socket path ... too long (max 97)").
+MAX_SOCKET_PATH = 97
+
+
+def config_path(layout: Layout, host: str) -> Path:
+    """haproxy.cfg of lb ``host``."""
+    return layout.conf(host, NAME) / CONFIG_FILE
+
+
+def stats_socket(layout: Layout, host: str) -> Path:
+    """The admin stats socket of the HAProxy on lb ``host`` (a plain file path, no namespace)."""
+    return layout.run(host, NAME) / SOCKET_FILE
+
+
+def pid_path(layout: Layout, host: str) -> Path:
+    """The master's pid file."""
+    return layout.run(host, NAME) / PID_FILE
+
+
+def server_name(inst: Instance) -> str:
+    """Server name inside a backend: ``<host>-<process>``, e.g. ``ctrl1-config-api-1``."""
+    return f"{inst.host.name}-{inst.name}"
+
+
+def _bind(plan: Plan, port: int) -> str:
+    if plan.topology.lb.bind == LbBind.ANY:
+        return f"*:{port}"
+    # The runtime sets net.ipv4.ip_nonlocal_bind=1 on lb hosts, so HAProxy starts (and
+    # reloads) even while the lb's health watcher has withdrawn the VIP from lo.
+    return f"{plan.vip}:{port}"
+
+
+def _backend(name: str, servers: list[Instance]) -> list[str]:
+    lines = [
+        f"backend {name}",
+        "    balance roundrobin",
+        f"    option httpchk GET {HEALTH_PATH}",
+        "    http-check expect status 200",
+        "    # retry-on (defaults) beyond conn-failure only for requests safe to send twice",
+        "    acl idempotent method GET HEAD OPTIONS PUT DELETE TRACE",
+        "    http-request disable-l7-retry unless idempotent",
+    ]
+    lines += [f"    server {server_name(i)} {i.address} {CHECK}" for i in servers]
+    return lines
+
+
+def render_config(plan: Plan, inst: Instance, layout: Layout) -> str:
+    """The text of haproxy.cfg for the HAProxy instance ``inst``."""
+    host = inst.host.name
+    sock = stats_socket(layout, host)
+    p = plan.ports
+    out = [
+        f"# contrail-ha: HAProxy of lb {host} (cluster {plan.cluster_id}); rendered, do not edit.",
+        "global",
+        "    # foreground master-worker (haproxy -db -W): no 'daemon'",
+        f"    pidfile {pid_path(layout, host)}",
+        f"    stats socket {sock} mode 600 level admin expose-fd listeners",
+        "    stats timeout 30s",
+        "    log stdout format raw local0 notice",
+        "    maxconn 4096",
+        "    nbthread 1",
+        f"    hard-stop-after {HARD_STOP_AFTER_S}s",
+        "",
+        "defaults",
+        "    mode http",
+        "    log global",
+        "    option dontlognull",
+        "    option forwardfor",
+        "    timeout connect 1s",
+        "    timeout client 3m",
+        "    timeout server 3m",
+        "    timeout http-request 10s",
+        "    timeout http-keep-alive 10s",
+        "    timeout queue 5s",
+        "    timeout check 2s",
+        "    retries 2",
+        "    option redispatch 1",
+        "    retry-on conn-failure empty-response 503",
+        "",
+        f"frontend {CONFIG_API_FRONTEND}",
+        f"    bind {_bind(plan, p.config_api)}",
+        f"    default_backend {CONFIG_API_BACKEND}",
+        "",
+        f"frontend {ANALYTICS_API_FRONTEND}",
+        f"    bind {_bind(plan, p.analytics_api)}",
+        f"    default_backend {ANALYTICS_API_BACKEND}",
+        "",
+        *_backend(CONFIG_API_BACKEND, plan.of(CONFIG_API)),
+        "",
+        *_backend(ANALYTICS_API_BACKEND, plan.of(ANALYTICS_API)),
+        "",
+        f"listen {STATS_PROXY}",
+        f"    bind {inst.ip}:{p.haproxy_stats}",
+        "    stats enable",
+        "    stats uri /",
+        "    stats refresh 5s",
+        "    stats show-legends",
+        "    http-request use-service prometheus-exporter if { path /metrics }",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
+    """haproxy.cfg and the ``haproxy`` process for the lb host of ``inst``."""
+    if inst.component != HAPROXY or not inst.host.has(Role.LB):
+        raise ValueError(f"{inst.component} on {inst.host.name} is not an lb's HAProxy")
+    host = inst.host.name
+    sock = stats_socket(layout, host)
+    if len(str(sock)) > MAX_SOCKET_PATH:
+        raise ValueError(f"stats socket path too long for a unix socket ({len(str(sock))} bytes): {sock}")
+    cfg = config_path(layout, host)
+    return Rendered(
+        files={cfg: render_config(plan, inst, layout)},
+        dirs=[cfg.parent, layout.run(host, NAME), layout.logs(host, NAME)],
+        processes=[
+            ProcessSpec(
+                name=NAME,
+                argv=["haproxy", "-db", "-W", "-f", str(cfg)],
+                stop_signal=signal.SIGUSR1,
+                stop_timeout=STOP_TIMEOUT_S,
+            )
+        ],
+    )
+
+
+def check_config(path: Path | str) -> tuple[bool, str]:
+    """Validate a configuration with the real checker (``haproxy -c -f``): (ok, its output)."""
+    try:
+        p = subprocess.run(["haproxy", "-c", "-f", str(path)], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"haproxy -c: {e}"
+    return p.returncode == 0, (p.stdout + p.stderr).strip()
