@@ -1,0 +1,160 @@
+"""Kafka 3.9 broker in ZooKeeper mode on an analyticsdb host (Contrail's kafka container).
+
+``broker.id`` is the host's 0-based position among the analyticsdb hosts; the brokers share
+the controllers' ZooKeeper under the chroot ``plan.kafka_chroot`` (Kafka creates it). Topics
+are created explicitly (``probes.kafka.ensure_topic``), so auto-creation is off. Durability:
+RF and ``min.insync.replicas`` from the topology, no unclean leader election. The JVM is
+started directly (no distribution scripts), logging through slf4j-reload4j.
+"""
+
+from __future__ import annotations
+
+from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, jvm_heap_flags
+from contrail_ha.topology.plan import KAFKA, Instance, Plan
+
+JAVA = "java"
+MAIN_CLASS = "kafka.Kafka"
+
+ZK_SESSION_MS = 6000  # broker death noticed in ~6 s; survives a ZooKeeper leader change (<3 s)
+ZK_CONNECT_MS = 30000  # how long a starting broker waits for ZooKeeper before giving up
+REPLICA_LAG_MS = 10000  # a silent follower leaves the ISR after 10 s (stock 30 s)
+RETENTION_HOURS = 24  # Contrail: 24 h / 256 MB
+RETENTION_BYTES = 256 * 1024 * 1024
+SEGMENT_BYTES = 64 * 1024 * 1024
+INTERNAL_TOPIC_PARTITIONS = 10  # __consumer_offsets / __transaction_state (stock 50)
+
+
+def broker_id(plan: Plan, inst: Instance) -> int:
+    """0-based position of the instance's host among the analyticsdb hosts."""
+    return [h.name for h in plan.analyticsdb].index(inst.host.name)
+
+
+def server_properties(plan: Plan, inst: Instance, layout: Layout) -> str:
+    """The text of server.properties for ``inst``."""
+    r = plan.topology.replication
+    rf = r.kafka
+    min_isr = min(r.kafka_min_insync, rf)
+    listener = f"PLAINTEXT://{inst.ip}:{plan.ports.kafka}"
+    props: list[tuple[str, object]] = [
+        ("broker.id", broker_id(plan, inst)),
+        ("broker.id.generation.enable", "false"),
+        ("listeners", listener),
+        ("advertised.listeners", listener),
+        ("inter.broker.listener.name", "PLAINTEXT"),
+        # ZooKeeper mode (no process.roles / node.id), no KRaft migration.
+        ("zookeeper.connect", plan.kafka_zookeeper_connect),
+        ("zookeeper.session.timeout.ms", ZK_SESSION_MS),
+        ("zookeeper.connection.timeout.ms", ZK_CONNECT_MS),
+        ("zookeeper.metadata.migration.enable", "false"),
+        ("zookeeper.set.acl", "false"),
+        ("log.dirs", layout.data(inst.host.name, inst.name)),
+        # Durability and fail-over.
+        ("default.replication.factor", rf),
+        ("min.insync.replicas", min_isr),
+        ("unclean.leader.election.enable", "false"),
+        ("offsets.topic.replication.factor", rf),
+        ("offsets.topic.num.partitions", INTERNAL_TOPIC_PARTITIONS),
+        ("transaction.state.log.replication.factor", rf),
+        ("transaction.state.log.min.isr", min_isr),
+        ("transaction.state.log.num.partitions", INTERNAL_TOPIC_PARTITIONS),
+        ("replica.lag.time.max.ms", REPLICA_LAG_MS),
+        ("controlled.shutdown.enable", "true"),
+        # The last broker of a stopping cluster cannot hand its leaderships over: retry fast.
+        ("controlled.shutdown.max.retries", 3),
+        ("controlled.shutdown.retry.backoff.ms", 1000),
+        ("auto.leader.rebalance.enable", "true"),
+        # Topics.
+        ("num.partitions", 1),
+        ("auto.create.topics.enable", "false"),
+        ("delete.topic.enable", "true"),
+        ("group.initial.rebalance.delay.ms", 0),
+        # Retention as in Contrail.
+        ("log.retention.hours", RETENTION_HOURS),
+        ("log.retention.bytes", RETENTION_BYTES),
+        ("log.segment.bytes", SEGMENT_BYTES),
+        ("log.retention.check.interval.ms", 300000),
+        # Small footprint: 2 cores are shared by every JVM of the cluster.
+        ("num.network.threads", 2),
+        ("num.io.threads", 2),
+        ("num.replica.fetchers", 1),
+        ("num.recovery.threads.per.data.dir", 1),
+        ("background.threads", 4),
+        ("log.cleaner.threads", 1),
+        ("log.cleaner.dedupe.buffer.size", 8 * 1024 * 1024),
+    ]
+    body = "\n".join(f"{k}={v}" for k, v in props)
+    return "# Rendered by contrail-ha: do not edit.\n" + body + "\n"
+
+
+def log4j_properties() -> str:
+    """reload4j configuration; ``${kafka.logs.dir}`` is set on the command line."""
+    return """# Rendered by contrail-ha: do not edit.
+log4j.rootLogger=INFO, kafkaAppender, stdout
+
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.Threshold=WARN
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+
+log4j.appender.kafkaAppender=org.apache.log4j.RollingFileAppender
+log4j.appender.kafkaAppender.File=${kafka.logs.dir}/server.log
+log4j.appender.kafkaAppender.MaxFileSize=10MB
+log4j.appender.kafkaAppender.MaxBackupIndex=3
+log4j.appender.kafkaAppender.layout=org.apache.log4j.PatternLayout
+log4j.appender.kafkaAppender.layout.ConversionPattern=[%d] %p %m (%c)%n
+
+log4j.appender.stateChangeAppender=org.apache.log4j.RollingFileAppender
+log4j.appender.stateChangeAppender.File=${kafka.logs.dir}/state-change.log
+log4j.appender.stateChangeAppender.MaxFileSize=10MB
+log4j.appender.stateChangeAppender.MaxBackupIndex=2
+log4j.appender.stateChangeAppender.layout=org.apache.log4j.PatternLayout
+log4j.appender.stateChangeAppender.layout.ConversionPattern=[%d] %p %m (%c)%n
+
+log4j.appender.controllerAppender=org.apache.log4j.RollingFileAppender
+log4j.appender.controllerAppender.File=${kafka.logs.dir}/controller.log
+log4j.appender.controllerAppender.MaxFileSize=10MB
+log4j.appender.controllerAppender.MaxBackupIndex=2
+log4j.appender.controllerAppender.layout=org.apache.log4j.PatternLayout
+log4j.appender.controllerAppender.layout.ConversionPattern=[%d] %p %m (%c)%n
+
+log4j.logger.org.apache.zookeeper=INFO
+log4j.logger.kafka=INFO
+log4j.logger.org.apache.kafka=INFO
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.kafka.authorizer.logger=WARN
+log4j.logger.kafka.controller=INFO, controllerAppender
+log4j.additivity.kafka.controller=false
+log4j.logger.state.change.logger=INFO, stateChangeAppender
+log4j.additivity.state.change.logger=false
+"""
+
+
+def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
+    """server.properties, log4j.properties and the kafka.Kafka process for one analyticsdb host."""
+    if inst.component != KAFKA:
+        raise ValueError(f"not a kafka instance: {inst.component}")
+    host = inst.host.name
+    conf = layout.conf(host, inst.name)
+    data = layout.data(host, inst.name)
+    logs = layout.logs(host, inst.name)
+    props = conf / "server.properties"
+    log4j = conf / "log4j.properties"
+    argv = [
+        JAVA,
+        *jvm_heap_flags(plan.topology.heap.kafka),
+        "-XX:MaxGCPauseMillis=20",
+        "-XX:InitiatingHeapOccupancyPercent=35",
+        "-XX:+ExplicitGCInvokesConcurrent",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j.configuration=file:{log4j}",
+        f"-Dkafka.logs.dir={logs}",
+        "-cp",
+        layout.classpath("kafka"),
+        MAIN_CLASS,
+        str(props),
+    ]
+    return Rendered(
+        files={props: server_properties(plan, inst, layout), log4j: log4j_properties()},
+        dirs=[conf, data, logs],
+        processes=[ProcessSpec(name=inst.name, argv=argv, cwd=str(logs), stop_timeout=30.0)],
+    )
