@@ -7,6 +7,7 @@ they read the plan and return text; the runtime writes the files and starts the 
 
 from __future__ import annotations
 
+import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,21 @@ class Layout:
     @property
     def router_dir(self) -> Path:
         return self.root / "router"
+
+    def secret(self, name: str) -> str:
+        """A random secret of this cluster, made once and kept under the root (e.g. the Erlang cookie seed)."""
+        import secrets
+
+        f = self.root / "secrets" / name
+        try:
+            return f.read_text().strip()
+        except FileNotFoundError:
+            f.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            value = secrets.token_hex(16)
+            fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(value + "\n")
+            return value
 
     def classpath(self, component: str) -> str:
         """The resolved Maven classpath of ``cassandra``, ``kafka`` or ``zookeeper``."""

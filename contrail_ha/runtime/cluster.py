@@ -101,6 +101,9 @@ def write(r: Rendered) -> None:
                 os.chmod(path, 0o600)
             path.write_text(text)
         os.chmod(path, mode)
+    for d in r.dirs:  # directory modes too (e.g. the Erlang HOME, 0o700)
+        if d in r.modes:
+            os.chmod(d, r.modes[d])
 
 
 @dataclass

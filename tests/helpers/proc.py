@@ -20,6 +20,9 @@ def write_files(r: Rendered) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         os.chmod(path, r.modes.get(path, 0o644))
+    for d in r.dirs:
+        if d in r.modes:
+            os.chmod(d, r.modes[d])
 
 
 def start(spec: ProcessSpec, log: Path) -> subprocess.Popen[bytes]:

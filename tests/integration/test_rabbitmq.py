@@ -1,0 +1,274 @@
+"""A real 3-node RabbitMQ cluster on 127.0.30.1-3 (root namespace): formation, checks, HA policy, AMQP.
+
+The three nodes share one namespace, so they are rendered with ``shared_netns`` (see
+``rendering.rabbitmq``): each gets its own epmd on its own address, on its own port (stock
+epmd always binds 127.0.0.1 and ::1 too), and distribution needs no epmd look-up. A single
+node rendered as in a host namespace (standard epmd look-ups) is tested on other ports.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from contrail_ha.probes import rabbitmq as probe
+from contrail_ha.rendering import rabbitmq as rmq
+from contrail_ha.rendering.base import Layout
+from contrail_ha.topology.plan import RABBITMQ, RABBITMQ_DIST_OFFSET, Instance, Plan
+from tests.helpers import proc
+from tests.helpers.topo import loopback_plan
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+PREFIX = "127.0.30"
+EPMD_BASE = 14330  # node i's epmd listens on 14330 + i (and, as epmd always does, on 127.0.0.1/::1)
+SOLO_EPMD = 14335  # the single host-namespace-mode node's epmd
+READY_TIMEOUT = 150.0
+
+
+@dataclass
+class RabbitCluster:
+    plan: Plan
+    layout: Layout
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def inst(self, i: int) -> Instance:
+        return self.plan.of(RABBITMQ)[i]
+
+
+def epmd_port(inst: Instance) -> int:
+    return EPMD_BASE + inst.index + 1
+
+
+def listening(ip: str, port: int) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def log_tail(layout: Layout, inst: Instance, lines: int = 20) -> str:
+    f = layout.host_dir(inst.host.name) / "logs" / "rabbitmq.log"
+    try:
+        return "\n".join(f.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_ready(c: RabbitCluster, insts: list[Instance]) -> None:
+    last: dict[str, str] = {}
+
+    def all_ready() -> bool:
+        for inst in insts:
+            if last.get(inst.host.name) == "running":
+                continue
+            ok, detail = probe.ready(c.plan, c.layout, inst)
+            last[inst.host.name] = "running" if ok else detail
+        return all(v == "running" for v in last.values()) and len(last) == len(insts)
+
+    try:
+        proc.wait_for(all_ready, READY_TIMEOUT, "rabbitmq", interval=0.2)
+    except TimeoutError as e:
+        tails = "\n".join(f"--- {i.host.name}: {last.get(i.host.name)}\n{log_tail(c.layout, i)}" for i in insts)
+        raise AssertionError(f"{e}\n{tails}") from e
+
+
+def beam_pid(layout: Layout, inst: Instance) -> int:
+    """The Erlang VM's PID (the process we start is the rabbitmq-server shell wrapper)."""
+    return int(Path(rmq.paths(layout, inst)["pid"]).read_text().strip())
+
+
+def ensure_gone(pids: list[int]) -> None:
+    """After the wrappers stopped, the VMs (children that could outlive them) must be gone too."""
+    for pid in pids:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)
+        try:
+            if b"beam" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, 9)
+                raise AssertionError(f"beam {pid} survived its wrapper and was killed")
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (rabbitmq-server from /usr/lib/rabbitmq/bin)")
+    if not Path(rmq.SERVER).exists():
+        pytest.skip("rabbitmq-server is not installed")
+    plan = loopback_plan(PREFIX, 3)
+    c = RabbitCluster(plan, Layout(tmp_path_factory.mktemp("rabbitmq")))
+    insts = plan.of(RABBITMQ)
+    busy = [f"{i.ip}:{p}" for i in insts
+            for p in (i.port, i.port + RABBITMQ_DIST_OFFSET, epmd_port(i)) if listening(i.ip, p)]
+    assert not busy, f"already in use: {busy}"
+    beams: list[int] = []
+    with ExitStack() as stack:
+        stack.callback(ensure_gone, beams)  # runs last
+
+        def start(inst: Instance) -> None:
+            r = rmq.render(plan, inst, c.layout, epmd_port=epmd_port(inst), shared_netns=True)
+            stack.enter_context(proc.running(r, c.layout.host_dir(inst.host.name) / "logs"))
+
+        # As the runtime does: the first node forms the cluster, the others join it.
+        t0 = time.monotonic()
+        start(insts[0])
+        wait_ready(c, insts[:1])
+        c.timings["first node ready"] = time.monotonic() - t0
+        t1 = time.monotonic()
+        for inst in insts[1:]:
+            start(inst)
+        wait_ready(c, insts[1:])
+        c.timings["other two joined"] = time.monotonic() - t1
+        c.timings["fresh 3-node formation"] = time.monotonic() - t0
+        beams.extend(beam_pid(c.layout, i) for i in insts)
+        yield c
+        t2 = time.monotonic()
+        stack.close()
+        print(f"\nrabbitmq stop (3 nodes, one by one): {time.monotonic() - t2:.1f}s")
+    print("rabbitmq timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in c.timings.items()))
+
+
+def test_three_running_nodes_no_partitions(cluster: RabbitCluster) -> None:
+    t = time.monotonic()
+    checks = probe.checks(cluster.plan, cluster.layout)
+    cluster.timings["checks"] = time.monotonic() - t
+    assert all(c.ok for c in checks), [c.as_dict() for c in checks]
+    nodes = [c for c in checks if c.target != "cluster"]
+    assert sorted(c.target for c in nodes) == ["n1", "n2", "n3"]
+    expected = [f"rabbit@{PREFIX}.{i}" for i in (1, 2, 3)]
+    for c in nodes:
+        assert c.component == "rabbitmq"
+        assert c.data["running_nodes"] == expected
+        assert c.data["partitions"] == {} and c.data["cluster_name"] == "test"
+        assert c.detail == "running: " + ", ".join(expected)
+    (clus,) = [c for c in checks if c.target == "cluster"]
+    assert clus.detail == "3/3 running, no partitions"
+
+
+def test_ha_policy_is_applied_once(cluster: RabbitCluster) -> None:
+    t = time.monotonic()
+    first = probe.configure(cluster.plan, cluster.layout)
+    cluster.timings["configure"] = time.monotonic() - t
+    assert first in ("set", "unchanged")
+    assert probe.configure(cluster.plan, cluster.layout) == "unchanged"
+    policies = probe.ctl_json(cluster.plan, cluster.layout, cluster.inst(1), "list_policies")
+    assert len(policies) == 1 and probe.policy_matches(policies[0]), policies
+    assert policies[0]["pattern"] == r"^(?!amq\.).*"
+
+
+def test_publish_confirmed_on_one_node_consumed_on_another(cluster: RabbitCluster) -> None:
+    pika = pytest.importorskip("pika")
+    probe.configure(cluster.plan, cluster.layout)
+    q = f"contrail-ha-test.{uuid.uuid4().hex[:8]}"
+    n = 200
+    creds = pika.PlainCredentials("guest", "guest")  # loopback_users = none: guest works remotely
+
+    def connect(inst: Instance):
+        return pika.BlockingConnection(pika.ConnectionParameters(
+            inst.ip, inst.port, credentials=creds, heartbeat=10, blocked_connection_timeout=10,
+            socket_timeout=5, connection_attempts=3, retry_delay=0.5))
+
+    pub = connect(cluster.inst(0))
+    try:
+        ch = pub.channel()
+        ch.confirm_delivery()
+        ch.queue_declare(q, durable=False, auto_delete=False)
+        t = time.monotonic()
+        for k in range(n):
+            # with confirms on, a nack or an unroutable message raises here
+            ch.basic_publish("", q, f"msg-{k}".encode(), mandatory=True)
+        cluster.timings[f"publish {n} confirmed"] = time.monotonic() - t
+    finally:
+        pub.close()
+
+    # the ha policy mirrors the queue on the two other nodes (--local: its master is on n1; in a
+    # shared namespace the CLI cannot collect answers from several nodes)
+    def mirrored() -> bool:
+        rows = probe.ctl_json(cluster.plan, cluster.layout, cluster.inst(0), "list_queues", "--local", "name",
+                              "policy", "slave_pids", "synchronised_slave_pids")
+        row = next(r for r in rows if r["name"] == q)
+        return row["policy"] == "ha" and len(row["synchronised_slave_pids"] or []) == 2
+
+    proc.wait_for(mirrored, 30, f"mirrors of {q}")
+
+    got: list[str] = []
+    sub = connect(cluster.inst(2))
+    try:
+        ch = sub.channel()
+        t = time.monotonic()
+        deadline = t + 30
+        while len(got) < n and time.monotonic() < deadline:
+            method, _props, body = ch.basic_get(q, auto_ack=True)
+            if method is None:
+                time.sleep(0.05)
+                continue
+            got.append(body.decode())
+        cluster.timings[f"consume {n}"] = time.monotonic() - t
+        ch.queue_delete(q)
+    finally:
+        sub.close()
+    assert got == [f"msg-{k}" for k in range(n)]
+
+
+def test_cli_runs_without_epmd_lookups(cluster: RabbitCluster) -> None:
+    """The CLI reaches each node's fixed distribution port; the node is also registered with its epmd."""
+    for inst in cluster.plan.of(RABBITMQ):
+        t = time.monotonic()
+        assert probe.ready(cluster.plan, cluster.layout, inst) == (True, "running")
+        cluster.timings[f"rabbitmqctl await_startup {inst.host.name}"] = time.monotonic() - t
+        names = subprocess.run(["epmd", "-names"], env={**os.environ, "ERL_EPMD_PORT": str(epmd_port(inst))},
+                               capture_output=True, text=True, timeout=10)
+        assert f"name rabbit at port {inst.port + RABBITMQ_DIST_OFFSET}" in names.stdout, names.stdout
+
+
+@pytest.fixture
+def solo(tmp_path: Path) -> Iterator[tuple[Plan, Layout, Instance]]:
+    """One node rendered as in a host namespace, on ports of its own (next to the cluster)."""
+    if os.geteuid() != 0 or not Path(rmq.SERVER).exists():
+        pytest.skip("needs root and rabbitmq-server")
+    plan = loopback_plan(PREFIX, 1, cluster={"id": "solo", "vip": f"{PREFIX}.200", "network": f"{PREFIX}.0/24"},
+                         ports={"rabbitmq": 5674})
+    layout = Layout(tmp_path)
+    inst = plan.of(RABBITMQ)[0]
+    busy = [p for p in (5674, 5674 + RABBITMQ_DIST_OFFSET, SOLO_EPMD) if listening(inst.ip, p)]
+    assert not busy, f"already in use on {inst.ip}: {busy}"
+    beams: list[int] = []
+    with ExitStack() as stack:
+        stack.callback(ensure_gone, beams)
+        stack.enter_context(proc.running(rmq.render(plan, inst, layout, epmd_port=SOLO_EPMD),
+                                         layout.host_dir("n1") / "logs"))
+        yield plan, layout, inst
+        if Path(rmq.paths(layout, inst)["pid"]).exists():
+            beams.append(beam_pid(layout, inst))
+
+
+def test_host_namespace_mode_single_node(solo: tuple[Plan, Layout, Instance]) -> None:
+    """Standard set-up: the node registers with its epmd, the CLI finds it there and listens itself."""
+    plan, layout, inst = solo
+    env = {"PATH": os.environ.get("PATH", probe.DEFAULT_PATH), **rmq.ctl_env(plan, inst, layout, epmd_port=SOLO_EPMD)}
+
+    def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(rmq.ctl_argv(plan, inst, layout, *args), env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    t0 = time.monotonic()
+    proc.wait_for(lambda: ctl("await_startup", "--timeout", "10").returncode == 0, READY_TIMEOUT, "solo node")
+    print(f"\nrabbitmq single node (host-namespace mode) ready in {time.monotonic() - t0:.1f}s")
+    names = subprocess.run(["epmd", "-names"], env={**os.environ, "ERL_EPMD_PORT": str(SOLO_EPMD)},
+                           capture_output=True, text=True, timeout=10)
+    assert f"name rabbit at port {5674 + RABBITMQ_DIST_OFFSET}" in names.stdout, names.stdout
+    cp = ctl("list_queues", "name", "--formatter", "json")  # answers are sent to the CLI's own node
+    assert cp.returncode == 0 and cp.stdout.strip().startswith("["), cp.stdout + cp.stderr
