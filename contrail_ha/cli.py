@@ -21,7 +21,7 @@ from contrail_ha.topology.validate import Report, load_topology
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TOPOLOGY = REPO / "examples" / "ha.yaml"
-console = Console(highlight=False, soft_wrap=True)
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -16,8 +16,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -201,7 +203,8 @@ def log_tail(layout: Layout, node: str, name: str, lines: int = 15) -> str:
 
 
 # --- waves ----------------------------------------------------------------------------------------
-def wait_ready(plan: Plan, layout: Layout, insts: list[Instance], timeout: float, progress: Progress) -> None:
+def wait_ready(plan: Plan, layout: Layout, insts: list[Instance], timeout: float, progress: Progress,
+               abort: threading.Event | None = None) -> None:
     """Poll every instance's readiness probe until all are ready (no fixed sleeps)."""
     t0 = time.monotonic()
     pending = {(i.component, i.host.name, i.name): i for i in insts}
@@ -218,6 +221,8 @@ def wait_ready(plan: Plan, layout: Layout, insts: list[Instance], timeout: float
                 progress(f"  ready: {inst.name} on {inst.host.name} ({detail}) after {time.monotonic() - t0:.1f}s")
         if not pending:
             break
+        if abort is not None and abort.is_set():
+            raise UpError("aborted: another start-up step failed")
         if time.monotonic() - t0 > timeout:
             key, inst = next(iter(pending.items()))
             raise UpError(f"{inst.name} on {inst.host.name} not ready after {timeout:.0f}s: {last.get(key)}\n"
@@ -226,15 +231,35 @@ def wait_ready(plan: Plan, layout: Layout, insts: list[Instance], timeout: float
         time.sleep(0.3)
 
 
-def _start_wave(plan: Plan, layout: Layout, insts: list[Instance], timeout: float, progress: Progress) -> None:
+def _start_wave(plan: Plan, layout: Layout, insts: list[Instance], timeout: float, progress: Progress,
+                abort: threading.Event | None = None) -> None:
     if not insts:
         return
     t0 = time.monotonic()
     progress(f"starting {insts[0].component} on {', '.join(sorted({i.host.name for i in insts}))}")
     for inst in insts:
         enable(layout, plan, inst.host.name, ROLE_OF[inst.component].value, process_names(plan, layout, inst))
-    wait_ready(plan, layout, insts, timeout, progress)
+    wait_ready(plan, layout, insts, timeout, progress, abort)
     progress(f"{insts[0].component}: {len(insts)} ready in {time.monotonic() - t0:.1f}s")
+
+
+def run_steps(steps: dict[str, tuple[list[str], Callable[[], None]]], abort: threading.Event) -> None:
+    """Run named steps on threads as soon as their dependencies are done; the first failure aborts all."""
+    done: set[str] = set()
+    running: dict[Future[None], str] = {}
+    with ThreadPoolExecutor(max_workers=len(steps)) as ex:
+        while len(done) < len(steps):
+            for name, (deps, fn) in steps.items():
+                if name not in done and name not in running.values() and all(d in done for d in deps):
+                    running[ex.submit(fn)] = name
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for f in finished:
+                name = running.pop(f)
+                err = f.exception()
+                if err is not None:
+                    abort.set()
+                    raise err
+                done.add(name)
 
 
 def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: str | None = None) -> float:
@@ -254,30 +279,49 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
     netns.enter(netns.ns_name(plan, netns.CLIENT))
 
     enable(layout, plan, netns.ROUTER, ROUTER_ROLE, [p.name for p in render_router(plan, layout).processes])
-    _start_wave(plan, layout, plan.of(ZOOKEEPER), 120, progress)
-    ok, detail = _quorum(plan, layout)
-    if not ok:
-        raise UpError(f"ZooKeeper has no quorum: {detail}")
-    progress(f"zookeeper quorum: {detail}")
-    rabbit = plan.of(RABBITMQ)
-    # The first node forms the cluster; the others join it (avoids split-brain at formation).
-    _start_wave(plan, layout, rabbit[:1], 180, progress)
-    _start_wave(plan, layout, rabbit[1:], 180, progress)
-    prober(RABBITMQ).configure(plan, layout)
-    progress("rabbitmq: HA queue policy set")
-    for comp in (CONFIG_DB, ANALYTICS_DB):
-        nodes = plan.of(comp)
-        seeds = {h.name for h in plan.seeds([i.host for i in nodes])}
-        _start_wave(plan, layout, [i for i in nodes if i.host.name in seeds], 300, progress)
-        for inst in nodes:  # non-seeds bootstrap one at a time
-            if inst.host.name not in seeds:
-                _start_wave(plan, layout, [inst], 300, progress)
-    _start_wave(plan, layout, plan.of(KAFKA), 180, progress)
-    _start_wave(plan, layout, plan.of(CONFIG_API), 120, progress)
-    _start_wave(plan, layout, plan.of(ANALYTICS_API), 120, progress)
-    _start_wave(plan, layout, plan.of(HAPROXY), 60, progress)
-    _start_wave(plan, layout, plan.of(BIRD), 60, progress)
-    _wait_vip(plan, layout, progress)
+    abort = threading.Event()
+
+    def wave(insts: list[Instance], timeout: float) -> None:
+        _start_wave(plan, layout, insts, timeout, progress, abort)
+
+    def zookeeper() -> None:
+        wave(plan.of(ZOOKEEPER), 120)
+        ok, detail = _quorum(plan, layout)
+        if not ok:
+            raise UpError(f"ZooKeeper has no quorum: {detail}")
+        progress(f"zookeeper quorum: {detail}")
+
+    def rabbitmq() -> None:
+        rabbit = plan.of(RABBITMQ)
+        # The first node forms the cluster; the others join it (avoids split-brain at formation).
+        wave(rabbit[:1], 180)
+        wave(rabbit[1:], 180)
+        progress(f"rabbitmq: HA queue policy {prober(RABBITMQ).configure(plan, layout)}")
+
+    def cassandra(comp: str) -> Callable[[], None]:
+        def run() -> None:
+            nodes = plan.of(comp)
+            seeds = {h.name for h in plan.seeds([i.host for i in nodes])}
+            wave([i for i in nodes if i.host.name in seeds], 300)
+            for inst in nodes:  # non-seeds bootstrap one at a time, after the seeds
+                if inst.host.name not in seeds:
+                    wave([inst], 300)
+        return run
+
+    # Independent tracks start together; each step waits only for what it needs.
+    steps: dict[str, tuple[list[str], Callable[[], None]]] = {
+        ZOOKEEPER: ([], zookeeper),
+        RABBITMQ: ([], rabbitmq),
+        CONFIG_DB: ([], cassandra(CONFIG_DB)),
+        ANALYTICS_DB: ([CONFIG_DB], cassandra(ANALYTICS_DB)),  # one Cassandra burst at a time on 2 cores
+        KAFKA: ([ZOOKEEPER], lambda: wave(plan.of(KAFKA), 180)),
+        CONFIG_API: ([ZOOKEEPER, RABBITMQ, CONFIG_DB], lambda: wave(plan.of(CONFIG_API), 120)),
+        ANALYTICS_API: ([ZOOKEEPER, ANALYTICS_DB, KAFKA], lambda: wave(plan.of(ANALYTICS_API), 120)),
+        HAPROXY: ([CONFIG_API, ANALYTICS_API], lambda: wave(plan.of(HAPROXY), 60)),
+        BIRD: ([HAPROXY], lambda: wave(plan.of(BIRD), 60)),
+        "vip": ([BIRD], lambda: _wait_vip(plan, layout, progress)),
+    }
+    run_steps(steps, abort)
     elapsed = time.monotonic() - t0
     (layout.root / "cluster.json").write_text(json.dumps({"state": "up", "up_seconds": round(elapsed, 1),
                                                          "at": time.strftime("%Y-%m-%dT%H:%M:%S")}))

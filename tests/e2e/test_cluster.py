@@ -75,7 +75,7 @@ def test_kafka_three_brokers_topic_rf3_minisr2(cluster: Cluster) -> None:
     name = f"e2e-{uuid.uuid4().hex[:6]}"
     kafka.ensure_topic(cluster.plan, name, partitions=3)
     d = kafka.describe_topic(cluster.plan, name)
-    assert d["min_insync_replicas"] == 2
+    assert d["min.insync.replicas"] == 2 and d["replication_factor"] == 3
     assert all(len(p["replicas"]) == 3 for p in d["partitions"])
 
 
