@@ -1,0 +1,1 @@
+"""contrail-api re-implementation: schema metadata, validation and (later) the server."""
