@@ -7,7 +7,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 bash "$ROOT/scripts/install.sh"
 cd "$ROOT"
 echo "[test] ruff"
-.venv/bin/ruff check contrail_ha tests
+.venv/bin/ruff check contrail_ha tests benchmarks
 if [ $# -eq 0 ]; then set -- tests/unit tests/integration tests/e2e; fi
 echo "[test] pytest $*"
 set +e
