@@ -1,0 +1,797 @@
+"""contrail-api's config DB: Cassandra in the original thrift-style wide-row layout (§1a).
+
+Keyspace ``config_db_uuid`` (``<prefix>_config_db_uuid`` with a prefix) holds three tables
+and keyspace ``useragent`` one, each ``(key blob, column1 blob, value text, PRIMARY KEY (key,
+column1))``:
+
+* ``obj_uuid_table`` - one row per object (key = uuid). Columns: ``fq_name``, ``type``,
+  ``parent_type``, ``META:latest_col_ts``, ``prop:<name>`` (JSON), ``parent:<type>:<uuid>``,
+  ``ref:<type>:<uuid>`` (``{"attr":…, "is_weakref":false}``); written on *other* rows:
+  ``children:<type>:<uuid>`` (the parent's row), ``backref:<type>:<uuid>`` (each ref target's
+  row; refs between two objects of one type are ``ref:`` on both rows instead),
+  ``relaxbackref:<uuid>`` (the referred object's row). Object types are underscore form.
+* ``obj_fq_name_table`` - row = object type, column ``<fq:name:joined>:<uuid>``, value null.
+* ``obj_shared_table`` - row = object type, column ``<share_type>:<share_id>:<uuid>``, value rwx.
+* ``useragent.useragent_keyval_table`` - row = key, one column ``value``.
+
+Choices (documented deviations are marked *):
+
+* *List and map properties are stored whole as ``prop:<name>`` in their wrapper form
+  (``{"key_value_pair": [...]}``), never as ``propl:``/``propm:`` element columns: the layer
+  stays schema-free and a whole-value write is what the HTTP layer produces anyway.
+* Children are ordered by the ``WRITETIME`` of their ``children:`` column (the original reads
+  the thrift column timestamp); the column value stays JSON null as in the original.
+* A create is one LOGGED batch holding the object's row, the parent's ``children:`` column,
+  the targets' ``backref:`` columns *and* the fq-name column (*the original sends the fq-name
+  insert after the batch; one batch makes the create atomic). When the batch would exceed
+  Cassandra's multi-partition batch limit (``batch_size_fail_threshold``, 50 KiB by default) the
+  bulky columns go first, one single-partition batch per row, and a small LOGGED "commit" batch
+  with ``type``/``fq_name`` and the fq-name column makes the object visible last: a crash in
+  between leaves only invisible columns under an unused uuid (so the ZooKeeper stale-lock rule
+  applies). Updates whose batch is too large are split per partition likewise.
+* A write that timed out (outcome unknown) during a create is undone best-effort with deletes
+  carrying a later timestamp, so a failed create never surfaces later through batch-log replay.
+* Every read and write uses one consistency level (QUORUM by default); the driver knows every
+  node and has no VIP. Keyspaces and tables are created with ``IF NOT EXISTS`` and a
+  deterministic table ``ID`` (uuid5 of ``keyspace.table``), so replicas creating them at the
+  same moment converge on one definition, then the store waits for schema agreement.
+
+Errors of an unreachable or degraded cluster raise :class:`objects.Unavailable` (HTTP 503).
+Queries are issued with ``execute_async``; the driver's callbacks resolve asyncio futures via
+``loop.call_soon_threadsafe`` (no thread per query).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid as uuidlib
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cassandra import ConsistencyLevel, DriverException, OperationTimedOut, RequestExecutionException, Timeout
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, ResponseFuture, Session
+from cassandra.connection import ConnectionException
+from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
+from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_factory
+
+from contrail_ha.services.config_api.objects import ENVELOPE, ConfigError, Obj, Unavailable, fq_str
+
+log = logging.getLogger(__name__)
+
+KEYSPACE = "config_db_uuid"
+USERAGENT_KEYSPACE = "useragent"
+UUID_TABLE = "obj_uuid_table"
+FQ_TABLE = "obj_fq_name_table"
+SHARED_TABLE = "obj_shared_table"
+KV_TABLE = "useragent_keyval_table"
+GC_GRACE_SECONDS = 864000
+BATCH_LIMIT = 40 * 1024  # below Cassandra's default 50 KiB multi-partition batch failure threshold
+NULL = "null"  # JSON null, the value of marker columns
+FQ_CACHE_SIZE = 100_000
+
+# --------------------------------------------------------------------------------------------
+# Column names (pure; unit-tested)
+
+
+def otype(name: str) -> str:
+    """An object type in underscore form (``virtual-network`` -> ``virtual_network``)."""
+    return name.replace("-", "_")
+
+
+def col_prop(name: str) -> str:
+    return f"prop:{name}"
+
+
+def col_parent(parent_type: str, parent_uuid: str) -> str:
+    return f"parent:{otype(parent_type)}:{parent_uuid}"
+
+
+def col_child(child_type: str, child_uuid: str) -> str:
+    return f"children:{otype(child_type)}:{child_uuid}"
+
+
+def col_ref(ref_type: str, ref_uuid: str) -> str:
+    return f"ref:{otype(ref_type)}:{ref_uuid}"
+
+
+def col_backref(obj_type: str, obj_uuid: str) -> str:
+    return f"backref:{otype(obj_type)}:{obj_uuid}"
+
+
+def col_relax(obj_uuid: str) -> str:
+    return f"relaxbackref:{obj_uuid}"
+
+
+def col_fq(fq_name: Sequence[str], obj_uuid: str) -> str:
+    """The ``obj_fq_name_table`` column of an object: ``<fq:name:joined>:<uuid>``."""
+    return f"{fq_str(list(fq_name))}:{obj_uuid}"
+
+
+def col_shared(share_type: str, share_id: str, obj_uuid: str) -> str:
+    return f"{share_type}:{share_id}:{obj_uuid}"
+
+
+def bounds(prefix: str) -> tuple[str, str]:
+    """The column slice of everything under ``prefix:`` (``;`` sorts right after ``:``)."""
+    return prefix + ":", prefix + ";"
+
+
+def ref_value(attr: Any) -> str:
+    return json.dumps({"attr": attr, "is_weakref": False}, separators=(",", ":"))
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def ref_type_of(field_name: str) -> str | None:
+    """``network_ipam_refs`` -> ``network_ipam`` (None for other names, incl. back-refs)."""
+    if field_name.endswith("_refs") and not field_name.endswith("_back_refs"):
+        return field_name[: -len("_refs")]
+    return None
+
+
+def fq_hits(fq_name: Sequence[str], columns: Iterable[str]) -> list[str]:
+    """Uuids of the fq-name columns that name exactly ``fq_name`` (the prefix-slice result filtered:
+    ``a:b:<uuid>`` but neither ``a:bc:…`` nor ``a:b:c:<uuid>``)."""
+    start, _ = bounds(fq_str(list(fq_name)))
+    out = []
+    for c in columns:
+        if c.startswith(start):
+            rest = c[len(start):]
+            if rest and ":" not in rest:
+                out.append(rest)
+    return out
+
+
+def parse_fq_col(column: str) -> tuple[list[str], str]:
+    """``a:b:<uuid>`` -> (["a", "b"], uuid)."""
+    fq, _, u = column.rpartition(":")
+    return fq.split(":"), u
+
+
+def share_entries(perms2: dict[str, Any] | None) -> list[tuple[str, str, int]]:
+    """``(share_type, share_id, rwx)`` of a perms2: each ``share`` item plus ``global`` if global_access."""
+    out: list[tuple[str, str, int]] = []
+    if not isinstance(perms2, dict):
+        return out
+    for item in perms2.get("share") or []:
+        if not isinstance(item, dict) or not item.get("tenant"):
+            continue
+        parts = str(item["tenant"]).split(":", 1)
+        share_type, share_id = (parts[0], parts[1]) if len(parts) == 2 else ("tenant", parts[0])
+        out.append((share_type, share_id, int(item.get("tenant_access") or 0)))
+    if perms2.get("global_access"):
+        out.append(("global", "", int(perms2["global_access"])))
+    return out
+
+
+@dataclass
+class Mutation:
+    """One change: ``value`` set, column deleted (``value`` None) or whole row dropped (``column`` None)."""
+
+    table: str
+    key: str
+    column: str | None
+    value: str | None = None
+
+    def size(self) -> int:
+        return len(self.key) + len(self.column or "") + len(self.value or "") + 24
+
+
+@dataclass
+class Links:
+    """The link columns of one object row."""
+
+    refs: list[tuple[str, str, Any]] = field(default_factory=list)  # (ref type, uuid, attr)
+    children: list[tuple[str, str, int]] = field(default_factory=list)  # (child type, uuid, writetime)
+    backrefs: list[tuple[str, str, Any]] = field(default_factory=list)  # (source type, uuid, attr)
+    relaxed: list[str] = field(default_factory=list)
+
+
+def decode_row(uuid: str, cols: Iterable[tuple[str, str, int | None]]) -> tuple[Obj, Links] | None:
+    """An object's own fields and its link columns from its row (None without a ``type`` column)."""
+    obj: Obj = {"uuid": uuid}
+    links = Links()
+    for name, value, ts in cols:
+        kind, _, rest = name.partition(":")
+        if kind == "prop":
+            obj[rest] = json.loads(value)
+        elif kind == "ref":
+            t, _, u = rest.partition(":")
+            links.refs.append((t, u, _attr(value)))
+        elif kind == "children":
+            t, _, u = rest.partition(":")
+            links.children.append((t, u, ts or 0))
+        elif kind == "backref":
+            t, _, u = rest.partition(":")
+            links.backrefs.append((t, u, _attr(value)))
+        elif kind == "relaxbackref":
+            links.relaxed.append(rest)
+        elif kind == "parent":
+            t, _, u = rest.partition(":")
+            obj["parent_type"] = t.replace("_", "-")
+            obj["parent_uuid"] = u
+        elif name == "fq_name":
+            obj["fq_name"] = json.loads(value)
+        elif name == "type":
+            obj["type"] = json.loads(value)
+        elif name == "parent_type" and "parent_type" not in obj:
+            pt = json.loads(value)
+            if pt:
+                obj["parent_type"] = str(pt).replace("_", "-")
+    if "type" not in obj or "fq_name" not in obj:
+        return None
+    return obj, links
+
+
+def _attr(value: str | None) -> Any:
+    try:
+        data = json.loads(value) if value else None
+    except ValueError:
+        return None
+    return data.get("attr") if isinstance(data, dict) else None
+
+
+def _share_rwx(value: str) -> int:
+    try:
+        return int(json.loads(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+class MultiMatch(ConfigError):
+    """More than one object of a type holds one fq_name (a corrupt index, as the original's 'Multi match')."""
+
+    status = 500
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _unavailable(e: BaseException) -> Unavailable:
+    errors = getattr(e, "errors", None)
+    inner = next(iter(errors.values())) if isinstance(errors, dict) and errors else None
+    text = str(inner or e).strip().splitlines()[0] if str(inner or e).strip() else type(e).__name__
+    return Unavailable(f"Config DB (Cassandra) unavailable: {type(e).__name__}: {text[:300]}")
+
+
+_DOWN = (NoHostAvailable, RequestExecutionException, OperationTimedOut, ConnectionException)
+
+
+class _Statements:
+    """The prepared statements of one table."""
+
+    def __init__(self, session: Session, ks: str, table: str) -> None:
+        t = f'"{ks}"."{table}"'
+
+        def p(q: str) -> PreparedStatement:
+            return session.prepare(q)
+
+        self.insert = p(f"INSERT INTO {t} (key, column1, value) VALUES (?, ?, ?)")
+        self.delete_col = p(f"DELETE FROM {t} WHERE key = ? AND column1 = ?")
+        self.delete_row = p(f"DELETE FROM {t} WHERE key = ?")
+        self.row = p(f"SELECT column1, value, WRITETIME(value) FROM {t} WHERE key = ?")
+        self.slice = p(f"SELECT column1, value, WRITETIME(value) FROM {t} WHERE key = ? AND column1 >= ? "
+                       "AND column1 < ?")
+        self.cols = p(f"SELECT column1, value, WRITETIME(value) FROM {t} WHERE key = ? AND column1 IN ?")
+        self.all = p(f"SELECT key, column1, value FROM {t}")
+
+
+class ConfigStore:
+    """The config DB of one contrail-api replica (async API over cassandra-driver)."""
+
+    def __init__(self, ips: list[str], port: int, rf: int, *, prefix: str = "",
+                 consistency: int = ConsistencyLevel.QUORUM, connect_timeout: float = 5.0,
+                 request_timeout: float = 5.0, batch_limit: int = BATCH_LIMIT,
+                 gc_grace_seconds: int = GC_GRACE_SECONDS, fq_cache_size: int = FQ_CACHE_SIZE,
+                 max_in_flight: int = 256, schema_agreement_wait: float = 30.0, page_size: int = 5000) -> None:
+        self.ips, self.port, self.rf = list(ips), port, rf
+        self.keyspace = f"{prefix}_{KEYSPACE}" if prefix else KEYSPACE
+        self.ua_keyspace = f"{prefix}_{USERAGENT_KEYSPACE}" if prefix else USERAGENT_KEYSPACE
+        self.consistency = consistency
+        self.connect_timeout, self.request_timeout = connect_timeout, request_timeout
+        self.batch_limit = batch_limit
+        self.gc_grace_seconds = gc_grace_seconds
+        self.schema_agreement_wait = schema_agreement_wait
+        self.page_size = page_size
+        self._cluster: Cluster | None = None
+        self._session: Session | None = None
+        self._st: dict[str, _Statements] = {}
+        self._fq_cache: OrderedDict[str, tuple[list[str], str]] = OrderedDict()
+        self._fq_cache_size = fq_cache_size
+        self._fq_inflight: dict[str, asyncio.Future[tuple[list[str], str] | None]] = {}
+        self._max_in_flight = max_in_flight
+        self._sem: asyncio.Semaphore | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect to every node, create the keyspaces/tables if missing, prepare the statements."""
+        self._sem = asyncio.Semaphore(self._max_in_flight)
+        try:
+            await asyncio.to_thread(self._start_blocking)
+        except (DriverException, *_DOWN) as e:
+            await self.close()
+            raise _unavailable(e) from e
+
+    def _start_blocking(self) -> None:
+        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), consistency_level=self.consistency,
+                                   request_timeout=self.request_timeout, row_factory=tuple_factory)
+        self._cluster = Cluster(self.ips, port=self.port, protocol_version=5,
+                                execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                                connect_timeout=self.connect_timeout,
+                                control_connection_timeout=self.connect_timeout,
+                                reconnection_policy=ConstantReconnectionPolicy(1.0),
+                                schema_metadata_enabled=False, token_metadata_enabled=False)
+        self._session = self._cluster.connect()
+        self._session.default_fetch_size = self.page_size
+        self._ensure_schema()
+        for name, ks in ((UUID_TABLE, self.keyspace), (FQ_TABLE, self.keyspace), (SHARED_TABLE, self.keyspace),
+                         (KV_TABLE, self.ua_keyspace)):
+            self._st[name] = _Statements(self._session, ks, name)
+
+    def _ensure_schema(self) -> None:
+        """Idempotent and safe when several replicas do it at once (fixed table ids), then schema agreement."""
+        s = self._session
+        assert s is not None and self._cluster is not None
+        for ks, tables in ((self.keyspace, (UUID_TABLE, FQ_TABLE, SHARED_TABLE)), (self.ua_keyspace, (KV_TABLE,))):
+            have = s.execute("SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s", (ks,)).one()
+            if have is None:
+                s.execute(f'CREATE KEYSPACE IF NOT EXISTS "{ks}" WITH replication = '
+                          f"{{'class': 'SimpleStrategy', 'replication_factor': {int(self.rf)}}}")
+                log.info("created keyspace %s (RF %d)", ks, self.rf)
+            elif str(have[0].get("replication_factor")) != str(self.rf):
+                log.warning("keyspace %s has replication %s, configured RF is %d (left as is)", ks, have[0], self.rf)
+            existing = {r[0] for r in s.execute(
+                "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (ks,))}
+            for t in tables:
+                if t in existing:
+                    continue
+                tid = uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"contrail-ha:{ks}.{t}")
+                s.execute(f'CREATE TABLE IF NOT EXISTS "{ks}"."{t}" (key blob, column1 blob, value text, '
+                          f"PRIMARY KEY (key, column1)) WITH CLUSTERING ORDER BY (column1 ASC) "
+                          f"AND gc_grace_seconds = {int(self.gc_grace_seconds)} AND ID = {tid}")
+                log.info("created table %s.%s", ks, t)
+        if not self._cluster.control_connection.wait_for_schema_agreement(wait_time=self.schema_agreement_wait):
+            raise OperationTimedOut(f"no schema agreement after {self.schema_agreement_wait}s")
+
+    async def close(self) -> None:
+        cluster, self._cluster, self._session = self._cluster, None, None
+        if cluster is not None:
+            await asyncio.to_thread(cluster.shutdown)
+
+    async def __aenter__(self) -> ConfigStore:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- the asyncio bridge ----------------------------------------------------------------------
+    async def _run(self, stmt: Any, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Execute one statement; every page of its rows (driver callbacks -> asyncio future)."""
+        session = self._session
+        if session is None:
+            raise Unavailable("Config DB (Cassandra) unavailable: the store is not started")
+        assert self._sem is not None
+        async with self._sem:
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[list[tuple[Any, ...]]] = loop.create_future()
+            rows: list[tuple[Any, ...]] = []
+
+            def settle(result: Any, exc: BaseException | None) -> None:
+                if fut.done():
+                    return
+                if exc is not None:
+                    fut.set_exception(exc)
+                else:
+                    fut.set_result(result)
+
+            def post(result: Any, exc: BaseException | None) -> None:
+                try:
+                    loop.call_soon_threadsafe(settle, result, exc)
+                except RuntimeError:  # the loop is closed: nobody waits any more
+                    pass
+
+            try:
+                rf: ResponseFuture = session.execute_async(stmt, params)
+            except _DOWN as e:
+                raise _unavailable(e) from e
+
+            def on_page(page: Any) -> None:
+                if page:
+                    rows.extend(page)
+                try:
+                    if rf.has_more_pages:
+                        rf.start_fetching_next_page()
+                        return
+                except Exception as e:
+                    post(None, e)
+                    return
+                post(rows, None)
+
+            rf.add_callbacks(on_page, lambda e: post(None, e))
+            try:
+                return await fut
+            except _DOWN as e:
+                raise _unavailable(e) from e
+
+    def _stmt(self, m: Mutation) -> tuple[PreparedStatement, tuple[Any, ...]]:
+        st = self._st[m.table]
+        k = m.key.encode()
+        if m.column is None:
+            return st.delete_row, (k,)
+        if m.value is None:
+            return st.delete_col, (k, m.column.encode())
+        return st.insert, (k, m.column.encode(), m.value)
+
+    async def _send(self, muts: list[Mutation], batch_type: BatchType = BatchType.LOGGED) -> None:
+        if not muts:
+            return
+        if len(muts) == 1:
+            await self._run(*self._stmt(muts[0]))
+            return
+        b = BatchStatement(batch_type=batch_type, consistency_level=self.consistency)
+        for m in muts:
+            b.add(*self._stmt(m))
+        await self._run(b)
+
+    async def _write(self, muts: list[Mutation], commit: list[Mutation] | None = None) -> None:
+        """All of ``muts`` + ``commit`` in one LOGGED batch if it fits the batch limit; else one
+        single-partition batch per row for ``muts`` (concurrently), then ``commit``."""
+        commit = commit or []
+        if sum(m.size() for m in muts + commit) <= self.batch_limit:
+            await self._send(muts + commit)
+            return
+        parts: dict[tuple[str, str], list[Mutation]] = {}
+        for m in muts:
+            parts.setdefault((m.table, m.key), []).append(m)
+        await asyncio.gather(*(self._send(p, BatchType.UNLOGGED) for p in parts.values()))
+        if sum(m.size() for m in commit) <= self.batch_limit:
+            await self._send(commit)
+        else:
+            for m in commit:
+                await self._send([m])
+
+    async def _slice(self, table: str, key: str, prefix: str) -> list[tuple[str, str, int | None]]:
+        lo, hi = bounds(prefix)
+        rows = await self._run(self._st[table].slice, (key.encode(), lo.encode(), hi.encode()))
+        return [(c.decode(), v, ts) for c, v, ts in rows]
+
+    async def _row(self, table: str, key: str) -> list[tuple[str, str, int | None]]:
+        rows = await self._run(self._st[table].row, (key.encode(),))
+        return [(c.decode(), v, ts) for c, v, ts in rows]
+
+    async def _cols(self, table: str, key: str, names: Iterable[str]) -> list[tuple[str, str, int | None]]:
+        rows = await self._run(self._st[table].cols, (key.encode(), [n.encode() for n in names]))
+        return [(c.decode(), v, ts) for c, v, ts in rows]
+
+    # --- fq-name cache -----------------------------------------------------------------------------
+    def _cache_put(self, uuid: str, fq_name: list[str], obj_type: str) -> None:
+        self._fq_cache[uuid] = (list(fq_name), obj_type)
+        self._fq_cache.move_to_end(uuid)
+        while len(self._fq_cache) > self._fq_cache_size:
+            self._fq_cache.popitem(last=False)
+
+    def forget(self, uuid: str) -> None:
+        """Drop a uuid from the fq-name cache (call on another replica's DELETE notification)."""
+        self._fq_cache.pop(uuid, None)
+
+    def forget_all(self) -> None:
+        """Drop the whole fq-name cache (after notifications may have been missed)."""
+        self._fq_cache.clear()
+
+    async def _load_fq(self, uuid: str) -> tuple[list[str], str] | None:
+        cols = {c: v for c, v, _ in await self._cols(UUID_TABLE, uuid, ("fq_name", "type"))}
+        if "fq_name" not in cols or "type" not in cols:
+            return None
+        found = (json.loads(cols["fq_name"]), json.loads(cols["type"]))
+        self._cache_put(uuid, *found)
+        return found
+
+    async def uuid_to_fq_name(self, uuid: str) -> tuple[list[str], str] | None:
+        """``(fq_name, object type)`` of a uuid, or None. Cached (fq_names never change)."""
+        hit = self._fq_cache.get(uuid)
+        if hit is not None:
+            self._fq_cache.move_to_end(uuid)
+            return list(hit[0]), hit[1]
+        fut = self._fq_inflight.get(uuid)
+        if fut is None:
+            fut = asyncio.ensure_future(self._load_fq(uuid))
+            self._fq_inflight[uuid] = fut
+
+            def done(f: asyncio.Future[Any], u: str = uuid) -> None:
+                self._fq_inflight.pop(u, None)
+                if not f.cancelled():
+                    f.exception()  # retrieved: a lone cancelled waiter must not leave it unobserved
+
+            fut.add_done_callback(done)
+        found = await asyncio.shield(fut)
+        return None if found is None else (list(found[0]), found[1])
+
+    async def _fq_many(self, uuids: Iterable[str]) -> dict[str, tuple[list[str], str]]:
+        wanted = list(dict.fromkeys(uuids))
+        found = await asyncio.gather(*(self.uuid_to_fq_name(u) for u in wanted))
+        return {u: f for u, f in zip(wanted, found, strict=True) if f is not None}
+
+    async def exists(self, uuid: str) -> bool:
+        """Whether the object's row exists in Cassandra now (uncached; the fq-lock stale rule asks this)."""
+        return bool(await self._cols(UUID_TABLE, uuid, ("type",)))
+
+    # --- create / read / update / delete --------------------------------------------------------
+    async def create(self, obj: Obj) -> None:
+        """Write a new object (the dict of objects.py: envelope, props, ``<type>_refs`` with uuids)."""
+        u, t, fq = obj["uuid"], otype(obj["type"]), list(obj["fq_name"])
+        body: list[Mutation] = []
+        links: list[Mutation] = []
+        commit = [Mutation(UUID_TABLE, u, "fq_name", dumps(fq)), Mutation(UUID_TABLE, u, "type", dumps(t)),
+                  Mutation(UUID_TABLE, u, "META:latest_col_ts", NULL)]
+        if obj.get("parent_type") and obj.get("parent_uuid"):
+            pt, pu = otype(obj["parent_type"]), obj["parent_uuid"]
+            commit += [Mutation(UUID_TABLE, u, "parent_type", dumps(pt)),
+                       Mutation(UUID_TABLE, u, col_parent(pt, pu), NULL)]
+            links.append(Mutation(UUID_TABLE, pu, col_child(t, u), NULL))
+        for k, v in obj.items():
+            if k in ENVELOPE or k.endswith("_back_refs") or k == "relaxed_back_refs":
+                continue
+            rtype = ref_type_of(k)
+            if rtype is not None and isinstance(v, list):
+                for r in v:
+                    body.append(Mutation(UUID_TABLE, u, col_ref(rtype, r["uuid"]), ref_value(r.get("attr"))))
+                    links.append(self._other_side(t, u, rtype, r["uuid"], ref_value(r.get("attr"))))
+            elif v is not None:
+                body.append(Mutation(UUID_TABLE, u, col_prop(k), dumps(v)))
+        commit.append(Mutation(FQ_TABLE, t, col_fq(fq, u), NULL))
+        try:
+            await self._write(body + links, commit)
+        except Unavailable as e:
+            if isinstance(e.__cause__, (Timeout, OperationTimedOut)):  # may still apply: undo it
+                await self._undo_create(u, t, fq, links)
+            raise
+        self._cache_put(u, fq, t)
+
+    async def _undo_create(self, u: str, t: str, fq: list[str], links: list[Mutation]) -> None:
+        undo = [Mutation(UUID_TABLE, u, None), Mutation(FQ_TABLE, t, col_fq(fq, u))]
+        undo += [Mutation(m.table, m.key, m.column) for m in links]
+        try:
+            await self._send(undo)
+        except Exception as e:  # best effort; the original error is what the caller sees
+            log.warning("could not undo the timed-out create of %s %s: %s", t, u, e)
+
+    @staticmethod
+    def _other_side(obj_type: str, obj_uuid: str, ref_type: str, ref_uuid: str, value: str | None) -> Mutation:
+        """The column a ref writes on its target's row: ``backref:`` (or ``ref:`` between objects of one type)."""
+        if otype(ref_type) == obj_type:
+            return Mutation(UUID_TABLE, ref_uuid, col_ref(obj_type, obj_uuid), value)
+        return Mutation(UUID_TABLE, ref_uuid, col_backref(obj_type, obj_uuid), value)
+
+    async def read(self, uuid: str, *, fields: Sequence[str] | None = None) -> Obj | None:
+        """The object (objects.py form) with its children and back-refs, or None.
+
+        With ``fields`` only those (props, ``<t>_refs``, ``<t>s`` children, ``<t>_back_refs``) plus
+        the envelope, ``id_perms`` and ``perms2``. A full read also carries ``relaxed_back_refs``
+        (uuids of referrers whose ref was relaxed for delete) when there are any.
+        """
+        if fields is None:
+            cols = await self._row(UUID_TABLE, uuid)
+        else:
+            cols = await self._read_fields(uuid, fields)
+        return await self._assemble(uuid, cols, full=fields is None)
+
+    async def _read_fields(self, uuid: str, fields: Sequence[str]) -> list[tuple[str, str, int | None]]:
+        names = ["fq_name", "type", "parent_type", col_prop("id_perms"), col_prop("perms2")]
+        slices = ["parent"]
+        for f in dict.fromkeys(fields):
+            if f in ENVELOPE:
+                continue
+            names.append(col_prop(f))
+            if f.endswith("_back_refs"):
+                slices.append(f"backref:{f[: -len('_back_refs')]}")
+            elif f.endswith("_refs"):
+                slices.append(f"ref:{f[: -len('_refs')]}")
+            elif f.endswith("s"):
+                slices.append(f"children:{f[:-1]}")
+        parts = await asyncio.gather(self._cols(UUID_TABLE, uuid, dict.fromkeys(names)),
+                                     *(self._slice(UUID_TABLE, uuid, p) for p in slices))
+        return [c for part in parts for c in part]
+
+    async def _assemble(self, uuid: str, cols: list[tuple[str, str, int | None]], full: bool) -> Obj | None:
+        decoded = decode_row(uuid, cols)
+        if decoded is None:
+            return None
+        obj, links = decoded
+        self._cache_put(uuid, obj["fq_name"], obj["type"])
+        fqs = await self._fq_many([u for _, u, _ in links.refs] + [u for _, u, _ in links.children]
+                                  + [u for _, u, _ in links.backrefs])
+        for t, u, attr in links.refs:
+            if u in fqs:
+                obj.setdefault(f"{t}_refs", []).append({"to": fqs[u][0], "uuid": u, "attr": attr})
+        for t, u, _ in sorted(links.children, key=lambda c: (c[2], c[1])):
+            if u in fqs:
+                obj.setdefault(f"{t}s", []).append({"to": fqs[u][0], "uuid": u})
+        for t, u, attr in links.backrefs:
+            if u in fqs:
+                obj.setdefault(f"{t}_back_refs", []).append({"to": fqs[u][0], "uuid": u, "attr": attr})
+        if full and links.relaxed:
+            obj["relaxed_back_refs"] = list(links.relaxed)
+        return obj
+
+    async def read_many(self, uuids: Sequence[str], fields: Sequence[str] | None = None) -> list[Obj | None]:
+        """:meth:`read` of each uuid, concurrently; the result is aligned with ``uuids``."""
+        return list(await asyncio.gather(*(self.read(u, fields=fields) for u in uuids)))
+
+    async def update(self, uuid: str, changes: Obj, refs: dict[str, list[Obj]] | None = None) -> None:
+        """Set props (None deletes ``prop:<name>``) and replace whole ref lists (``{field: [{"uuid", "attr"}]}``).
+
+        Envelope keys in ``changes`` are ignored (fq_name, type and parent never change); a
+        ``<t>_refs`` key in ``changes`` is treated as a ref-list replacement. ``id_perms.last_modified``
+        is the caller's to bump. Raises NotFound-style ``ConfigError(404)`` when refs change on a
+        missing object.
+        """
+        muts = [Mutation(UUID_TABLE, uuid, "META:latest_col_ts", NULL)]
+        refs = dict(refs or {})
+        for k, v in changes.items():
+            if k in ENVELOPE or k.endswith("_back_refs") or k == "relaxed_back_refs":
+                continue
+            if ref_type_of(k) is not None and isinstance(v, list):
+                refs[k] = v
+                continue
+            muts.append(Mutation(UUID_TABLE, uuid, col_prop(k), None if v is None else dumps(v)))
+        if refs:
+            found = await self.uuid_to_fq_name(uuid)
+            if found is None:
+                raise ConfigError(f"{uuid} not found", 404)
+            t = found[1]
+            current = await asyncio.gather(*(self._slice(UUID_TABLE, uuid, f"ref:{ref_type_of(f)}") for f in refs))
+            for (f, new), cols in zip(refs.items(), current, strict=True):
+                rtype = ref_type_of(f)
+                if rtype is None:
+                    raise ValueError(f"{f} is not a ref field")
+                have = {c.rsplit(":", 1)[1]: v for c, v, _ in cols}
+                want = {r["uuid"]: ref_value(r.get("attr")) for r in new or []}
+                for ru in have.keys() - want.keys():
+                    muts += self._unlink(t, uuid, rtype, ru)
+                for ru, val in want.items():
+                    if have.get(ru) != val:
+                        muts += [Mutation(UUID_TABLE, uuid, col_ref(rtype, ru), val),
+                                 self._other_side(t, uuid, rtype, ru, val)]
+        await self._write(muts)
+
+    def _unlink(self, obj_type: str, obj_uuid: str, ref_type: str, ref_uuid: str) -> list[Mutation]:
+        """Deletes of a ref on both rows (and the relaxed marker on the target)."""
+        out = [Mutation(UUID_TABLE, obj_uuid, col_ref(ref_type, ref_uuid)),
+               self._other_side(obj_type, obj_uuid, ref_type, ref_uuid, None)]
+        if otype(ref_type) != obj_type:
+            out.append(Mutation(UUID_TABLE, ref_uuid, col_relax(obj_uuid)))
+        return out
+
+    async def ref_update(self, uuid: str, ref_type: str, ref_uuid: str, attr: Any, op: str) -> None:
+        """Add (or re-attribute) one ref with ``op`` ``ADD``, remove it with ``DELETE``."""
+        found = await self.uuid_to_fq_name(uuid)
+        if found is None:
+            raise ConfigError(f"{uuid} not found", 404)
+        t, rtype = found[1], otype(ref_type)
+        muts = [Mutation(UUID_TABLE, uuid, "META:latest_col_ts", NULL)]
+        if op.upper() == "ADD":
+            val = ref_value(attr)
+            muts += [Mutation(UUID_TABLE, uuid, col_ref(rtype, ref_uuid), val),
+                     self._other_side(t, uuid, rtype, ref_uuid, val)]
+        elif op.upper() == "DELETE":
+            muts += self._unlink(t, uuid, rtype, ref_uuid)
+        else:
+            raise ConfigError(f"ref-update operation must be ADD or DELETE, got {op!r}")
+        await self._write(muts)
+
+    async def relax_ref(self, uuid: str, ref_uuid: str) -> None:
+        """Mark ``uuid``'s ref to ``ref_uuid`` as relaxed for delete (``relaxbackref:<uuid>`` on ``ref_uuid``)."""
+        await self._send([Mutation(UUID_TABLE, ref_uuid, col_relax(uuid), NULL)])
+
+    async def delete(self, uuid: str) -> bool:
+        """Remove an object: its row, the parent's child column, its refs' other sides, relaxed
+        referrers' refs, its fq-name and shared columns. False if it did not exist."""
+        decoded = decode_row(uuid, await self._row(UUID_TABLE, uuid))
+        if decoded is None:
+            return False
+        obj, links = decoded
+        t, fq = obj["type"], obj["fq_name"]
+        muts = [Mutation(UUID_TABLE, uuid, None), Mutation(FQ_TABLE, t, col_fq(fq, uuid))]
+        if obj.get("parent_uuid"):
+            muts.append(Mutation(UUID_TABLE, obj["parent_uuid"], col_child(t, uuid)))
+        for rt, ru, _ in links.refs:
+            muts += self._unlink(t, uuid, rt, ru)[1:]
+        for src in links.relaxed:
+            muts.append(Mutation(UUID_TABLE, src, col_ref(t, uuid)))
+        for share_type, share_id, _ in share_entries(obj.get("perms2")):
+            muts.append(Mutation(SHARED_TABLE, t, col_shared(share_type, share_id, uuid)))
+        await self._write(muts)
+        self.forget(uuid)
+        return True
+
+    # --- names and lists --------------------------------------------------------------------------
+    async def fq_name_to_uuid(self, obj_type: str, fq_name: Sequence[str]) -> str | None:
+        """The uuid of an object by type and fq_name: the original's column slice ``fq:`` .. ``fq;``."""
+        cols = await self._slice(FQ_TABLE, otype(obj_type), fq_str(list(fq_name)))
+        hits = fq_hits(fq_name, (c for c, _, _ in cols))
+        if len(hits) > 1:
+            raise MultiMatch(f"Multi match {list(fq_name)} for {otype(obj_type)}: {hits}")
+        return hits[0] if hits else None
+
+    async def list(self, obj_type: str, *, parent_uuids: Sequence[str] | None = None,
+                   back_ref_uuids: Sequence[str] | None = None,
+                   obj_uuids: Sequence[str] | None = None) -> list[tuple[list[str], str]]:
+        """``(fq_name, uuid)`` of the objects of a type; each given filter narrows (intersection).
+
+        No filter: the type's fq-name row. ``parent_uuids``: the parents' ``children:<type>:``
+        columns. ``back_ref_uuids``: objects whose refs point to any of them (the targets'
+        ``backref:<type>:`` columns, or ``ref:`` between objects of one type).
+        """
+        t = otype(obj_type)
+        if parent_uuids is None and back_ref_uuids is None and obj_uuids is None:
+            rows = await self._row(FQ_TABLE, t)
+            return [parse_fq_col(c) for c, _, _ in rows]
+        candidates: list[str] | None = None
+
+        def narrow(found: Iterable[str]) -> None:
+            nonlocal candidates
+            got = list(dict.fromkeys(found))
+            if candidates is None:
+                candidates = got
+            else:
+                keep = set(got)
+                candidates = [u for u in candidates if u in keep]
+
+        if parent_uuids is not None:
+            parts = await asyncio.gather(*(self._slice(UUID_TABLE, p, f"children:{t}") for p in parent_uuids))
+            narrow(c.rsplit(":", 1)[1] for part in parts for c, _, _ in sorted(part, key=lambda x: (x[2] or 0, x[0])))
+        if back_ref_uuids is not None:
+            targets = await self._fq_many(back_ref_uuids)
+            parts = await asyncio.gather(*(self._slice(UUID_TABLE, b, ("ref:" if targets[b][1] == t else "backref:")
+                                                       + t) for b in back_ref_uuids if b in targets))
+            narrow(c.rsplit(":", 1)[1] for part in parts for c, _, _ in part)
+        if obj_uuids is not None:
+            narrow(obj_uuids)
+        fqs = await self._fq_many(candidates or [])
+        return [(fqs[u][0], u) for u in candidates or [] if u in fqs and fqs[u][1] == t]
+
+    # --- sharing -----------------------------------------------------------------------------------
+    async def shared_add(self, obj_type: str, obj_uuid: str, share_type: str, share_id: str, rwx: int) -> None:
+        """Share an object (``share_type`` ``tenant``/``domain``/``global``, ``share_id`` '' for global)."""
+        await self._send([Mutation(SHARED_TABLE, otype(obj_type), col_shared(share_type, share_id, obj_uuid),
+                                   dumps(int(rwx)))])
+
+    async def shared_remove(self, obj_type: str, obj_uuid: str, share_type: str, share_id: str) -> None:
+        await self._send([Mutation(SHARED_TABLE, otype(obj_type), col_shared(share_type, share_id, obj_uuid))])
+
+    async def shared_list(self, obj_type: str, share_type: str, share_id: str) -> list[tuple[str, int]]:
+        """``(uuid, rwx)`` of the objects of a type shared with ``share_type:share_id``."""
+        cols = await self._slice(SHARED_TABLE, otype(obj_type), f"{share_type}:{share_id}")
+        out = []
+        for c, v, _ in cols:
+            rest = c[len(share_type) + len(share_id) + 2:]
+            if rest and ":" not in rest:
+                out.append((rest, _share_rwx(v)))
+        return out
+
+    # --- useragent key/value -------------------------------------------------------------------------
+    async def kv_store(self, key: str, value: Any) -> None:
+        text = value if isinstance(value, str) else dumps(value)
+        await self._send([Mutation(KV_TABLE, str(key), "value", text)])
+
+    async def kv_retrieve(self, key: str) -> str | None:
+        cols = await self._cols(KV_TABLE, str(key), ("value",))
+        return cols[0][1] if cols else None
+
+    async def kv_delete(self, key: str) -> bool:
+        """Remove a key; False if it was not there."""
+        if await self.kv_retrieve(key) is None:
+            return False
+        await self._send([Mutation(KV_TABLE, str(key), None)])
+        return True
+
+    async def kv_all(self) -> list[dict[str, str]]:
+        rows = await self._run(self._st[KV_TABLE].all)
+        return [{"key": k.decode(), "value": v} for k, c, v in rows if c == b"value"]

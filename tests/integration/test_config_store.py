@@ -1,0 +1,658 @@
+"""contrail-api's data layer against a real Cassandra node and a real ZooKeeper on 127.0.50.1.
+
+Both servers start once for the file. The store and coordinators live on one event loop run in a
+background thread (no pytest-asyncio): ``run(coro)`` executes a coroutine there. Layout checks
+read Cassandra with a separate plain driver session. The last test stops Cassandra.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import threading
+import time
+import uuid as uuidlib
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+from cassandra.cluster import Session
+from kazoo.client import KazooClient
+
+from contrail_ha.probes import cassandra as cprobe
+from contrail_ha.probes import zookeeper as zprobe
+from contrail_ha.rendering import cassandra as crender
+from contrail_ha.rendering import zookeeper as zrender
+from contrail_ha.rendering.base import Layout, ProcessSpec
+from contrail_ha.rendering.cassandra import cluster_of
+from contrail_ha.services.config_api.objects import Unavailable
+from contrail_ha.services.config_api.store import ConfigStore, MultiMatch
+from contrail_ha.services.config_api.zk import (
+    SG_RESERVED,
+    Coordinator,
+    Exhausted,
+    IndexAllocator,
+    security_group_allocator,
+    virtual_network_allocator,
+)
+from contrail_ha.topology.plan import CONFIG_DB, ZOOKEEPER, Plan
+from tests.helpers import proc
+from tests.helpers.topo import loopback_plan
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+PREFIX = "127.0.50"
+T = TypeVar("T")
+TIMINGS: dict[str, str] = {}
+
+
+@dataclass
+class Servers:
+    plan: Plan
+    layout: Layout
+    procs: dict[str, tuple[subprocess.Popen[bytes], ProcessSpec]]
+    raw: Session  # plain driver session on config_db_uuid, for layout checks
+
+    def stop(self, name: str) -> None:
+        if name in self.procs:
+            p, spec = self.procs.pop(name)
+            proc.stop(p, spec, timeout=spec.stop_timeout)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    if shutil.which("java") is None:
+        pytest.skip("java is not installed")
+    tmp = tmp_path_factory.mktemp("config-store")
+    plan = loopback_plan(PREFIX, 1)
+    layout = Layout(tmp / "state")
+    for c in ("cassandra", "zookeeper"):
+        try:
+            layout.classpath(c)
+        except FileNotFoundError as e:
+            pytest.skip(str(e))
+    zi, ci = plan.instance(ZOOKEEPER, "n1"), plan.instance(CONFIG_DB, "n1")
+    procs: dict[str, tuple[subprocess.Popen[bytes], ProcessSpec]] = {}
+    raw: Session | None = None
+    try:
+        t0 = time.monotonic()
+        for name, r in (("zookeeper", zrender.render(plan, zi, layout)),
+                        ("cassandra", crender.render(plan, ci, layout, jmx=False))):
+            proc.write_files(r)
+            [spec] = r.processes
+            procs[name] = (proc.start(spec, tmp / "logs" / f"{spec.name}.log"), spec)
+        proc.wait_for(lambda: procs["zookeeper"][0].poll() is None and zprobe.ready(plan, layout, zi)[0], 60,
+                      "zookeeper")
+        proc.wait_for(lambda: procs["cassandra"][0].poll() is None and cprobe.ready(plan, layout, ci)[0], 180,
+                      "config-db")
+        TIMINGS["servers_ready_s"] = f"{time.monotonic() - t0:.1f}"
+        raw = cprobe.session(plan, CONFIG_DB, timeout=5.0)
+        s = Servers(plan, layout, procs, raw)
+        yield s
+    finally:
+        if raw is not None:
+            raw.cluster.shutdown()
+        for p, spec in reversed(list(procs.values())):
+            proc.stop(p, spec, timeout=spec.stop_timeout)
+        if TIMINGS:
+            print("\ntimings: " + ", ".join(f"{k}={v}" for k, v in TIMINGS.items()))
+
+
+class Loop:
+    """An event loop in a background thread; ``run`` executes a coroutine on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="test-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@dataclass
+class Env:
+    servers: Servers
+    loop: Loop
+    store: ConfigStore
+    zk: Coordinator  # replica 1
+    zk2: Coordinator  # replica 2
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
+        return self.loop.run(coro, timeout)
+
+
+@pytest.fixture(scope="module")
+def env(servers: Servers) -> Iterator[Env]:
+    loop = Loop()
+    c = cluster_of(servers.plan, CONFIG_DB)
+    store = ConfigStore([str(h.ip) for h in c.hosts], c.cql_port, 1)
+    zk = Coordinator(servers.plan.zookeeper_servers, servers.plan.cluster_id, stale_check=store)
+    zk2 = Coordinator(servers.plan.zookeeper_servers, servers.plan.cluster_id, stale_check=store)
+    try:
+        t0 = time.monotonic()
+        loop.run(store.start())
+        TIMINGS["store_start_with_schema_s"] = f"{time.monotonic() - t0:.2f}"
+        assert loop.run(zk.start()) and loop.run(zk2.start())
+        yield Env(servers, loop, store, zk, zk2)
+    finally:
+        for part in (zk, zk2, store):
+            try:
+                loop.run(part.close(), 30)
+            except Exception:
+                pass
+        loop.close()
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def uid() -> str:
+    return str(uuidlib.uuid4())
+
+
+def raw_row(s: Servers, table: str, key: str) -> dict[str, str]:
+    rows = s.raw.execute(f"SELECT column1, value FROM config_db_uuid.{table} WHERE key = %s", (key.encode(),))
+    return {r.column1.decode(): r.value for r in rows}
+
+
+def obj(otype: str, fq: list[str], parent: tuple[str, str] | None = None, **props: Any) -> dict[str, Any]:
+    o: dict[str, Any] = {"uuid": uid(), "type": otype, "fq_name": fq,
+                         "id_perms": {"enable": True, "created": "2024-01-01T00:00:00.000000"},
+                         "perms2": {"owner": "cloud-admin", "owner_access": 7, "global_access": 0, "share": []},
+                         **props}
+    if parent:
+        o["parent_type"], o["parent_uuid"] = parent
+    return o
+
+
+async def make_project(store: ConfigStore, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    d = obj("domain", [name])
+    p = obj("project", [name, "p"], ("domain", d["uuid"]))
+    await store.create(d)
+    await store.create(p)
+    return d, p
+
+
+# --- Cassandra ---------------------------------------------------------------------------------------
+
+def test_create_read_update_delete_layout(env: Env) -> None:
+    s, store = env.servers, env.store
+    _, p = env.run(make_project(store, "crud"))
+    ipam = obj("network_ipam", ["crud", "p", "ipam"], ("project", p["uuid"]))
+    ipam2 = obj("network_ipam", ["crud", "p", "ipam2"], ("project", p["uuid"]))
+    attr = {"ipam_subnets": [{"subnet": {"ip_prefix": "10.0.0.0", "ip_prefix_len": 24}}], "host_routes": None}
+    vns = [obj("virtual_network", ["crud", "p", f"vn{i}"], ("project", p["uuid"]), display_name=f"VN {i}",
+               annotations={"key_value_pair": [{"key": "k", "value": str(i)}]},
+               network_ipam_refs=[{"to": ipam["fq_name"], "uuid": ipam["uuid"], "attr": attr}])
+           for i in (3, 1, 2)]  # creation order differs from name order
+
+    async def create_all() -> None:
+        await store.create(ipam)
+        await store.create(ipam2)
+        for vn in vns:
+            await store.create(vn)
+
+    env.run(create_all())
+    vn = vns[0]
+    u = vn["uuid"]
+
+    # the original wide-row layout
+    row = raw_row(s, "obj_uuid_table", u)
+    assert json.loads(row["fq_name"]) == ["crud", "p", "vn3"]
+    assert json.loads(row["type"]) == "virtual_network"
+    assert json.loads(row["parent_type"]) == "project"
+    assert row["META:latest_col_ts"] == "null"
+    assert row[f"parent:project:{p['uuid']}"] == "null"
+    assert json.loads(row["prop:display_name"]) == "VN 3"
+    assert json.loads(row["prop:annotations"]) == {"key_value_pair": [{"key": "k", "value": "3"}]}
+    assert json.loads(row[f"ref:network_ipam:{ipam['uuid']}"]) == {"attr": attr, "is_weakref": False}
+    assert not any(k.startswith(("children:", "backref:")) for k in row)
+    assert raw_row(s, "obj_uuid_table", p["uuid"])[f"children:virtual_network:{u}"] == "null"
+    assert json.loads(raw_row(s, "obj_uuid_table", ipam["uuid"])[f"backref:virtual_network:{u}"]) == \
+        {"attr": attr, "is_weakref": False}
+    assert raw_row(s, "obj_fq_name_table", "virtual_network")[f"crud:p:vn3:{u}"] == "null"
+
+    # reads: children by creation time, back-refs with attr, refs resolved
+    got = env.run(store.read(u))
+    assert got is not None
+    assert {k: got[k] for k in ("uuid", "type", "fq_name", "parent_type", "parent_uuid")} == \
+        {"uuid": u, "type": "virtual_network", "fq_name": ["crud", "p", "vn3"], "parent_type": "project",
+         "parent_uuid": p["uuid"]}
+    assert got["network_ipam_refs"] == [{"to": ["crud", "p", "ipam"], "uuid": ipam["uuid"], "attr": attr}]
+    assert got["id_perms"] == vn["id_perms"] and got["perms2"] == vn["perms2"]
+    proj = env.run(store.read(p["uuid"]))
+    assert proj is not None and proj["parent_type"] == "domain"
+    assert [c["to"][-1] for c in proj["virtual_networks"]] == ["vn3", "vn1", "vn2"]
+    assert [c["to"][-1] for c in proj["network_ipams"]] == ["ipam", "ipam2"]
+    assert set(proj["virtual_networks"][0]) == {"to", "uuid"}
+    back = env.run(store.read(ipam["uuid"]))
+    assert back is not None
+    assert sorted(b["uuid"] for b in back["virtual_network_back_refs"]) == sorted(v["uuid"] for v in vns)
+    assert all(b["attr"] == attr for b in back["virtual_network_back_refs"])
+
+    # fields: only those plus envelope, id_perms, perms2
+    part = env.run(store.read(p["uuid"], fields=["virtual_networks"]))
+    assert part is not None
+    assert set(part) == {"uuid", "type", "fq_name", "parent_type", "parent_uuid", "id_perms", "perms2",
+                         "virtual_networks"}
+    part = env.run(store.read(u, fields=["display_name", "network_ipam_refs"]))
+    assert part is not None and part["display_name"] == "VN 3" and "annotations" not in part
+    assert part["network_ipam_refs"][0]["uuid"] == ipam["uuid"]
+    many = env.run(store.read_many([vns[1]["uuid"], uid(), vns[2]["uuid"]], fields=["display_name"]))
+    assert [m and m["display_name"] for m in many] == ["VN 1", None, "VN 2"]
+    assert env.run(store.read(uid())) is None
+
+    # update: set and unset props, replace the ref list (backref moves to the new target)
+    env.run(store.update(u, {"display_name": "renamed", "annotations": None, "is_shared": True},
+                         {"network_ipam_refs": [{"uuid": ipam2["uuid"], "attr": None}]}))
+    got = env.run(store.read(u))
+    assert got is not None and got["display_name"] == "renamed" and got["is_shared"] is True
+    assert "annotations" not in got and "prop:annotations" not in raw_row(s, "obj_uuid_table", u)
+    assert got["network_ipam_refs"] == [{"to": ["crud", "p", "ipam2"], "uuid": ipam2["uuid"], "attr": None}]
+    assert f"backref:virtual_network:{u}" not in raw_row(s, "obj_uuid_table", ipam["uuid"])
+    assert f"backref:virtual_network:{u}" in raw_row(s, "obj_uuid_table", ipam2["uuid"])
+
+    # delete: own row, parent's child column, backrefs on targets, fq-name column
+    assert env.run(store.delete(u)) is True
+    assert raw_row(s, "obj_uuid_table", u) == {}
+    assert f"children:virtual_network:{u}" not in raw_row(s, "obj_uuid_table", p["uuid"])
+    assert f"backref:virtual_network:{u}" not in raw_row(s, "obj_uuid_table", ipam2["uuid"])
+    assert f"crud:p:vn3:{u}" not in raw_row(s, "obj_fq_name_table", "virtual_network")
+    assert env.run(store.read(u)) is None
+    assert env.run(store.uuid_to_fq_name(u)) is None
+    assert env.run(store.fq_name_to_uuid("virtual_network", ["crud", "p", "vn3"])) is None
+    assert env.run(store.delete(u)) is False
+    proj = env.run(store.read(p["uuid"]))
+    assert proj is not None and [c["to"][-1] for c in proj["virtual_networks"]] == ["vn1", "vn2"]
+
+
+def test_schema_created_by_concurrent_replicas(env: Env) -> None:
+    """Three replicas creating the same fresh keyspaces at once converge on one schema."""
+    c = cluster_of(env.servers.plan, CONFIG_DB)
+    stores = [ConfigStore([str(h.ip) for h in c.hosts], c.cql_port, 1, prefix="race") for _ in range(3)]
+
+    async def go() -> None:
+        await asyncio.gather(*(st.start() for st in stores))
+        try:
+            o = obj("domain", ["race"])
+            await stores[0].create(o)
+            assert [await st.fq_name_to_uuid("domain", ["race"]) for st in stores] == [o["uuid"]] * 3
+        finally:
+            await asyncio.gather(*(st.close() for st in stores))
+
+    env.run(go())
+    ids = {r.table_name: r.id for r in env.servers.raw.execute(
+        "SELECT table_name, id FROM system_schema.tables WHERE keyspace_name = 'race_config_db_uuid'")}
+    assert set(ids) == {"obj_uuid_table", "obj_fq_name_table", "obj_shared_table"}
+
+
+def test_latency(env: Env) -> None:
+    store = env.store
+    _, p = env.run(make_project(store, "lat"))
+    objs = [obj("virtual_network", ["lat", "p", f"vn{i}"], ("project", p["uuid"]), display_name=f"vn{i}")
+            for i in range(200)]
+
+    async def timed() -> tuple[float, float, float]:
+        t0 = time.perf_counter()
+        for o in objs:
+            await store.create(o)
+        t1 = time.perf_counter()
+        for o in objs:
+            assert await store.read(o["uuid"]) is not None
+        t2 = time.perf_counter()
+        await asyncio.gather(*(store.read(o["uuid"]) for o in objs))
+        t3 = time.perf_counter()
+        return t1 - t0, t2 - t1, t3 - t2
+
+    c, r, par = env.run(timed())
+    n = len(objs)
+    TIMINGS["create_ms"] = f"{c / n * 1000:.2f}"
+    TIMINGS["read_ms"] = f"{r / n * 1000:.2f}"
+    TIMINGS["concurrent_reads_per_s"] = f"{n / par:.0f}"
+    assert len(env.run(store.list("virtual_network", parent_uuids=[p["uuid"]]))) == n
+
+    # every page of a result: a store whose driver pages every 7 rows
+    c = cluster_of(env.servers.plan, CONFIG_DB)
+    paged = ConfigStore([str(h.ip) for h in c.hosts], c.cql_port, 1, page_size=7)
+
+    async def pages() -> None:
+        await paged.start()
+        try:
+            everything = await paged.list("virtual_network")
+            assert {u for _, u in everything} >= {o["uuid"] for o in objs}
+            parent = await paged.read(p["uuid"])
+            assert parent is not None
+            assert [v["uuid"] for v in parent["virtual_networks"]] == [o["uuid"] for o in objs]
+        finally:
+            await paged.close()
+
+    env.run(pages())
+
+
+def test_fq_name_prefix_scan(env: Env) -> None:
+    store = env.store
+    ab, abc, ab_c = obj("tag", ["a", "b"]), obj("tag", ["a", "bc"]), obj("tag", ["a", "b", "c"])
+
+    async def go() -> None:
+        for o in (abc, ab_c, ab):
+            await store.create(o)
+
+    env.run(go())
+    assert env.run(store.fq_name_to_uuid("tag", ["a", "b"])) == ab["uuid"]
+    assert env.run(store.fq_name_to_uuid("tag", ["a", "bc"])) == abc["uuid"]
+    assert env.run(store.fq_name_to_uuid("tag", ["a", "b", "c"])) == ab_c["uuid"]
+    assert env.run(store.fq_name_to_uuid("tag", ["a"])) is None
+    assert env.run(store.fq_name_to_uuid("tag", ["a", "bcd"])) is None
+    assert env.run(store.fq_name_to_uuid("virtual-network", ["a", "b"])) is None
+    assert env.run(store.uuid_to_fq_name(ab["uuid"])) == (["a", "b"], "tag")
+    # a second object under one fq_name (a corrupt index) is a multi match, as in the original
+    env.servers.raw.execute("INSERT INTO config_db_uuid.obj_fq_name_table (key, column1, value) VALUES (%s, %s, %s)",
+                            (b"tag", f"a:b:{uid()}".encode(), "null"))
+    with pytest.raises(MultiMatch):
+        env.run(store.fq_name_to_uuid("tag", ["a", "b"]))
+
+
+def test_list_filters_and_symmetric_refs(env: Env) -> None:
+    store = env.store
+    _, p1 = env.run(make_project(store, "l1"))
+    _, p2 = env.run(make_project(store, "l2"))
+    sg = obj("security_group", ["l1", "p", "sg"], ("project", p1["uuid"]))
+    a = obj("virtual_machine_interface", ["l1", "p", "a"], ("project", p1["uuid"]),
+            security_group_refs=[{"uuid": sg["uuid"], "attr": None}])
+    b = obj("virtual_machine_interface", ["l1", "p", "b"], ("project", p1["uuid"]),
+            virtual_machine_interface_refs=[{"uuid": a["uuid"], "attr": None}])
+    c = obj("virtual_machine_interface", ["l2", "p", "c"], ("project", p2["uuid"]),
+            security_group_refs=[{"uuid": sg["uuid"], "attr": None}])
+
+    async def go() -> None:
+        for o in (sg, a, b, c):
+            await store.create(o)
+
+    env.run(go())
+    t = "virtual_machine_interface"
+
+    def names(entries: list[tuple[list[str], str]]) -> list[str]:
+        return sorted(fq[-1] for fq, _ in entries)
+
+    assert {"a", "b", "c"} <= set(names(env.run(store.list(t))))
+    assert names(env.run(store.list(t, parent_uuids=[p1["uuid"]]))) == ["a", "b"]
+    assert names(env.run(store.list(t, parent_uuids=[p1["uuid"], p2["uuid"]]))) == ["a", "b", "c"]
+    assert names(env.run(store.list(t, back_ref_uuids=[sg["uuid"]]))) == ["a", "c"]
+    assert names(env.run(store.list(t, parent_uuids=[p1["uuid"]], back_ref_uuids=[sg["uuid"]]))) == ["a"]
+    assert names(env.run(store.list(t, obj_uuids=[a["uuid"], c["uuid"], sg["uuid"]]))) == ["a", "c"]
+    assert env.run(store.list(t, parent_uuids=[])) == []
+    assert env.run(store.list("security_group", parent_uuids=[p2["uuid"]])) == []
+    # a ref between two objects of one type is a ref: on both rows
+    assert f"ref:virtual_machine_interface:{b['uuid']}" in raw_row(env.servers, "obj_uuid_table", a["uuid"])
+    ra = env.run(store.read(a["uuid"]))
+    assert ra is not None and [r["uuid"] for r in ra["virtual_machine_interface_refs"]] == [b["uuid"]]
+    assert "virtual_machine_interface_back_refs" not in ra
+    assert names(env.run(store.list(t, back_ref_uuids=[a["uuid"]]))) == ["b"]
+    env.run(store.delete(b["uuid"]))
+    assert f"ref:virtual_machine_interface:{b['uuid']}" not in raw_row(env.servers, "obj_uuid_table", a["uuid"])
+
+
+def test_ref_update_relax_shared_kv(env: Env) -> None:
+    s, store = env.servers, env.store
+    _, p = env.run(make_project(store, "rr"))
+    ipam = obj("network_ipam", ["rr", "p", "ipam"], ("project", p["uuid"]))
+    vn = obj("virtual_network", ["rr", "p", "vn"], ("project", p["uuid"]),
+             perms2={"owner": "x", "owner_access": 7, "global_access": 5,
+                     "share": [{"tenant": "tenant:" + p["uuid"], "tenant_access": 4}]})
+
+    async def go() -> None:
+        await store.create(ipam)
+        await store.create(vn)
+        await store.ref_update(vn["uuid"], "network-ipam", ipam["uuid"], {"x": 1}, "ADD")
+
+    env.run(go())
+    got = env.run(store.read(vn["uuid"]))
+    assert got is not None and got["network_ipam_refs"] == [{"to": ipam["fq_name"], "uuid": ipam["uuid"],
+                                                             "attr": {"x": 1}}]
+    env.run(store.ref_update(vn["uuid"], "network_ipam", ipam["uuid"], None, "DELETE"))
+    got = env.run(store.read(vn["uuid"]))
+    assert got is not None and "network_ipam_refs" not in got
+    assert f"backref:virtual_network:{vn['uuid']}" not in raw_row(s, "obj_uuid_table", ipam["uuid"])
+
+    # relax: the referred object lists the referrer; deleting it drops the referrer's ref
+    env.run(store.ref_update(vn["uuid"], "network_ipam", ipam["uuid"], None, "ADD"))
+    env.run(store.relax_ref(vn["uuid"], ipam["uuid"]))
+    got = env.run(store.read(ipam["uuid"]))
+    assert got is not None and got["relaxed_back_refs"] == [vn["uuid"]]
+    assert env.run(store.delete(ipam["uuid"]))
+    got = env.run(store.read(vn["uuid"]))
+    assert got is not None and "network_ipam_refs" not in got
+    assert f"ref:network_ipam:{ipam['uuid']}" not in raw_row(s, "obj_uuid_table", vn["uuid"])
+
+    # shared table, cleaned on delete from perms2
+    env.run(store.shared_add("virtual-network", vn["uuid"], "tenant", p["uuid"], 4))
+    env.run(store.shared_add("virtual_network", vn["uuid"], "global", "", 5))
+    assert env.run(store.shared_list("virtual_network", "tenant", p["uuid"])) == [(vn["uuid"], 4)]
+    assert env.run(store.shared_list("virtual_network", "global", "")) == [(vn["uuid"], 5)]
+    assert raw_row(s, "obj_shared_table", "virtual_network")[f"tenant:{p['uuid']}:{vn['uuid']}"] == "4"
+    env.run(store.delete(vn["uuid"]))
+    assert env.run(store.shared_list("virtual_network", "tenant", p["uuid"])) == []
+    assert env.run(store.shared_list("virtual_network", "global", "")) == []
+
+    # useragent kv
+    env.run(store.kv_store("neutron:k1", "v1"))
+    env.run(store.kv_store("neutron:k2", {"a": 1}))
+    assert env.run(store.kv_retrieve("neutron:k1")) == "v1"
+    assert env.run(store.kv_retrieve("neutron:k2")) == '{"a":1}'
+    assert {"key": "neutron:k1", "value": "v1"} in env.run(store.kv_all())
+    assert env.run(store.kv_delete("neutron:k1")) is True
+    assert env.run(store.kv_delete("neutron:k1")) is False
+    assert env.run(store.kv_retrieve("neutron:k1")) is None
+
+
+def test_large_object_is_split_below_the_batch_limit(env: Env) -> None:
+    """A create far above Cassandra's 50 KiB multi-partition batch limit still works."""
+    store = env.store
+    _, p = env.run(make_project(store, "big"))
+    ipam = obj("network_ipam", ["big", "p", "ipam"], ("project", p["uuid"]))
+    big = {"ipam_subnets": [{"subnet": {"ip_prefix": f"10.{i // 256}.{i % 256}.0", "ip_prefix_len": 24},
+                             "subnet_name": "x" * 100} for i in range(1000)]}
+    vn = obj("virtual_network", ["big", "p", "vn"], ("project", p["uuid"]),
+             annotations={"key_value_pair": [{"key": str(i), "value": "y" * 200} for i in range(500)]},
+             network_ipam_refs=[{"uuid": ipam["uuid"], "attr": big}])
+
+    async def go() -> None:
+        await store.create(ipam)
+        await store.create(vn)
+        await store.update(vn["uuid"], {}, {"network_ipam_refs": [{"uuid": ipam["uuid"], "attr": {**big, "v": 2}}]})
+
+    env.run(go())
+    got = env.run(store.read(vn["uuid"]))
+    assert got is not None and got["network_ipam_refs"][0]["attr"]["v"] == 2
+    assert len(got["annotations"]["key_value_pair"]) == 500
+    back = env.run(store.read(ipam["uuid"]))
+    assert back is not None and back["virtual_network_back_refs"][0]["attr"]["v"] == 2
+
+
+# --- ZooKeeper ---------------------------------------------------------------------------------------
+
+def test_session_state(env: Env) -> None:
+    assert env.zk.connected and env.zk2.connected
+    dead = Coordinator(f"{PREFIX}.1:2999", "nowhere")  # nothing listens there
+    try:
+        assert env.run(dead.start(timeout=1.0)) is False
+        assert dead.connected is False
+    finally:
+        env.run(dead.close())
+
+
+def test_fq_lock_one_winner_of_20(env: Env) -> None:
+    ids = [uid() for _ in range(20)]
+
+    async def race() -> list[bool]:
+        return list(await asyncio.gather(*((env.zk if i % 2 else env.zk2).create_fq_lock(
+            "virtual-network", ["d", "p", "race"], u) for i, u in enumerate(ids))))
+
+    results = env.run(race())
+    assert results.count(True) == 1
+    winner = ids[results.index(True)]
+    assert env.run(env.zk.read_fq_lock("virtual_network", ["d", "p", "race"])) == winner
+    assert env.run(env.zk.create_fq_lock("virtual_network", ["d", "p", "race"], winner)) is True  # idempotent
+    assert env.run(env.zk2.delete_fq_lock("virtual_network", ["d", "p", "race"], ids[0 if winner != ids[0] else 1])) \
+        is False
+    assert env.run(env.zk2.delete_fq_lock("virtual_network", ["d", "p", "race"])) is True
+    assert env.run(env.zk.read_fq_lock("virtual_network", ["d", "p", "race"])) is None
+    # a '/' in a name does not nest znodes
+    assert env.run(env.zk.create_fq_lock("subnet", ["10.0.0.0/24"], winner)) is True
+    assert env.run(env.zk.read_fq_lock("subnet", ["10.0.0.0/24"])) == winner
+
+
+def test_stale_lock_takeover(env: Env) -> None:
+    store = env.store
+    quick = Coordinator(env.servers.plan.zookeeper_servers, env.servers.plan.cluster_id, stale_lock_seconds=1.0,
+                        stale_check=store)
+    env.run(quick.start())
+    try:
+        ghost, new = uid(), uid()  # ghost: a lock whose object never reached Cassandra
+        assert env.run(quick.create_fq_lock("project", ["stale", "p"], ghost))
+        assert env.run(quick.create_fq_lock("project", ["stale", "p"], new)) is False  # too young
+        time.sleep(1.2)
+        assert env.run(quick.create_fq_lock("project", ["stale", "p"], new)) is True  # stale: replaced
+        assert env.run(quick.read_fq_lock("project", ["stale", "p"])) == new
+        # an old lock whose uuid is in Cassandra is not stale
+        d = obj("domain", ["stale-real"])
+        env.run(store.create(d))
+        assert env.run(quick.create_fq_lock("domain", ["stale-real"], d["uuid"]))
+        time.sleep(1.2)
+        assert env.run(quick.create_fq_lock("domain", ["stale-real"], uid())) is False
+        # the default rule (5 s) on the regular coordinator: young, so kept
+        assert env.run(env.zk.create_fq_lock("project", ["stale", "p"], uid())) is False
+    finally:
+        env.run(quick.close())
+
+
+def test_index_allocator_two_replicas(env: Env) -> None:
+    a1 = IndexAllocator(env.zk, "/test/ids/", 1000)
+    a2 = IndexAllocator(env.zk2, "/test/ids/", 1000)  # same path, another session = another replica
+
+    async def burst(n: int, tag: str) -> list[int]:
+        return list(await asyncio.gather(*(asyncio.to_thread((a1 if k % 2 else a2).alloc, f"{tag}{k}")
+                                           for k in range(n))))
+
+    t0 = time.perf_counter()
+    ids = env.run(burst(100, "v"))
+    dt = time.perf_counter() - t0
+    TIMINGS["allocs_per_s_2_replicas"] = f"{100 / dt:.0f}"
+    assert len(set(ids)) == 100 and all(0 <= i < 1000 for i in ids)
+    children = env.zk.children(env.zk.path("/test/ids"))
+    assert len(children) == 100
+    values = {a1.read(i) for i in ids}
+    assert values == {f"v{k}" for k in range(100)}  # none lost, none overwritten
+    # frees by one replica, allocations by the other: still distinct
+    for i in ids[:10]:
+        assert a2.free(i)
+    more = env.run(burst(20, "w"))
+    assert len(set(more) | set(ids[10:])) == 110
+    assert len(env.zk.children(env.zk.path("/test/ids"))) == 110
+
+    # a full allocator refreshes once before giving up (indexes freed by the other replica)
+    s1, s2 = IndexAllocator(env.zk, "/test/small/", 5, start=10), IndexAllocator(env.zk2, "/test/small/", 5, start=10)
+    got = [s1.alloc(f"x{k}") for k in range(5)]
+    assert got == [10, 11, 12, 13, 14]
+    with pytest.raises(Exhausted):
+        s2.alloc("late")
+    assert s2.free(12)
+    assert s1.alloc("again") == 12
+    assert s1.read(12) == "again"
+    assert s1.reserve(12, "again") is True and s1.reserve(12, "other") is False
+    assert s1.free(14)
+    assert s1.alloc("rev", reverse=True) == 14
+
+    # the original VN and SG id allocators
+    vn_ids, sg_ids = virtual_network_allocator(env.zk), security_group_allocator(env.zk2)
+    vn_id = vn_ids.alloc_id("d:p:vn")
+    assert vn_id == 1 and vn_ids.read_id(1) == "d:p:vn"
+    assert env.zk.get(env.zk.path("/id/virtual-networks/0000000000")) is not None
+    sg_id = sg_ids.alloc_id("d:p:sg")
+    assert sg_id == 8_000_001 and sg_ids.read(0) == SG_RESERVED
+    assert sg_ids.free_id(sg_id, "d:p:other") is False  # held by another value: kept
+    assert sg_ids.free_id(sg_id, "d:p:sg") is True and sg_ids.read_id(sg_id) is None
+    assert sg_ids.free(0) is False  # reserved
+
+
+def test_subnet_allocator_exhausts_a_29(env: Env) -> None:
+    vn, cidr = ["default-domain", "p", "vn/a"], "10.1.1.0/29"
+    reserved = {0, 7, 6, 5}  # network, broadcast, gateway, DNS
+    usable = 8 - len(reserved)
+
+    async def allocs() -> list[int | Exception]:
+        return list(await asyncio.gather(*((env.zk if k % 2 else env.zk2).alloc_ip(vn, cidr, f"iip{k}", reserved)
+                                           for k in range(usable + 2)), return_exceptions=True))
+
+    results = env.run(allocs())
+    offsets = sorted(r for r in results if isinstance(r, int))
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert offsets == [1, 2, 3, 4]
+    assert len(errors) == 2 and all(isinstance(e, Exhausted) and e.status == 409 for e in errors)
+    assert "exhausted subnet(10.1.1.0/29)" in str(errors[0])
+    assert env.run(env.zk.allocated_count(vn, cidr)) == usable
+    znode = env.zk.path("/api-server/subnets/default-domain:p:vn%2Fa:10.1.1.0/29/0000000001")
+    assert env.zk.get(znode) is not None
+    # reserve / free
+    assert env.run(env.zk.reserve_ip(vn, cidr, 3, "someone")) is False
+    owner = env.run(env.zk.read_ip(vn, cidr, 3))
+    assert env.run(env.zk2.free_ip(vn, cidr, 3, "wrong-owner")) is False
+    assert env.run(env.zk2.free_ip(vn, cidr, 3, owner))
+    assert env.run(env.zk.reserve_ip(vn, cidr, 3, "someone")) is True
+    assert env.run(env.zk.reserve_ip(vn, cidr, 3, "someone")) is True  # idempotent
+    # highest first, as R2005 without addr_from_start
+    assert env.run(env.zk.alloc_ip(vn, "10.1.2.0/29", "r", reserved, reverse=True)) == 4
+    assert env.run(env.zk.alloc_ip(vn, "10.1.2.0/29", "r2", reserved, start=1, end=2)) == 1
+    env.run(env.zk.delete_subnet(vn, cidr))
+    assert env.run(env.zk.allocated_count(vn, cidr)) == 0
+
+
+def test_session_lost_reconnects(env: Env) -> None:
+    """An expired session (LOST) is replaced by a new one; the coordinator keeps serving."""
+    hosts, cid = env.servers.plan.zookeeper_servers, env.servers.plan.cluster_id
+    c = Coordinator(hosts, cid, timeout=4.0)
+    states: list[str] = []
+    c.add_listener(states.append)
+    try:
+        assert env.run(c.start())
+        session, epoch = c.client.client_id, c.epoch
+        # the classic way to expire a session: a second client takes it over and closes it
+        other = KazooClient(hosts=hosts, client_id=session, timeout=4.0)
+        other.start(10)
+        other.stop()
+        other.close()
+        t0 = time.monotonic()
+        proc.wait_for(lambda: "LOST" in states and c.connected, 30, "a new zookeeper session", interval=0.05)
+        TIMINGS["zk_lost_to_new_session_s"] = f"{time.monotonic() - t0:.2f}"
+        assert c.client.client_id[0] != session[0]
+        assert c.epoch > epoch
+        assert env.run(c.create_fq_lock("project", ["after", "lost"], uid())) is True
+    finally:
+        env.run(c.close())
+
+
+# --- last: Cassandra goes away -------------------------------------------------------------------------
+
+def test_zz_unavailable_when_cassandra_is_stopped(env: Env) -> None:
+    store = env.store
+    d = obj("domain", ["before-stop"])
+    env.run(store.create(d))
+    env.servers.stop("cassandra")
+    store.forget(d["uuid"])
+    t0 = time.monotonic()
+    with pytest.raises(Unavailable, match="Config DB"):
+        env.run(store.read(d["uuid"]))
+    with pytest.raises(Unavailable):
+        env.run(store.create(obj("domain", ["after-stop"])))
+    with pytest.raises(Unavailable):
+        env.run(store.fq_name_to_uuid("domain", ["before-stop"]))
+    TIMINGS["unavailable_detect_s"] = f"{time.monotonic() - t0:.2f}"
+    assert Unavailable.status == 503
