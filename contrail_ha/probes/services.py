@@ -6,7 +6,7 @@ import httpx
 
 from contrail_ha.probes.base import Check
 from contrail_ha.rendering.base import Layout
-from contrail_ha.topology.plan import ANALYTICS_API, CONFIG_API, Instance, Plan
+from contrail_ha.topology.plan import ANALYTICS_API, CONFIG_API, LB_AGENT, Instance, Plan
 
 
 def health(inst: Instance, timeout: float = 2.0) -> tuple[bool, str]:
@@ -17,7 +17,24 @@ def health(inst: Instance, timeout: float = 2.0) -> tuple[bool, str]:
     return r.status_code == 200, r.text.strip()[:200] if r.status_code != 200 else "healthy"
 
 
+def agent(layout: Layout, host: str) -> tuple[bool, str, dict]:
+    """The lb agent's own state: is this lb announcing the VIP, and why."""
+    import json
+
+    from contrail_ha.rendering.services import agent_state
+
+    try:
+        st = json.loads(agent_state(layout, host).read_text())
+    except (OSError, ValueError):
+        return False, "no state yet", {}
+    detail = f"{'announcing' if st['announced'] else 'withdrawn'} VIP: {st['reason']}"
+    return bool(st["announced"]), detail, st
+
+
 def ready(plan: Plan, layout: Layout, inst: Instance) -> tuple[bool, str]:
+    if inst.component == LB_AGENT:
+        ok, detail, _ = agent(layout, inst.host.name)
+        return ok, detail
     return health(inst)
 
 
@@ -27,4 +44,7 @@ def checks(plan: Plan, layout: Layout) -> list[Check]:
         for inst in plan.of(comp):
             ok, detail = health(inst)
             out.append(Check(comp, f"{inst.host.name}/{inst.name}", ok, detail, {"address": inst.address}))
+    for inst in plan.of(LB_AGENT):
+        ok, detail, st = agent(layout, inst.host.name)
+        out.append(Check(LB_AGENT, inst.host.name, ok, detail, st))
     return out

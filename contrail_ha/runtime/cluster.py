@@ -35,6 +35,7 @@ from contrail_ha.topology.plan import (
     CONFIG_DB,
     HAPROXY,
     KAFKA,
+    LB_AGENT,
     RABBITMQ,
     ROLE_OF,
     ZOOKEEPER,
@@ -55,10 +56,12 @@ MODULES: dict[str, tuple[str, str]] = {
     ANALYTICS_API: ("services", "services"),
     HAPROXY: ("haproxy", "haproxy"),
     BIRD: ("bird", "bird"),
+    LB_AGENT: ("services", "services"),
 }
 ROLE_ORDER = [Role.CONTROLLER, Role.ANALYTICSDB, Role.ANALYTICS, Role.LB]
 ROUTER_ROLE = "router"
-COMPONENT_ORDER = [ZOOKEEPER, RABBITMQ, CONFIG_DB, CONFIG_API, ANALYTICS_DB, KAFKA, ANALYTICS_API, HAPROXY, BIRD]
+COMPONENT_ORDER = [ZOOKEEPER, RABBITMQ, CONFIG_DB, CONFIG_API, ANALYTICS_DB, KAFKA, ANALYTICS_API, HAPROXY, BIRD,
+                   LB_AGENT]
 
 
 class UpError(RuntimeError):
@@ -319,7 +322,8 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
         ANALYTICS_API: ([ZOOKEEPER, ANALYTICS_DB, KAFKA], lambda: wave(plan.of(ANALYTICS_API), 120)),
         HAPROXY: ([CONFIG_API, ANALYTICS_API], lambda: wave(plan.of(HAPROXY), 60)),
         BIRD: ([HAPROXY], lambda: wave(plan.of(BIRD), 60)),
-        "vip": ([BIRD], lambda: _wait_vip(plan, layout, progress)),
+        LB_AGENT: ([BIRD], lambda: wave(plan.of(LB_AGENT), 60)),
+        "vip": ([LB_AGENT], lambda: _wait_vip(plan, layout, progress)),
     }
     run_steps(steps, abort)
     elapsed = time.monotonic() - t0

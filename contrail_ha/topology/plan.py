@@ -24,6 +24,7 @@ CONFIG_API = "config-api"
 ANALYTICS_API = "analytics-api"
 HAPROXY = "haproxy"
 BIRD = "bird"
+LB_AGENT = "lb-agent"
 
 ROLE_OF = {
     ZOOKEEPER: Role.CONTROLLER,
@@ -35,6 +36,7 @@ ROLE_OF = {
     KAFKA: Role.ANALYTICSDB,
     HAPROXY: Role.LB,
     BIRD: Role.LB,
+    LB_AGENT: Role.LB,
 }
 
 # Fixed ports that the topology does not expose (protocol constants or derived).
@@ -185,6 +187,7 @@ class Plan:
                 )
             )
             out.append(Instance(BIRD, h, i, port=BGP_PORT, bindings=(Binding(ANY, BGP_PORT, "bird bgp"),)))
+            out.append(Instance(LB_AGENT, h, i))
         for i, h in enumerate(self.controllers):
             ip = str(h.ip)
             out.append(

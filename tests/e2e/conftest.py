@@ -46,6 +46,10 @@ def cluster() -> Iterator[Cluster]:
         pytest.skip("e2e tests need root (network namespaces)")
     plan = load_topology(TOPOLOGY).plan()
     layout = Layout(DEFAULT_STATE_ROOT / plan.cluster_id)
+    if os.environ.get("CONTRAIL_HA_E2E_REUSE") == "1":  # development: keep using a cluster that is up
+        netns.enter(netns.ns_name(plan, netns.CLIENT))
+        yield Cluster(plan, layout, TOPOLOGY, 0.0)
+        return
     subprocess.run([*CLI, "down", "--purge", "-t", str(TOPOLOGY)], capture_output=True, text=True, timeout=600)
     t0 = time.monotonic()
     p = subprocess.run([*CLI, "up", "-t", str(TOPOLOGY)], capture_output=True, text=True, timeout=1500)

@@ -1,0 +1,172 @@
+"""Wiring of one contrail-api replica: store, coordination, notifications, hooks, health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from contrail_ha.services import base
+from contrail_ha.services.config_api.defaults import ensure_defaults
+from contrail_ha.services.config_api.objects import Obj
+from contrail_ha.services.config_api.schema import ResourceType
+from contrail_ha.services.config_api.server import ConfigApi, Hooks, errors
+from contrail_ha.services.deps import Cassandra, Dependency
+
+log = logging.getLogger(__name__)
+
+
+class IdHooks(Hooks):
+    """Virtual-network and security-group ids from the ZooKeeper allocators (as the original)."""
+
+    def __init__(self, vn_ids: Any, sg_ids: Any) -> None:
+        self.vn_ids, self.sg_ids = vn_ids, sg_ids
+
+    async def pre_create(self, rt: ResourceType, obj: Obj) -> None:
+        fq = ":".join(obj["fq_name"])
+        if rt.object_type == "virtual_network":
+            obj["virtual_network_network_id"] = await asyncio.to_thread(self.vn_ids.alloc_id, fq)
+        elif rt.object_type == "security_group":
+            obj["security_group_id"] = await asyncio.to_thread(self.sg_ids.alloc_id, fq)
+
+    async def undo_create(self, rt: ResourceType, obj: Obj) -> None:
+        await self.post_delete(rt, obj)
+
+    async def post_delete(self, rt: ResourceType, obj: Obj) -> None:
+        fq = ":".join(obj["fq_name"])
+        if rt.object_type == "virtual_network" and obj.get("virtual_network_network_id"):
+            await asyncio.to_thread(self.vn_ids.free_id, obj["virtual_network_network_id"], fq)
+        elif rt.object_type == "security_group" and obj.get("security_group_id") is not None:
+            await asyncio.to_thread(self.sg_ids.free_id, obj["security_group_id"], fq)
+
+
+class Probe(Dependency):
+    """A health dependency read from an object with ``ok``/``reason`` (or a ``connected`` flag)."""
+
+    def __init__(self, name: str, target: Any) -> None:
+        super().__init__()
+        self.name, self.target = name, target
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        pass
+
+    def refresh(self) -> None:
+        t = self.target
+        if hasattr(t, "ok"):
+            self._set(bool(t.ok), getattr(t, "reason", ""))
+        else:
+            ok = bool(getattr(t, "connected", False))
+            self._set(ok, "session connected" if ok else "no ZooKeeper session")
+
+
+class Ready(Dependency):
+    """Not healthy until the replica finished its start (schema, defaults, notifications)."""
+
+    name = "startup"
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._set(False, "starting")
+
+
+async def _start(cfg: base.ServiceConfig, api: ConfigApi, deps: list[Dependency], ready: Ready) -> None:
+    from contrail_ha.services.config_api.notify import Notifier
+    from contrail_ha.services.config_api.store import ConfigStore
+    from contrail_ha.services.config_api.zk import Coordinator, security_group_allocator, virtual_network_allocator
+
+    replica = f"{cfg.host}-{cfg.listen_port}"
+    while True:
+        try:
+            store = ConfigStore(cfg.config_db, cfg.config_db_port, cfg.config_db_rf)
+            await store.start()
+            break
+        except Exception as e:
+            ready._set(False, f"config DB: {e}"[:200])
+            await asyncio.sleep(1)
+    zk = Coordinator(cfg.zookeeper, cfg.cluster_id)
+    await zk.start()
+    zk.stale_check = store  # the fq-name lock's stale rule asks Cassandra whether the uuid exists
+    vn_ids = virtual_network_allocator(zk)
+    sg_ids = security_group_allocator(zk)
+    api.store, api.zk, api.hooks = store, zk, IdHooks(vn_ids, sg_ids)
+
+    async def on_message(msg: dict[str, Any]) -> None:
+        """Another replica changed an object: drop what this replica caches about it."""
+        if msg.get("oper") == "DELETE" and msg.get("uuid"):
+            store.forget(msg["uuid"])
+
+    async def on_resync() -> None:
+        """Messages may have been missed: trust nothing cached (fq_names are immutable, uuids are not reused)."""
+        store.forget_all()
+        for alloc in (vn_ids, sg_ids):
+            await asyncio.to_thread(alloc.refresh)
+
+    notifier = Notifier(cfg.rabbitmq, replica, on_message, on_resync)
+    api.notifier = notifier
+    await notifier.start()
+    deps.extend([Probe("zookeeper", zk), Probe("rabbitmq", notifier)])
+    while True:
+        try:
+            await ensure_defaults(api)
+            break
+        except Exception as e:
+            ready._set(False, f"defaults: {e.__class__.__name__}: {e}"[:200])
+            await asyncio.sleep(1)
+    ready._set(True, "serving")
+
+
+def build(cfg: base.ServiceConfig) -> web.Application:
+    """The replica's app: answers 503 (with the reason) until its start-up is complete."""
+    ready = Ready()
+    deps: list[Dependency] = [ready, Cassandra("config-db", cfg.config_db, cfg.config_db_port)]
+    api = ConfigApi(None, None, None)
+
+    @web.middleware
+    async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path == "/health" or ready.ok:
+            return await handler(request)
+        return web.Response(status=503, text=f"contrail-api is starting: {ready.reason}", content_type="text/plain")
+
+    app = web.Application(client_max_size=1024 * 1024 + 1, middlewares=[gate, errors])
+    app[base.HEALTH] = deps
+
+    async def health(request: web.Request) -> web.StreamResponse:
+        for d in deps:
+            if isinstance(d, Probe):
+                d.refresh()
+        return await base.health(request)
+
+    app.router.add_get("/health", health)
+    api.add_routes(app)
+
+    async def on_startup(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        for d in deps:
+            d.start(loop)
+        app[STARTER] = loop.create_task(_start(cfg, api, deps, ready))
+
+    async def on_cleanup(app: web.Application) -> None:
+        app[STARTER].cancel()
+        for d in deps:
+            d.stop()
+        for part in (api.notifier, api.zk, api.store):
+            if part is not None:
+                await part.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+STARTER = web.AppKey("starter", asyncio.Task)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = argv if argv is not None else sys.argv[1:]
+    cfg = base.ServiceConfig.load(args[0])
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format=f"%(asctime)s {cfg.name}@{cfg.host} %(levelname)s %(name)s: %(message)s")
+    web.run_app(build(cfg), host=cfg.listen_ip, port=cfg.listen_port, access_log=None, print=None,
+                reuse_address=True)

@@ -1,0 +1,56 @@
+"""The object form every layer of contrail-api agrees on.
+
+An object is a plain dict in the API's underscore form, exactly what a GET returns minus the
+hrefs, e.g.::
+
+    {"uuid": "c626c10d-...", "type": "virtual_network", "fq_name": ["default-domain", "p1", "vn1"],
+     "parent_type": "project", "parent_uuid": "f339b1d5-...",
+     "display_name": "vn1", "id_perms": {...}, "perms2": {...}, "annotations": {"key_value_pair": [...]},
+     "network_ipam_refs": [{"to": [...], "uuid": "1f50...", "attr": {...}}],
+     # only on reads, derived from other objects:
+     "virtual_machine_interfaces": [{"to": [...], "uuid": "..."}],              # children
+     "virtual_machine_interface_back_refs": [{"to": [...], "uuid": "...", "attr": ...}]}
+
+``type`` is the object type (underscore form). ``parent_type`` is a resource type (hyphen
+form) as the client sends it, absent for top-level objects. Ref lists hold the target's
+uuid and fq_name; ``attr`` may be null. List and map properties are stored whole in their
+wrapper form (``{"key_value_pair": [...]}``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Obj = dict[str, Any]
+
+# Keys of an object that are not properties, refs, children or back-refs.
+ENVELOPE = ("uuid", "type", "fq_name", "parent_type", "parent_uuid", "name")
+
+
+def fq_str(fq_name: list[str]) -> str:
+    return ":".join(fq_name)
+
+
+class ConfigError(Exception):
+    """A client-visible error: HTTP ``status`` with a plain-text message."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class NotFound(ConfigError):
+    status = 404
+
+
+class Conflict(ConfigError):
+    status = 409
+
+
+class Unavailable(ConfigError):
+    """The replica cannot serve this request now (e.g. no ZooKeeper session for a write)."""
+
+    status = 503

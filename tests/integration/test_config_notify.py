@@ -1,0 +1,508 @@
+"""Config-change notifications between contrail-api replicas over a real 3-node RabbitMQ cluster.
+
+The nodes run on 127.0.60.1-3 in the root namespace, rendered with ``shared_netns`` as in
+``test_rabbitmq.py``, with the ``ha`` mirroring policy applied by ``probes.rabbitmq.configure``.
+Broker nodes are killed with SIGKILL by the PID of the Erlang VM we started, then restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contrail_ha.probes import rabbitmq as probe
+from contrail_ha.rendering import rabbitmq as rmq
+from contrail_ha.rendering.base import Layout, ProcessSpec
+from contrail_ha.services.config_api.notify import EXCHANGE, QUEUE_PREFIX, Notifier
+from contrail_ha.services.config_api.objects import Unavailable
+from contrail_ha.topology.plan import RABBITMQ, RABBITMQ_DIST_OFFSET, Instance, Plan
+from tests.helpers import proc
+from tests.helpers.topo import loopback_plan
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+PREFIX = "127.0.60"
+EPMD_BASE = 14360  # node i's epmd port is 14360 + i (epmd also binds 127.0.0.1: ports unique per test module)
+READY_TIMEOUT = 150.0
+DEAD = f"{PREFIX}.9:5673"  # nothing listens there
+
+
+def listening(ip: str, port: int) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Node:
+    inst: Instance
+    server_spec: ProcessSpec
+    logdir: Path
+    wrapper: subprocess.Popen[bytes] | None = None
+
+
+@dataclass
+class Cluster:
+    plan: Plan
+    layout: Layout
+    nodes: list[Node] = field(default_factory=list)
+    procs: list[tuple[subprocess.Popen[bytes], ProcessSpec | None]] = field(default_factory=list)
+    beams: list[int] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def address(self, i: int) -> str:
+        return self.nodes[i].inst.address
+
+    def index(self, address: str | None) -> int:
+        return next(i for i, n in enumerate(self.nodes) if n.inst.address == address)
+
+    def servers(self, *order: int) -> list[str]:
+        return [self.address(i) for i in order]
+
+    def start(self, i: int) -> None:
+        n = self.nodes[i]
+        n.wrapper = proc.start(n.server_spec, n.logdir / f"{n.server_spec.name}.log")
+        self.procs.append((n.wrapper, n.server_spec))
+
+    def beam(self, i: int) -> int:
+        """The Erlang VM of node ``i``: from its pid file, checked to be in the session we started."""
+        n = self.nodes[i]
+        assert n.wrapper is not None
+        pid = int(Path(rmq.paths(self.layout, n.inst)["pid"]).read_text().strip())
+        assert os.getsid(pid) == n.wrapper.pid, f"pid {pid} is not a process we started"
+        assert b"beam" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        if pid not in self.beams:
+            self.beams.append(pid)
+        return pid
+
+    def kill(self, i: int) -> None:
+        """SIGKILL node ``i``'s VM (by PID); its wrapper then exits."""
+        n = self.nodes[i]
+        assert n.wrapper is not None
+        os.kill(self.beam(i), signal.SIGKILL)
+        n.wrapper.wait(30)
+
+    def wait_ready(self, idx: list[int]) -> None:
+        last: dict[int, str] = {}
+
+        def ready() -> bool:
+            for i in idx:
+                if last.get(i) != "running":
+                    ok, detail = probe.ready(self.plan, self.layout, self.nodes[i].inst)
+                    last[i] = "running" if ok else detail
+            return all(last.get(i) == "running" for i in idx)
+
+        try:
+            proc.wait_for(ready, READY_TIMEOUT, "rabbitmq", interval=0.2)
+        except TimeoutError as e:
+            raise AssertionError(f"{e}: {last}") from e
+
+    def wait_cluster(self) -> None:
+        """Every node running, in every node's view, no partitions."""
+
+        def formed() -> bool:
+            checks = probe.checks(self.plan, self.layout)
+            return all(c.ok for c in checks)
+
+        proc.wait_for(formed, READY_TIMEOUT, "rabbitmq cluster", interval=0.5)
+
+    def restart(self, i: int) -> None:
+        t = time.monotonic()
+        self.start(i)
+        self.wait_ready([i])
+        self.wait_cluster()
+        self.timings[f"restart n{i + 1} after kill -9"] = time.monotonic() - t
+
+
+def ensure_gone(pids: list[int]) -> None:
+    for pid in pids:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.1)
+        try:
+            if b"beam" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+                raise AssertionError(f"beam {pid} survived its wrapper and was killed")
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (rabbitmq-server from /usr/lib/rabbitmq/bin)")
+    if not Path(rmq.SERVER).exists():
+        pytest.skip("rabbitmq-server is not installed")
+    plan = loopback_plan(PREFIX, 3)
+    c = Cluster(plan, Layout(tmp_path_factory.mktemp("rabbitmq-notify")))
+    insts = plan.of(RABBITMQ)
+    busy = [f"{i.ip}:{p}" for i in insts
+            for p in (i.port, i.port + RABBITMQ_DIST_OFFSET, EPMD_BASE + i.index + 1) if listening(i.ip, p)]
+    dead_ip, dead_port = DEAD.split(":")
+    busy += [DEAD] if listening(dead_ip, int(dead_port)) else []
+    assert not busy, f"already in use: {busy}"
+    with ExitStack() as stack:
+        stack.callback(ensure_gone, c.beams)  # runs last
+
+        def stop_all() -> None:
+            for p, spec in reversed(c.procs):
+                proc.stop(p, spec)
+
+        stack.callback(stop_all)
+        t0 = time.monotonic()
+        for inst in insts:
+            r = rmq.render(plan, inst, c.layout, epmd_port=EPMD_BASE + inst.index + 1, shared_netns=True)
+            proc.write_files(r)
+            epmd, server = r.processes
+            logdir = c.layout.host_dir(inst.host.name) / "logs"
+            c.procs.append((proc.start(epmd, logdir / "epmd.log"), epmd))
+            c.nodes.append(Node(inst, server, logdir))
+        c.start(0)  # the first node forms the cluster, the others join it
+        c.wait_ready([0])
+        for i in (1, 2):
+            c.start(i)
+        c.wait_ready([1, 2])
+        c.wait_cluster()
+        assert probe.configure(plan, c.layout) in ("set", "unchanged")
+        c.timings["3-node formation + policy"] = time.monotonic() - t0
+        for i in range(3):
+            c.beam(i)
+        yield c
+    print("\nnotify timings: " + ", ".join(f"{k} {v:.3f}" for k, v in c.timings.items()))
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+class Replica:
+    """A Notifier with recording callbacks."""
+
+    def __init__(self, name: str, servers: list[str], **kw: Any) -> None:
+        self.name = name
+        self.got: list[dict[str, Any]] = []
+        self.resyncs = 0
+        self.resync_at: list[int] = []  # len(got) at each resync
+        self.n = Notifier(servers, name, self.on_message, self.on_resync, **kw)
+
+    async def on_message(self, msg: dict[str, Any]) -> None:
+        self.got.append(msg)
+
+    async def on_resync(self) -> None:
+        self.resyncs += 1
+        self.resync_at.append(len(self.got))
+
+    def uuids(self) -> list[str]:
+        return [m["uuid"] for m in self.got]
+
+
+async def until(pred: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        await asyncio.sleep(0.02)
+
+
+async def started(*replicas: Replica) -> None:
+    await asyncio.gather(*(r.n.start(wait=15) for r in replicas))
+    for r in replicas:
+        assert r.n.ok, (r.name, r.n.reason)
+    await until(lambda: all(r.resyncs >= 1 for r in replicas), 10, "initial resync")
+
+
+async def closed(*replicas: Replica) -> None:
+    for r in replicas:
+        await r.n.close()
+
+
+def uid(tag: str, k: int) -> str:
+    return f"{tag}-{k:06d}"
+
+
+async def publish(r: Replica, tag: str, k: int) -> None:
+    await r.n.publish("CREATE", "virtual_network", uid(tag, k), ["default-domain", "p", f"vn{k}"],
+                      obj_dict={"uuid": uid(tag, k), "k": k})
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 240))  # type: ignore[arg-type]
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+# --- tests -----------------------------------------------------------------------------------------
+def test_fanout_in_order_not_to_self(cluster: Cluster) -> None:
+    async def main() -> None:
+        a = Replica("a-8082", cluster.servers(0, 1, 2))
+        b = Replica("b-8082", cluster.servers(1, 2, 0))
+        c = Replica("c-8082", cluster.servers(2, 0, 1))
+        try:
+            await started(a, b, c)
+            assert [r.n.server for r in (a, b, c)] == cluster.servers(0, 1, 2)
+            assert a.n.reason == f"connected to {cluster.address(0)}" and a.n.status()["ok"] is True
+            assert (a.resyncs, b.resyncs, c.resyncs) == (1, 1, 1)  # fresh queue at start
+            n = 300
+            lat: list[float] = []
+            for k in range(n):
+                t = time.monotonic()
+                await publish(a, "seq", k)
+                lat.append(time.monotonic() - t)
+                assert a.n.pending == 0  # returned only once confirmed
+            cluster.timings["publish+confirm p50 ms"] = statistics.median(lat) * 1000
+            cluster.timings["publish+confirm p99 ms"] = pct(lat, 0.99) * 1000
+            # concurrent callers: pipelined on the channel, still in call order
+            m = 1000
+            t = time.monotonic()
+            await asyncio.gather(*(publish(a, "par", k) for k in range(m)))
+            cluster.timings[f"{m} concurrent publishes /s"] = m / (time.monotonic() - t)
+            want = [uid("seq", k) for k in range(n)] + [uid("par", k) for k in range(m)]
+            await until(lambda: len(b.got) >= n + m and len(c.got) >= n + m, 30, "fan-out")
+            assert b.uuids() == want and c.uuids() == want
+            first = b.got[0]
+            assert first["oper"] == "CREATE" and first["type"] == "virtual_network"
+            assert first["fq_name"] == ["default-domain", "p", "vn0"] and first["obj_dict"]["k"] == 0
+            assert first["replica"] == "a-8082" and first["request-id"].startswith("a-8082:")
+            assert len({x["request-id"] for x in b.got}) == n + m
+            await b.n.publish("UPDATE", "project", "p-1", ["default-domain", "p"], extra={"x": 1})
+            await until(lambda: len(a.got) == 1 and len(c.got) == n + m + 1, 10, "b's update")
+            assert a.got[0]["oper"] == "UPDATE" and a.got[0]["extra_dict"] == {"x": 1}
+            assert a.got[0]["obj_dict"] is None
+            await asyncio.sleep(0.3)
+            assert len(a.got) == 1 and len(b.got) == n + m  # nobody gets its own
+            assert (a.resyncs, b.resyncs, c.resyncs) == (1, 1, 1)
+            assert b.n.stats["duplicates"] == 0 and a.n.stats["confirmed"] == n + m
+            with pytest.raises(ValueError):
+                await a.n.publish("RENAME", "project", "x", ["x"])
+        finally:
+            await closed(a, b, c)
+
+    run(main())
+
+
+def test_consumer_broker_killed_fails_over_without_loss(cluster: Cluster) -> None:
+    """B's broker (and its queue's master) is killed: B moves on, the mirrored queue kept every message."""
+
+    async def main() -> None:
+        a = Replica("a2-8082", cluster.servers(0, 2, 1))
+        b = Replica("b2-8082", cluster.servers(1, 2, 0))
+        try:
+            await started(a, b)
+            victim = cluster.index(b.n.server)
+            assert victim == 1 and a.n.server == cluster.address(0)
+            sent: list[str] = []
+            stop = asyncio.Event()
+
+            async def stream() -> None:
+                k = 0
+                while not stop.is_set():
+                    await publish(a, "s2", k)
+                    sent.append(uid("s2", k))
+                    k += 1
+                    await asyncio.sleep(0.002)
+
+            task = asyncio.create_task(stream())
+            await until(lambda: len(b.got) >= 100, 10, "first messages")
+            t = time.monotonic()
+            await asyncio.to_thread(cluster.kill, victim)
+            await until(lambda: not b.n.ok or b.n.server != cluster.address(victim), 15, "loss noticed")
+            detect = time.monotonic() - t
+            await until(lambda: b.n.ok, 30, "b fails over")
+            cluster.timings["consumer: loss noticed s"] = detect
+            cluster.timings["consumer: fail-over s"] = time.monotonic() - t
+            assert b.n.server == cluster.address(2)
+            mark = len(sent)
+            await until(lambda: len(sent) >= mark + 200, 20, "publishing after the fail-over")
+            stop.set()
+            await task
+            await until(lambda: len(b.got) >= len(sent), 30, "everything delivered")
+            await asyncio.sleep(0.3)
+            assert b.uuids() == sent  # nothing lost, nothing doubled, in order
+            # the queue survived (mirrored): no gap, so no resync
+            assert b.resyncs == 1, b.resync_at
+            assert a.got == []
+        finally:
+            await closed(a, b)
+            await asyncio.to_thread(cluster.restart, 1)
+
+    run(main())
+
+
+def test_queue_lost_or_recreated_triggers_resync(cluster: Cluster) -> None:
+    """A deleted queue (consumer cancelled) and a replica restart both mean a gap: on_resync."""
+    aio_pika = pytest.importorskip("aio_pika")
+
+    async def main() -> None:
+        a = Replica("a3-8082", cluster.servers(0, 1, 2))
+        b = Replica("b3-8082", cluster.servers(2, 1, 0))
+        try:
+            await started(a, b)
+            for k in range(10):
+                await publish(a, "q1", k)
+            await until(lambda: len(b.got) == 10, 10, "before")
+            t = time.monotonic()
+            admin = await aio_pika.connect(f"amqp://guest:guest@{cluster.address(1)}/")
+            try:
+                ch = await admin.channel()
+                await ch.queue_delete(QUEUE_PREFIX + "b3-8082")
+            finally:
+                await admin.close()
+            await until(lambda: b.resyncs == 2, 10, "resync after the queue was deleted")
+            cluster.timings["queue deleted -> resync s"] = time.monotonic() - t
+            assert b.resync_at == [0, 10] and b.n.ok and b.n.server == cluster.address(2)
+            for k in range(10):
+                await publish(a, "q2", k)
+            await until(lambda: len(b.got) == 20, 10, "after the queue came back")
+            assert b.uuids()[10:] == [uid("q2", k) for k in range(10)]
+
+            # a replica restarting deletes its old queue: what was published meanwhile is skipped
+            await b.n.close()
+            for k in range(5):
+                await publish(a, "gone", k)
+            b2 = Replica("b3-8082", cluster.servers(2, 1, 0))
+            try:
+                await started(b2)
+                assert b2.resyncs == 1
+                await publish(a, "q3", 0)
+                await until(lambda: len(b2.got) == 1, 10, "after restart")
+                assert b2.uuids() == [uid("q3", 0)]
+            finally:
+                await b2.n.close()
+        finally:
+            await closed(a, b)
+
+    run(main())
+
+
+def test_publisher_broker_killed_no_confirmed_message_lost(cluster: Cluster) -> None:
+    """A's broker dies mid-stream: every publish that returned reaches B (republished after fail-over)."""
+
+    async def main() -> None:
+        a = Replica("a4-8082", cluster.servers(0, 1, 2))
+        b = Replica("b4-8082", cluster.servers(2, 1, 0))
+        try:
+            await started(a, b)
+            returned: list[str] = []
+            failed: list[str] = []
+            lat: list[float] = []
+            stop = asyncio.Event()
+
+            async def worker(w: int) -> None:
+                k = 0
+                while not stop.is_set():
+                    t = time.monotonic()
+                    try:
+                        await publish(a, f"w{w}", k)
+                        returned.append(uid(f"w{w}", k))
+                    except Unavailable:
+                        failed.append(uid(f"w{w}", k))
+                    lat.append(time.monotonic() - t)
+                    k += 1
+
+            tasks = [asyncio.create_task(worker(w)) for w in range(8)]
+            await until(lambda: len(returned) >= 500, 20, "stream running")
+            t = time.monotonic()
+            at_kill = len(returned)
+            await asyncio.to_thread(cluster.kill, 0)
+            await until(lambda: a.n.ok and a.n.server != cluster.address(0), 30, "a fails over")
+            cluster.timings["publisher: fail-over s"] = time.monotonic() - t
+            mark = len(returned)
+            await until(lambda: len(returned) >= mark + 500, 20, "publishing after the fail-over")
+            stop.set()
+            await asyncio.gather(*tasks)
+            cluster.timings["publisher: max publish latency across the kill s"] = max(lat)
+            cluster.timings["publisher: republished"] = a.n.stats["republished"]
+            assert at_kill < mark < len(returned)
+            assert failed == []
+            await until(lambda: a.n.pending == 0, 20, "all confirmed")
+            await until(lambda: set(returned) <= set(b.uuids()), 30, "every returned publish delivered")
+            await asyncio.sleep(0.3)
+            got = b.uuids()
+            assert len(got) == len(set(got)), "duplicates reached on_message"
+            assert sorted(got) == sorted(returned)  # nothing else, nothing missing
+            for w in range(8):  # each caller's messages in its order
+                mine = [u for u in got if u.startswith(f"w{w}-")]
+                assert mine == sorted(mine)
+            assert b.resyncs == 1
+        finally:
+            await closed(a, b)
+            await asyncio.to_thread(cluster.restart, 0)
+
+    run(main())
+
+
+def test_buffer_full_unavailable_then_flushed(cluster: Cluster) -> None:
+    async def main() -> None:
+        b = Replica("b5-8082", cluster.servers(1, 2, 0))
+        p = Replica("p5-8082", cluster.servers(0, 1, 2), max_pending=5, confirm_timeout=0.3)
+        dead = Replica("d5-8082", [DEAD], max_pending=2, confirm_timeout=0.2)
+        try:
+            await started(b)
+            t = time.monotonic()
+            for k in range(5):  # not started: buffered, each call returns after at most the timeout
+                await publish(p, "buf", k)
+            assert time.monotonic() - t < 1.0 and p.n.pending == 5
+            with pytest.raises(Unavailable) as e:
+                await publish(p, "buf", 5)
+            assert e.value.status == 503 and "pending" in str(e.value)
+            with pytest.raises(Unavailable):
+                p.n.check_capacity()
+            await p.n.start(wait=15)
+            assert p.n.ok
+            await until(lambda: p.n.pending == 0, 10, "buffer flushed")
+            await publish(p, "buf", 5)
+            await until(lambda: len(b.got) == 6, 10, "buffered ones delivered")
+            assert b.uuids() == [uid("buf", k) for k in range(6)]
+
+            await dead.n.start(wait=1.0)
+            assert not dead.n.ok and "refused" in dead.n.reason.lower(), dead.n.reason
+            await publish(dead, "d", 0)
+            await publish(dead, "d", 1)
+            with pytest.raises(Unavailable):
+                await publish(dead, "d", 2)
+        finally:
+            await closed(b, p, dead)
+
+    run(main())
+
+
+def test_exchange_is_the_originals(cluster: Cluster) -> None:
+    """The exchange and queues as the original declares them: redeclaring with its arguments works."""
+    aio_pika = pytest.importorskip("aio_pika")
+
+    async def main() -> None:
+        r = Replica("e6-8082", cluster.servers(0, 1, 2))
+        try:
+            await started(r)
+            conn = await aio_pika.connect(f"amqp://guest:guest@{cluster.address(2)}/")
+            try:
+                ch = await conn.channel()
+                # a mismatch in type or durability would close the channel with PRECONDITION_FAILED
+                await ch.declare_exchange(EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=False)
+                q = await ch.declare_queue(QUEUE_PREFIX + "e6-8082", passive=True)
+                assert q.name == "vnc_config.e6-8082"
+            finally:
+                await conn.close()
+            rows = probe.ctl_json(cluster.plan, cluster.layout, cluster.nodes[0].inst, "list_queues", "--local",
+                                  "name", "durable", "auto_delete", "exclusive", "policy", "arguments")
+            row = next(x for x in rows if x["name"] == "vnc_config.e6-8082")
+            assert row["durable"] is False and row["auto_delete"] is False and row["policy"] == "ha", row
+            assert row["exclusive"] is False, row
+        finally:
+            await r.n.close()
+
+    run(main())
