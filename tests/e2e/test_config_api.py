@@ -116,6 +116,70 @@ def test_concurrent_vn_creates_get_distinct_ids(cluster: Cluster, project: dict)
     assert len(ids) == 200 and len(set(ids)) == 200
 
 
+def _vn_with_subnet(cluster: Cluster, project: dict, cidr: str) -> dict:
+    base = api_url(cluster)
+    tag = uuid.uuid4().hex[:6]
+    ipam = httpx.post(f"{base}/network-ipams", timeout=10, json={"network-ipam": {
+        "fq_name": ["default-domain", project["name"], f"ipam-{tag}"], "parent_type": "project"}})
+    assert ipam.status_code == 200, ipam.text
+    prefix, plen = cidr.split("/")
+    vn = httpx.post(f"{base}/virtual-networks", timeout=10, json={"virtual-network": {
+        "fq_name": ["default-domain", project["name"], f"net-{tag}"], "parent_type": "project",
+        "network_ipam_refs": [{"to": ipam.json()["network-ipam"]["fq_name"], "attr": {"ipam_subnets": [
+            {"subnet": {"ip_prefix": prefix, "ip_prefix_len": int(plen)}}]}}]}})
+    assert vn.status_code == 200, vn.text
+    return vn.json()["virtual-network"]
+
+
+def test_instance_ips_exhaust_a_24_across_replicas(cluster: Cluster, project: dict) -> None:
+    vn = _vn_with_subnet(cluster, project, "10.77.0.0/24")
+    got = httpx.get(f"{api_url(cluster)}/virtual-network/{vn['uuid']}", timeout=10).json()["virtual-network"]
+    sn = got["network_ipam_refs"][0]["attr"]["ipam_subnets"][0]
+    assert sn["default_gateway"] == "10.77.0.254" and sn["dns_server_address"] == "10.77.0.253"
+    tag = uuid.uuid4().hex[:6]
+    bodies = [("/instance-ips", {"instance-ip": {"fq_name": [f"iip-{tag}-{i}"],
+                                                 "virtual_network_refs": [{"to": vn["fq_name"]}]}})
+              for i in range(300)]
+    rs = asyncio.run(_post_many(replicas(cluster), bodies))
+    ok = [r for r in rs if r.status_code == 200]
+    refused = [r for r in rs if r.status_code != 200]
+    assert len(ok) == 252, (len(ok), {r.status_code: r.text for r in refused})
+    assert all(r.status_code == 409 and "has exhausted subnet" in r.text for r in refused)
+    uuids = [r.json()["instance-ip"]["uuid"] for r in ok]
+    r = httpx.post(f"{api_url(cluster)}/list-bulk-collection", timeout=60, json={
+        "type": "instance-ip", "obj_uuids": ",".join(uuids), "detail": True, "count": False})
+    addrs = [o["instance-ip"]["instance_ip_address"] for o in r.json()["instance-ips"]]
+    assert len(addrs) == 252 and len(set(addrs)) == 252
+    assert not {"10.77.0.0", "10.77.0.255", "10.77.0.254", "10.77.0.253"} & set(addrs)
+    count = httpx.post(f"{api_url(cluster)}/virtual-network/{vn['uuid']}/subnet-ip-count", timeout=10,
+                       json={"subnet_list": ["10.77.0.0/24"]})
+    assert count.json() == {"ip_count_list": [252]}
+    # deleting one frees its address for the next create
+    httpx.delete(f"{api_url(cluster)}/instance-ip/{uuids[0]}", timeout=10).raise_for_status()
+    again = httpx.post(f"{api_url(cluster)}/instance-ips", timeout=10, json={"instance-ip": {
+        "fq_name": [f"iip-{tag}-again"], "virtual_network_refs": [{"to": vn["fq_name"]}]}})
+    assert again.status_code == 200, again.text
+
+
+def test_ip_alloc_free_and_fixed_address(cluster: Cluster, project: dict) -> None:
+    vn = _vn_with_subnet(cluster, project, "10.78.0.0/29")  # 8 - 4 reserved = 4 usable
+    base = api_url(cluster)
+    r = httpx.post(f"{base}/virtual-network/{vn['uuid']}/ip-alloc", json={"count": 2}, timeout=10)
+    assert r.status_code == 200, r.text
+    got = r.json()["ip_addr"]
+    assert len(set(got)) == 2
+    fixed = httpx.post(f"{base}/instance-ips", timeout=10, json={"instance-ip": {
+        "fq_name": [f"fixed-{uuid.uuid4().hex[:6]}"], "instance_ip_address": got[0],
+        "virtual_network_refs": [{"to": vn["fq_name"]}]}})
+    assert fixed.status_code == 409 and "already in use" in fixed.text
+    assert httpx.post(f"{base}/virtual-network/{vn['uuid']}/ip-free", json={"ip_addr": got},
+                      timeout=10).status_code == 200
+    assert httpx.post(f"{base}/virtual-network/{vn['uuid']}/subnet-ip-count", timeout=10,
+                      json={"subnet_list": ["10.78.0.0/29"]}).json() == {"ip_count_list": [0]}
+    bad = httpx.post(f"{base}/virtual-network/{vn['uuid']}/ip-alloc", json={"count": "x"}, timeout=10)
+    assert bad.status_code == 400 and bad.text.startswith("count:")
+
+
 # --- bad input: status and message -----------------------------------------------------------------
 def test_body_over_1mb_is_413(cluster: Cluster) -> None:
     big = {"virtual-network": {"fq_name": ["default-domain", "default-project", "big"],

@@ -469,7 +469,7 @@ def test_buffer_full_unavailable_then_flushed(cluster: Cluster) -> None:
             assert b.uuids() == [uid("buf", k) for k in range(6)]
 
             await dead.n.start(wait=1.0)
-            assert not dead.n.ok and "refused" in dead.n.reason.lower(), dead.n.reason
+            assert not dead.n.ok and dead.n.reason.startswith(DEAD) and "111" in dead.n.reason, dead.n.reason
             await publish(dead, "d", 0)
             await publish(dead, "d", 1)
             with pytest.raises(Unavailable):

@@ -11,26 +11,49 @@ from aiohttp import web
 
 from contrail_ha.services import base
 from contrail_ha.services.config_api.defaults import ensure_defaults
-from contrail_ha.services.config_api.objects import Obj
+from contrail_ha.services.config_api.ipam import Ipam, complete_subnets
+from contrail_ha.services.config_api.objects import ConfigError, NotFound, Obj
 from contrail_ha.services.config_api.schema import ResourceType
 from contrail_ha.services.config_api.server import ConfigApi, Hooks, errors
+from contrail_ha.services.config_api.validation import FieldError
 from contrail_ha.services.deps import Cassandra, Dependency
 
 log = logging.getLogger(__name__)
 
 
-class IdHooks(Hooks):
-    """Virtual-network and security-group ids from the ZooKeeper allocators (as the original)."""
+class TypeHooks(Hooks):
+    """What the original does per type: VN and SG ids from the ZooKeeper allocators, IPAM."""
 
-    def __init__(self, vn_ids: Any, sg_ids: Any) -> None:
-        self.vn_ids, self.sg_ids = vn_ids, sg_ids
+    def __init__(self, vn_ids: Any, sg_ids: Any, ipam: Ipam, store: Any) -> None:
+        self.vn_ids, self.sg_ids, self.ipam, self.store = vn_ids, sg_ids, ipam, store
+
+    async def _vn_of(self, obj: Obj) -> Obj:
+        refs = obj.get("virtual_network_refs") or []
+        if not refs:
+            raise FieldError("virtual_network_refs", "an instance-ip needs a virtual network")
+        vn = await self.store.read(refs[0]["uuid"], fields=["network_ipam_refs"])
+        if vn is None:
+            raise NotFound(f"virtual-network {refs[0]['uuid']} not found")
+        return vn
 
     async def pre_create(self, rt: ResourceType, obj: Obj) -> None:
         fq = ":".join(obj["fq_name"])
         if rt.object_type == "virtual_network":
+            complete_subnets(obj)
             obj["virtual_network_network_id"] = await asyncio.to_thread(self.vn_ids.alloc_id, fq)
         elif rt.object_type == "security_group":
             obj["security_group_id"] = await asyncio.to_thread(self.sg_ids.alloc_id, fq)
+        elif rt.object_type == "instance_ip":
+            vn = await self._vn_of(obj)
+            addr, subnet = await self.ipam.allocate(
+                vn, obj["uuid"], family=obj.get("instance_ip_family"), subnet_uuid=obj.get("subnet_uuid"),
+                address=obj.get("instance_ip_address"))
+            obj["instance_ip_address"] = addr
+            obj.setdefault("instance_ip_family", subnet.family)
+
+    async def pre_update(self, rt: ResourceType, old: Obj, changes: Obj, refs: dict[str, Any]) -> None:
+        if rt.object_type == "virtual_network" and "network_ipam_refs" in refs:
+            complete_subnets({"network_ipam_refs": refs["network_ipam_refs"]})
 
     async def undo_create(self, rt: ResourceType, obj: Obj) -> None:
         await self.post_delete(rt, obj)
@@ -41,6 +64,12 @@ class IdHooks(Hooks):
             await asyncio.to_thread(self.vn_ids.free_id, obj["virtual_network_network_id"], fq)
         elif rt.object_type == "security_group" and obj.get("security_group_id") is not None:
             await asyncio.to_thread(self.sg_ids.free_id, obj["security_group_id"], fq)
+        elif rt.object_type == "instance_ip" and obj.get("instance_ip_address"):
+            try:
+                vn = await self._vn_of(obj)
+            except ConfigError:
+                return
+            await self.ipam.free(vn, obj["instance_ip_address"], obj["uuid"])
 
 
 class Probe(Dependency):
@@ -90,7 +119,9 @@ async def _start(cfg: base.ServiceConfig, api: ConfigApi, deps: list[Dependency]
     zk.stale_check = store  # the fq-name lock's stale rule asks Cassandra whether the uuid exists
     vn_ids = virtual_network_allocator(zk)
     sg_ids = security_group_allocator(zk)
-    api.store, api.zk, api.hooks = store, zk, IdHooks(vn_ids, sg_ids)
+    api.store, api.zk = store, zk
+    api.ipam = Ipam(zk)
+    api.hooks = TypeHooks(vn_ids, sg_ids, api.ipam, store)
 
     async def on_message(msg: dict[str, Any]) -> None:
         """Another replica changed an object: drop what this replica caches about it."""

@@ -145,3 +145,56 @@ def pick_subnet(subnets: list[Subnet], *, family: str | None = None, subnet_uuid
 def allocation_ranges(s: Subnet) -> list[tuple[int, int]]:
     """Offsets to try, lowest first with addr_from_start, else highest first (as R2005)."""
     return sorted(s.pools, reverse=not s.addr_from_start)
+
+
+class Ipam:
+    """Allocation of addresses from a VN's subnets, with the znodes of ``zk.Coordinator``."""
+
+    def __init__(self, zk: Any) -> None:
+        self.zk = zk
+
+    async def allocate(self, vn: Obj, owner: str, *, family: str | None = None, subnet_uuid: str | None = None,
+                       address: str | None = None) -> tuple[str, Subnet]:
+        """One address of ``vn`` for ``owner``: the given one (409 if taken) or the next free one."""
+        from contrail_ha.services.config_api.objects import Conflict
+        from contrail_ha.services.config_api.zk import Exhausted
+
+        subnets = vn_subnets(vn)
+        vn_fq = vn["fq_name"]
+        if not subnets:
+            raise ConfigError(f"Virtual-Network({vn_fq}) has no defined subnet(s)")
+        if address:
+            addr = _addr(address, "instance_ip_address")
+            eligible = pick_subnet(subnets, subnet_uuid=subnet_uuid, address=addr)
+            if not eligible:
+                raise ConfigError(f"instance_ip_address: {addr} is in no subnet of {vn_fq}")
+            s = eligible[0]
+            off = s.offset(addr)
+            if off in s.reserved or not await self.zk.reserve_ip(vn_fq, s.cidr, off, owner):
+                raise Conflict(f"Ip address already in use: {addr}")
+            return str(addr), s
+        eligible = pick_subnet(subnets, family=family, subnet_uuid=subnet_uuid)
+        if not eligible:
+            raise ConfigError(f"Virtual-Network({vn_fq}) has no subnet for family {family} / subnet {subnet_uuid}")
+        for s in eligible:
+            for lo, hi in allocation_ranges(s):
+                try:
+                    off = await self.zk.alloc_ip(vn_fq, s.cidr, owner, exclude=s.reserved, start=lo, end=hi,
+                                                 reverse=not s.addr_from_start)
+                except Exhausted:
+                    continue
+                return str(s.address(off)), s
+        raise Conflict(f"Virtual-Network({vn_fq}) has exhausted subnet(all)")
+
+    async def free(self, vn: Obj, address: str, owner: str | None = None) -> bool:
+        addr = _addr(address, "ip_addr")
+        for s in vn_subnets(vn):
+            if s.contains(addr):
+                return bool(await self.zk.free_ip(vn["fq_name"], s.cidr, s.offset(addr), owner))
+        return False
+
+    async def count(self, vn: Obj, cidr: str) -> int:
+        for s in vn_subnets(vn):
+            if s.cidr == str(ipaddress.ip_network(cidr, strict=False)):
+                return int(await self.zk.allocated_count(vn["fq_name"], s.cidr))
+        raise ConfigError(f"subnet_list: {cidr} is not a subnet of {vn['fq_name']}")

@@ -63,7 +63,8 @@ HEARTBEAT_S = 10
 MAX_PENDING = 4096  # the original's rabbit_max_pending_updates
 CONFIRM_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 3.0
-RETRY_DELAY = 0.5  # after a whole round of servers failed
+RETRY_DELAY = 0.5  # after a whole round of servers failed, doubling up to RETRY_MAX
+RETRY_MAX = 2.0
 QUEUE_EXPIRES_S = 600.0  # an unused queue (no consumer, no redeclare) is removed after this
 PREFETCH = 256
 WATCH_INTERVAL = 0.5  # how often the consumer's registration is checked
@@ -300,7 +301,8 @@ class Notifier:
                 i += 1
                 failures += 1
                 if failures % len(self.servers) == 0:
-                    await asyncio.sleep(RETRY_DELAY)
+                    rounds = failures // len(self.servers)
+                    await asyncio.sleep(min(RETRY_DELAY * 2 ** (rounds - 1), RETRY_MAX))
             finally:
                 await self._teardown()
 

@@ -70,8 +70,8 @@ class Hooks:
     async def undo_create(self, rt: ResourceType, obj: Obj) -> None:
         """Release what pre_create took when the create fails."""
 
-    async def pre_update(self, rt: ResourceType, old: Obj, changes: Obj) -> None:
-        """Check or complete an update."""
+    async def pre_update(self, rt: ResourceType, old: Obj, changes: Obj, refs: dict[str, Any]) -> None:
+        """Check or complete an update (``refs``: the ref lists it replaces)."""
 
     async def post_delete(self, rt: ResourceType, obj: Obj) -> None:
         """Release what the object held."""
@@ -87,6 +87,7 @@ class ConfigApi:
         self.notifier = notifier
         self.hooks = hooks or Hooks()
         self.aaa_mode = "no-auth"
+        self.ipam: Any = None
 
     # --- helpers -------------------------------------------------------------------------------
     def rtype(self, name: str) -> ResourceType:
@@ -288,7 +289,7 @@ class ConfigApi:
                                  **{k: v for k, v in clean["perms2"].items() if v is not None}}
         refs = await self.resolve_refs(rt, clean)
         self.require_writable()
-        await self.hooks.pre_update(rt, old, changes)
+        await self.hooks.pre_update(rt, old, changes, refs)
         await self.store.update(uuid, changes, refs or None)
         await self.notifier.publish("UPDATE", rt.object_type, uuid, old["fq_name"])
         for field, new in refs.items():  # the other side of a ref between objects of one type
@@ -422,6 +423,9 @@ class ConfigApi:
         r.add_get("/aaa-mode", self.h_aaa_get)
         r.add_put("/aaa-mode", self.h_aaa_put)
         r.add_post("/set-tag", self.h_set_tag)
+        r.add_post("/virtual-network/{uuid}/ip-alloc", self.h_ip_alloc)
+        r.add_post("/virtual-network/{uuid}/ip-free", self.h_ip_free)
+        r.add_post("/virtual-network/{uuid}/subnet-ip-count", self.h_subnet_ip_count)
         r.add_get("/{collection}", self.h_list)
         r.add_post("/{collection}", self.h_create)
         r.add_get("/{type}/{uuid}", self.h_read)
@@ -715,6 +719,47 @@ class ConfigApi:
             raise FieldError("aaa-mode", f"must be no-auth, cloud-admin or rbac, got {mode!r}")
         self.aaa_mode = mode
         return web.json_response({"aaa-mode": mode})
+
+    async def _vn(self, request: web.Request) -> Obj:
+        return await self.lookup(self.schema["virtual-network"], request.match_info["uuid"])
+
+    async def h_ip_alloc(self, request: web.Request) -> web.Response:
+        vn = await self._vn(request)
+        body = await self.body(request) or {}
+        if not isinstance(body, dict):
+            raise ConfigError("Body must be an object with count, subnet, family")
+        count = body.get("count", 1)
+        if not isinstance(count, int) or not 1 <= count <= 4096:
+            raise FieldError("count", f"must be an integer 1-4096, got {count!r}")
+        family = body.get("family")
+        if family not in (None, "v4", "v6"):
+            raise FieldError("family", f"must be v4 or v6, got {family!r}")
+        self.require_writable()
+        owner = f"ip-alloc:{vn['uuid']}"
+        out = []
+        for _ in range(count):
+            addr, _s = await self.ipam.allocate(vn, owner, family=family, subnet_uuid=body.get("subnet"))
+            out.append(addr)
+        return web.json_response({"ip_addr": out})
+
+    async def h_ip_free(self, request: web.Request) -> web.Response:
+        vn = await self._vn(request)
+        body = await self.body(request) or {}
+        addrs = body.get("ip_addr") if isinstance(body, dict) else None
+        if not isinstance(addrs, list):
+            raise FieldError("ip_addr", "expected a list of addresses")
+        self.require_writable()
+        for a in addrs:
+            await self.ipam.free(vn, str(a))
+        return web.Response(status=200, text="", content_type=TEXT)
+
+    async def h_subnet_ip_count(self, request: web.Request) -> web.Response:
+        vn = await self._vn(request)
+        body = await self.body(request) or {}
+        subnets = body.get("subnet_list") if isinstance(body, dict) else None
+        if not isinstance(subnets, list):
+            raise FieldError("subnet_list", "expected a list of subnets")
+        return web.json_response({"ip_count_list": [await self.ipam.count(vn, str(c)) for c in subnets]})
 
     async def h_set_tag(self, request: web.Request) -> web.Response:
         raise ConfigError("set-tag is not supported yet", 501)
