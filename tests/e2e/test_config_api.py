@@ -180,6 +180,33 @@ def test_ip_alloc_free_and_fixed_address(cluster: Cluster, project: dict) -> Non
     assert bad.status_code == 400 and bad.text.startswith("count:")
 
 
+def test_reads_and_writes_survive_a_config_db_node_kill(cluster: Cluster, project: dict) -> None:
+    from contrail_ha.operations import faults
+    from contrail_ha.probes import cassandra
+
+    plan, layout = cluster.plan, cluster.layout
+    victim = plan.of("config-db")[-1].host.name
+    faults.kill(plan, layout, victim, "config-db", hold=True)
+    try:
+        made = []
+        for i in range(20):  # every create and read through the VIP succeeds at QUORUM with 2 of 3 nodes
+            r = httpx.post(f"{api_url(cluster)}/virtual-networks", timeout=30, json={"virtual-network": {
+                "fq_name": ["default-domain", project["name"], f"c-{uuid.uuid4().hex[:6]}-{i}"],
+                "parent_type": "project"}})
+            assert r.status_code == 200, r.text
+            made.append(r.json()["virtual-network"]["uuid"])
+        for u in made:
+            assert httpx.get(f"{api_url(cluster)}/virtual-network/{u}", timeout=30).status_code == 200
+        states = {c.target: c.detail for c in cassandra.checks(plan, layout) if c.component == "config-db"}
+        assert states[victim].startswith("DN"), states
+    finally:
+        faults.heal(plan, layout, victim, "config-db")
+    from tests.e2e.test_cluster import wait
+
+    wait(lambda: all(c.ok for c in cassandra.checks(plan, layout) if c.component == "config-db"), 180,
+         "config-db ring healthy again")
+
+
 # --- bad input: status and message -----------------------------------------------------------------
 def test_body_over_1mb_is_413(cluster: Cluster) -> None:
     big = {"virtual-network": {"fq_name": ["default-domain", "default-project", "big"],

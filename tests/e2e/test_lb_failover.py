@@ -7,7 +7,7 @@ import time
 import httpx
 
 from contrail_ha.operations import faults
-from contrail_ha.probes import bird
+from contrail_ha.probes import bird, services
 from tests.e2e.conftest import Cluster
 from tests.e2e.test_cluster import wait
 
@@ -35,4 +35,6 @@ def test_haproxy_killed_vip_moves_to_other_lb(cluster: Cluster) -> None:
     finally:
         faults.heal(plan, layout, first, "haproxy")
     # the healed lb announces again (the router may keep the other: no fail-back by design)
+    faults.wait_running(plan, layout, first, "haproxy", timeout=30)
     wait(lambda: all(c.ok for c in bird.checks(plan, layout) if c.target == first), 30, f"{first} healthy")
+    wait(lambda: services.ready(plan, layout, plan.instance("lb-agent", first))[0], 30, f"{first} announcing")

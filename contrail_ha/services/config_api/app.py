@@ -15,7 +15,6 @@ from contrail_ha.services.config_api.ipam import Ipam, complete_subnets
 from contrail_ha.services.config_api.objects import ConfigError, NotFound, Obj
 from contrail_ha.services.config_api.schema import ResourceType
 from contrail_ha.services.config_api.server import ConfigApi, Hooks, errors
-from contrail_ha.services.config_api.validation import FieldError
 from contrail_ha.services.deps import Cassandra, Dependency
 
 log = logging.getLogger(__name__)
@@ -27,10 +26,11 @@ class TypeHooks(Hooks):
     def __init__(self, vn_ids: Any, sg_ids: Any, ipam: Ipam, store: Any) -> None:
         self.vn_ids, self.sg_ids, self.ipam, self.store = vn_ids, sg_ids, ipam, store
 
-    async def _vn_of(self, obj: Obj) -> Obj:
+    async def _vn_of(self, obj: Obj) -> Obj | None:
+        """The instance-ip's virtual network; None when it has none (no address is allocated then)."""
         refs = obj.get("virtual_network_refs") or []
         if not refs:
-            raise FieldError("virtual_network_refs", "an instance-ip needs a virtual network")
+            return None
         vn = await self.store.read(refs[0]["uuid"], fields=["network_ipam_refs"])
         if vn is None:
             raise NotFound(f"virtual-network {refs[0]['uuid']} not found")
@@ -45,6 +45,8 @@ class TypeHooks(Hooks):
             obj["security_group_id"] = await asyncio.to_thread(self.sg_ids.alloc_id, fq)
         elif rt.object_type == "instance_ip":
             vn = await self._vn_of(obj)
+            if vn is None:
+                return
             addr, subnet = await self.ipam.allocate(
                 vn, obj["uuid"], family=obj.get("instance_ip_family"), subnet_uuid=obj.get("subnet_uuid"),
                 address=obj.get("instance_ip_address"))
@@ -68,6 +70,8 @@ class TypeHooks(Hooks):
             try:
                 vn = await self._vn_of(obj)
             except ConfigError:
+                return
+            if vn is None:
                 return
             await self.ipam.free(vn, obj["instance_ip_address"], obj["uuid"])
 
