@@ -96,6 +96,10 @@ class Cluster:
         os.kill(self.beam(i), signal.SIGKILL)
         n.wrapper.wait(30)
 
+    def signal(self, i: int, sig: int) -> None:
+        """SIGSTOP / SIGCONT node ``i``'s VM (by PID)."""
+        os.kill(self.beam(i), sig)
+
     def wait_ready(self, idx: list[int]) -> None:
         last: dict[int, str] = {}
 
@@ -426,7 +430,7 @@ def test_publisher_broker_killed_no_confirmed_message_lost(cluster: Cluster) -> 
             await asyncio.gather(*tasks)
             cluster.timings["publisher: max publish latency across the kill s"] = max(lat)
             cluster.timings["publisher: republished"] = a.n.stats["republished"]
-            assert at_kill < mark < len(returned)
+            assert at_kill <= mark < len(returned)
             assert failed == []
             await until(lambda: a.n.pending == 0, 20, "all confirmed")
             await until(lambda: set(returned) <= set(b.uuids()), 30, "every returned publish delivered")
@@ -441,6 +445,114 @@ def test_publisher_broker_killed_no_confirmed_message_lost(cluster: Cluster) -> 
         finally:
             await closed(a, b)
             await asyncio.to_thread(cluster.restart, 0)
+
+    run(main())
+
+
+def test_publisher_broker_frozen_bounded_wait(cluster: Cluster) -> None:
+    """A's broker freezes (SIGSTOP): A notices within the liveness timeout; calls that returned
+    unconfirmed after ``confirm_timeout`` (or at once, while down) still reach B after the thaw."""
+
+    async def main() -> None:
+        a = Replica("a8-8082", cluster.servers(2, 0, 1), confirm_timeout=2.0)
+        b = Replica("b8-8082", cluster.servers(0, 1, 2))
+        frozen = False
+        try:
+            await started(a, b)
+            assert a.n.server == cluster.address(2)
+            returned: list[str] = []
+            failed: list[str] = []
+            stop = asyncio.Event()
+
+            async def worker(w: int) -> None:
+                k = 0
+                while not stop.is_set():
+                    try:
+                        await publish(a, f"f{w}", k)
+                        returned.append(uid(f"f{w}", k))
+                    except Unavailable:
+                        failed.append(uid(f"f{w}", k))
+                    k += 1
+                    await asyncio.sleep(0.02)
+
+            tasks = [asyncio.create_task(worker(w)) for w in range(2)]
+            await until(lambda: len(b.got) >= 50, 20, "stream running")
+            t = time.monotonic()
+            cluster.signal(2, signal.SIGSTOP)
+            frozen = True
+            await until(lambda: not a.n.ok, 30, "a notices the frozen broker")
+            cluster.timings["publisher: frozen broker noticed after s"] = time.monotonic() - t
+            assert "did not answer" in a.n.reason, a.n.reason
+            # every queue has its master or a mirror on the frozen node: the cluster stalls (until
+            # net_ticktime would expel the node), so A cannot be served anywhere before the thaw
+            await asyncio.sleep(3)
+            cluster.signal(2, signal.SIGCONT)
+            frozen = False
+            t = time.monotonic()
+            await until(lambda: a.n.ok, 30, "a back after the thaw")
+            cluster.timings["publisher: reconnected after thaw s"] = time.monotonic() - t
+            await until(lambda: a.n.pending == 0, 60, "confirms after the thaw")
+            mark = len(returned)
+            await until(lambda: len(returned) >= mark + 50, 20, "publishing after the thaw")
+            stop.set()
+            await asyncio.gather(*tasks)
+            cluster.timings["publisher: returned unconfirmed (late)"] = a.n.stats["late"]
+            assert a.n.stats["late"] > 0 and failed == []
+            await until(lambda: a.n.pending == 0, 30, "all confirmed")
+            await until(lambda: set(returned) <= set(b.uuids()), 30, "every returned publish delivered")
+            await asyncio.sleep(0.3)
+            got = b.uuids()
+            assert len(got) == len(set(got)) and sorted(got) == sorted(returned)
+        finally:
+            if frozen:
+                cluster.signal(2, signal.SIGCONT)
+            await closed(a, b)
+        await asyncio.to_thread(cluster.wait_cluster)
+
+    run(main())
+
+
+def test_reconnect_to_a_lost_queue_resyncs(cluster: Cluster) -> None:
+    """C's only broker dies and its queue is deleted meanwhile: C comes back, recreates it, resyncs;
+    what C published while down is delivered after the reconnect."""
+    aio_pika = pytest.importorskip("aio_pika")
+
+    async def main() -> None:
+        a = Replica("a7-8082", cluster.servers(0, 2, 1))
+        c = Replica("c7-8082", [cluster.address(1)], confirm_timeout=0.5)
+        killed = False
+        try:
+            await started(a, c)
+            await asyncio.to_thread(cluster.kill, 1)
+            killed = True
+            await until(lambda: not c.n.ok, 10, "c notices")
+            await until(lambda: c.n.reason.startswith(cluster.address(1) + ": AMQPConnectionError"), 10, c.n.reason)
+            admin = await aio_pika.connect(f"amqp://guest:guest@{cluster.address(0)}/")
+            try:
+                ch = await admin.channel()
+                await ch.queue_delete(QUEUE_PREFIX + "c7-8082")
+            finally:
+                await admin.close()
+            for k in range(5):
+                await publish(a, "missed", k)
+            t = time.monotonic()
+            for k in range(3):
+                await publish(c, "offline", k)
+            assert time.monotonic() - t < 1.5 and c.n.pending == 3
+            await asyncio.to_thread(cluster.restart, 1)
+            killed = False
+            await until(lambda: c.n.ok and c.resyncs == 2, 20, "c back with a resync")
+            assert c.resync_at == [0, 0] and c.got == []
+            await until(lambda: len(a.got) == 3, 10, "c's buffered messages")
+            assert a.uuids() == [uid("offline", k) for k in range(3)]
+            for k in range(5):
+                await publish(a, "after", k)
+            await until(lambda: len(c.got) == 5, 10, "after")
+            assert c.uuids() == [uid("after", k) for k in range(5)]
+        finally:
+            await closed(a, c)
+            if killed:
+                await asyncio.to_thread(cluster.restart, 1)
 
     run(main())
 

@@ -9,8 +9,14 @@ Cluster-wide HA comes from the ``ha`` policy (ha-mode all) that contrail-ha appl
 Decisions:
 
 * **Connection.** One connection at a time to one of ``servers`` (the controllers' brokers,
-  never the VIP), tried in turn; on loss the next one is tried at once, and a full round of
-  failures waits :data:`RETRY_DELAY` before the next round. Heartbeat 10 s.
+  never the VIP), tried in turn from the first; on loss the next one is tried at once, and a
+  full round of failures waits :data:`RETRY_DELAY` (doubling up to :data:`RETRY_MAX`). AMQP
+  heartbeat 10 s; besides, a round trip on a channel of its own every 5 s must answer within
+  10 s (aiormq alone would wait 33 s for a frozen broker), and setting up a connection must
+  finish within :data:`SETUP_TIMEOUT_S`. ``ok`` is true while the connection, its channels
+  and the consumer are up. (A frozen node stalls every classic mirrored queue with a master
+  or mirror on it, cluster-wide, until it thaws or ``net_ticktime`` expels it: then nothing
+  gets confirmed anywhere and publishes follow the bounded-wait rule below.)
 * **Queue.** Non-durable, neither exclusive nor auto-delete (as the original's kombu queue),
   with ``x-expires`` (:data:`QUEUE_EXPIRES_S`) so the queue of a replica gone for good does
   not collect notifications forever. It is deleted and recreated at the replica's first
@@ -28,16 +34,19 @@ Decisions:
   reconnect. ``publish`` waits for the confirm up to ``confirm_timeout``, then returns with
   the message still buffered (the write is already in Cassandra; the notification follows
   the reconnect); while the broker has been unreachable for longer than that it does not
-  wait at all. When ``max_pending`` (4096, ``rabbit_max_pending_updates``) messages are
-  unconfirmed, ``publish`` raises :class:`~objects.Unavailable` (HTTP 503).
+  wait at all. ``publish`` before ``start`` just buffers. When ``max_pending`` (4096, the
+  original's ``rabbit_max_pending_updates``) messages are unconfirmed, ``publish`` raises
+  :class:`~objects.Unavailable` (HTTP 503); ``check_capacity`` tells it before a write.
   A republish may duplicate a message whose confirm was lost: consumers drop duplicates
-  by the (publisher instance, sequence) in ``request-id``.
+  by the (publisher instance, sequence) in ``request-id`` =
+  ``<replica_id>:<random instance token>:<sequence>``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -45,7 +54,7 @@ import uuid as uuidlib
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
 import aiormq
@@ -63,13 +72,14 @@ HEARTBEAT_S = 10
 MAX_PENDING = 4096  # the original's rabbit_max_pending_updates
 CONFIRM_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 3.0
+SETUP_TIMEOUT_S = 10.0  # channels, exchange, queue after the connection is open
 RETRY_DELAY = 0.5  # after a whole round of servers failed, doubling up to RETRY_MAX
 RETRY_MAX = 2.0
 QUEUE_EXPIRES_S = 600.0  # an unused queue (no consumer, no redeclare) is removed after this
 PREFETCH = 256
 WATCH_INTERVAL = 0.5  # how often the consumer's registration is checked
 SEEN_PUBLISHERS = 1024  # publisher instances remembered for de-duplication
-SEEN_GAP = 65536  # out-of-order sequence numbers kept per publisher before giving up on a gap
+SEEN_GAP = 2 * MAX_PENDING  # a republish is never further behind than the publisher's buffer
 FULL = "Too many pending updates to RabbitMQ"
 
 OnMessage = Callable[[dict[str, Any]], Awaitable[None]]
@@ -115,7 +125,7 @@ _RESYNC = _Resync()
 class Notifier:
     """Publishes this replica's config changes and feeds the other replicas' to ``on_message``.
 
-    Health: ``ok`` (connection with both channels open and the queue consumed) and ``reason``,
+    Health: ``ok`` (connection and channels open, the queue consumed) and ``reason``,
     as :class:`contrail_ha.services.deps.Dependency`; ``server`` is the broker in use.
     """
 
@@ -265,7 +275,7 @@ class Notifier:
                 t = asyncio.ensure_future(ch.basic_publish(
                     p.body, exchange=EXCHANGE, routing_key="",
                     properties=aiormq.spec.Basic.Properties(content_type="application/json", delivery_mode=1)))
-                t.add_done_callback(lambda t, p=p: self._confirmed(p, gen, t))
+                t.add_done_callback(functools.partial(self._confirmed, p, gen))
             self._wake.clear()
             await self._wake.wait()
 
@@ -281,6 +291,10 @@ class Notifier:
                 p.done.set_result(None)
         elif gen == self._gen and p.seq in self._pending:  # nack: the broker could not take it, resend
             log.warning("broker refused notification %d (%s): resending", p.seq, type(frame).__name__)
+            asyncio.get_running_loop().call_later(RETRY_DELAY, self._resend, p, gen)
+
+    def _resend(self, p: _Pending, gen: int) -> None:
+        if gen == self._gen and p.seq in self._pending:
             self._unsent.append(p)
             self._wake.set()
 
@@ -324,37 +338,63 @@ class Notifier:
         lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
         def on_close(what: str) -> Callable[..., None]:
-            return lambda *args: lost.done() or lost.set_result(f"{what} closed ({args[-1] if args else ''})")
+            def closed(*args: Any) -> None:
+                if not lost.done():
+                    lost.set_result(f"{what} closed ({args[-1] if args else ''})")
+
+            return closed
 
         conn.close_callbacks.add(on_close("connection"))
-        pub = await conn.channel(publisher_confirms=True)
-        sub = await conn.channel(publisher_confirms=False)
-        pub.close_callbacks.add(on_close("publish channel"))
-        sub.close_callbacks.add(on_close("consume channel"))
-        await sub.set_qos(prefetch_count=PREFETCH)
-        await pub.declare_exchange(EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=False)
+
+        async def setup() -> tuple[aio_pika.abc.AbstractChannel, aio_pika.abc.AbstractChannel,
+                                   aiormq.abc.AbstractChannel, str]:
+            pub = await conn.channel(publisher_confirms=True)
+            sub = await conn.channel(publisher_confirms=False)
+            ping = await conn.channel(publisher_confirms=False)
+            for ch, what in ((pub, "publish"), (sub, "consume"), (ping, "liveness")):
+                ch.close_callbacks.add(on_close(f"{what} channel"))
+            await sub.set_qos(prefetch_count=PREFETCH)
+            await pub.declare_exchange(EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=False)
+            tag = await self._open_queue(conn, sub, await sub.get_underlay_channel())
+            return pub, sub, await ping.get_underlay_channel(), tag
+
+        pub, sub, ping, tag = await asyncio.wait_for(setup(), SETUP_TIMEOUT_S)
         sub_raw = await sub.get_underlay_channel()
-        tag = await self._open_queue(conn, sub, sub_raw)
         gen = self._gen
         self._sent_on = {s: g for s, g in self._sent_on.items() if s in self._pending}
         self._unsent = deque(self._pending.values())  # unconfirmed ones first, in order
-        sender = asyncio.create_task(self._sender(await pub.get_underlay_channel(), gen))
+        tasks = [asyncio.create_task(self._sender(await pub.get_underlay_channel(), gen)),
+                 asyncio.create_task(self._liveness(ping))]
         self.server = server
         self.stats["connects"] += 1
         self._set(True, f"connected to {server}")
+        watched: list[asyncio.Future[Any]] = [lost, *tasks]
         try:
             while not lost.done():
-                await asyncio.wait([lost, sender], timeout=WATCH_INTERVAL, return_when=asyncio.FIRST_COMPLETED)
-                if sender.done():
-                    sender.result()  # raises what stopped it
-                if not lost.done() and tag not in sub_raw.consumers:
+                await asyncio.wait(watched, timeout=WATCH_INTERVAL, return_when=asyncio.FIRST_COMPLETED)
+                for t in tasks:
+                    if t.done():
+                        t.result()  # raises what stopped it
+                if not lost.done() and tag not in cast(aiormq.Channel, sub_raw).consumers:
                     log.warning("consumer of %s cancelled by the broker: queue deleted", self.queue_name)
-                    tag = await self._open_queue(conn, sub, sub_raw, lost=True)
+                    tag = await asyncio.wait_for(self._open_queue(conn, sub, sub_raw, lost=True), SETUP_TIMEOUT_S)
             self._set(False, f"{server}: {lost.result()}"[:200])
         finally:
-            sender.cancel()
-            with contextlib.suppress(BaseException):
-                await sender
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(BaseException):
+                    await t
+
+    async def _liveness(self, ping: aiormq.abc.AbstractChannel) -> None:
+        """A round trip every heartbeat/2: a broker that stops answering (frozen, black-holed) is left
+        after ``heartbeat`` seconds (aiormq's own heartbeat check waits 3 x (heartbeat + 1))."""
+        while True:
+            await asyncio.sleep(self.heartbeat / 2)
+            try:
+                await asyncio.wait_for(ping.exchange_declare(exchange=EXCHANGE, passive=True), self.heartbeat)
+            except TimeoutError:
+                raise ConnectionError(f"broker did not answer for {self.heartbeat}s") from None
 
     async def _open_queue(self, conn: aio_pika.abc.AbstractConnection, sub: aio_pika.abc.AbstractChannel,
                           sub_raw: aiormq.abc.AbstractChannel, lost: bool = False) -> str:
@@ -402,8 +442,16 @@ class Notifier:
             try:
                 await self._handle(item)
             finally:
-                with contextlib.suppress(Exception):
-                    await item.channel.basic_ack(item.delivery.delivery_tag)
+                await self._ack(item)
+
+    @staticmethod
+    async def _ack(message: DeliveredMessage) -> None:
+        """Acknowledge on the channel it came from, if still open (else the broker redelivers it)."""
+        tag = message.delivery_tag
+        if tag is None or message.channel.is_closed:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(message.channel.basic_ack(tag), 2)
 
     async def _resync(self) -> None:
         delay = 0.5

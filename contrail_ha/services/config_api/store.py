@@ -52,7 +52,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cassandra import ConsistencyLevel, DriverException, OperationTimedOut, RequestExecutionException, Timeout
+from cassandra import (
+    ConsistencyLevel,
+    DriverException,
+    OperationTimedOut,
+    RequestExecutionException,
+    Timeout,
+    WriteTimeout,
+    WriteType,
+)
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, ResponseFuture, Session
 from cassandra.connection import ConnectionException
 from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
@@ -438,7 +446,21 @@ class ConfigStore:
         b = BatchStatement(batch_type=batch_type, consistency_level=self.consistency)
         for m in muts:
             b.add(*self._stmt(m))
-        await self._run(b)
+        try:
+            await self._run(b)
+        except Unavailable as e:
+            # Right after a node dies, the coordinator may still pick it for the batchlog (2 replicas
+            # needed), while every data partition still has its quorum. The mutations are idempotent:
+            # applying them per partition at QUORUM gives the state the batch would have given.
+            cause = e.__cause__
+            if batch_type != BatchType.LOGGED or not isinstance(cause, WriteTimeout) or \
+                    cause.write_type not in (WriteType.BATCH_LOG, "BATCH_LOG"):
+                raise
+            log.warning("batchlog write timed out (%s); applying the batch per partition", cause)
+            parts: dict[tuple[str, str], list[Mutation]] = {}
+            for m in muts:
+                parts.setdefault((m.table, m.key), []).append(m)
+            await asyncio.gather(*(self._send(p, BatchType.UNLOGGED) for p in parts.values()))
 
     async def _write(self, muts: list[Mutation], commit: list[Mutation] | None = None) -> None:
         """All of ``muts`` + ``commit`` in one LOGGED batch if it fits the batch limit; else one
