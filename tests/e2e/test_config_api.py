@@ -207,6 +207,62 @@ def test_reads_and_writes_survive_a_config_db_node_kill(cluster: Cluster, projec
          "config-db ring healthy again")
 
 
+def test_list_pagination(cluster: Cluster, project: dict) -> None:
+    base = api_url(cluster)
+    for i in range(5):
+        httpx.post(f"{base}/network-ipams", timeout=10, json={"network-ipam": {
+            "fq_name": ["default-domain", project["name"], f"pg-{i}"], "parent_type": "project"}}).raise_for_status()
+    seen, page_marker = [], None
+    while True:
+        params = {"parent_id": project["uuid"], "page_limit": "2"}
+        if page_marker:
+            params["page_marker"] = page_marker
+        r = httpx.get(f"{base}/network-ipams", params=params, timeout=10).json()
+        seen += [x["uuid"] for x in r["network-ipams"]]
+        page_marker = r["marker"]
+        if page_marker is None:
+            break
+    names = httpx.get(f"{base}/network-ipams", params={"parent_id": project["uuid"]}, timeout=10).json()
+    assert sorted(seen) == sorted(x["uuid"] for x in names["network-ipams"]) and len(seen) == len(set(seen))
+    assert "marker" not in names
+    bad = httpx.get(f"{base}/network-ipams", params={"page_limit": "x"}, timeout=10)
+    assert bad.status_code == 400 and bad.text.startswith("page_limit:")
+
+
+def test_without_zookeeper_writes_503_reads_work(cluster: Cluster, project: dict) -> None:
+    """The whole ensemble killed: a replica refuses writes with 503 but still serves reads from Cassandra."""
+    from contrail_ha.operations import faults
+    from contrail_ha.probes import zookeeper
+    from tests.e2e.test_cluster import wait
+
+    plan, layout = cluster.plan, cluster.layout
+    replica = replicas(cluster)[0]
+    made = httpx.post(f"{replica}/network-ipams", timeout=10, json={"network-ipam": {
+        "fq_name": ["default-domain", project["name"], f"zk-{uuid.uuid4().hex[:6]}"], "parent_type": "project"}})
+    assert made.status_code == 200, made.text
+    ipam = made.json()["network-ipam"]
+    body = {"network-ipam": {"fq_name": ["default-domain", project["name"], "while-zk-down"],
+                             "parent_type": "project"}}
+    hosts = [i.host.name for i in plan.of("zookeeper")]
+    for h in hosts:
+        faults.kill(plan, layout, h, "zookeeper", hold=True)
+    try:
+        r = wait(lambda: (x := httpx.post(f"{replica}/network-ipams", json=body, timeout=10)).status_code == 503
+                 and x, 60, "writes refused without a ZooKeeper session")
+        assert r.text == "No connection to zookeeper"
+        got = httpx.get(f"{replica}/network-ipam/{ipam['uuid']}", timeout=10)
+        assert got.status_code == 200 and got.json()["network-ipam"]["uuid"] == ipam["uuid"]
+        assert httpx.get(f"{replica}/health", timeout=10).status_code == 503
+    finally:
+        for h in hosts:
+            faults.heal(plan, layout, h, "zookeeper")
+    wait(lambda: all(c.ok for c in zookeeper.checks(plan, layout)), 60, "ZooKeeper quorum back")
+    again = wait(lambda: (x := httpx.post(f"{replica}/network-ipams", json=body, timeout=10)).status_code == 200
+                 and x, 60, "writes accepted again")
+    assert again.json()["network-ipam"]["fq_name"][-1] == "while-zk-down"
+    wait(lambda: cluster.cli("status").returncode == 0, 120, "whole cluster healthy again")
+
+
 # --- bad input: status and message -----------------------------------------------------------------
 def test_body_over_1mb_is_413(cluster: Cluster) -> None:
     big = {"virtual-network": {"fq_name": ["default-domain", "default-project", "big"],

@@ -349,6 +349,22 @@ class ConfigApi:
         count = q.get("count") is True or (isinstance(q.get("count"), str) and _bool(q["count"]))
         exclude_hrefs = "exclude_hrefs" in q and q.get("exclude_hrefs") not in (False, "False", "false")
         entries.sort(key=lambda e: (e[0], e[1]))
+        marker: str | None = None
+        paginate = q.get("page_limit") is not None
+        if paginate:
+            try:
+                limit = int(q["page_limit"])
+            except (TypeError, ValueError) as e:
+                raise FieldError("page_limit", f"must be an integer, got {q['page_limit']!r}") from e
+            if limit < 1:
+                raise FieldError("page_limit", f"must be at least 1, got {limit}")
+            entries.sort(key=lambda e: e[1])  # pages follow uuid order; the marker is the last uuid
+            after = q.get("page_marker")
+            if after:
+                entries = [e for e in entries if e[1] > str(after)]
+            if len(entries) > limit:
+                entries = entries[:limit]
+                marker = entries[-1][1]
         need_objects = bool(filters) or detail or fields
         objs: list[Obj] = []
         if need_objects:
@@ -372,7 +388,7 @@ class ConfigApi:
             if not exclude_hrefs:
                 for it in items:
                     it["href"] = self.href(base, rt.resource_type, it["uuid"])
-            return {rt.collection: items}
+            return {rt.collection: items, "marker": marker} if paginate else {rt.collection: items}
         out = []
         for o in objs:
             shown = self.present(base, rt, o, exclude_hrefs)
@@ -380,7 +396,7 @@ class ConfigApi:
                 if (f in rt.children or f in rt.back_refs) and f not in fields:
                     del shown[f]
             out.append({rt.resource_type: shown})
-        return {rt.collection: out}
+        return {rt.collection: out, "marker": marker} if paginate else {rt.collection: out}
 
     @staticmethod
     def _filters(raw: Any) -> list[tuple[str, Any]]:
