@@ -263,6 +263,41 @@ def test_without_zookeeper_writes_503_reads_work(cluster: Cluster, project: dict
     wait(lambda: cluster.cli("status").returncode == 0, 120, "whole cluster healthy again")
 
 
+def test_set_tag(cluster: Cluster, project: dict) -> None:
+    base = api_url(cluster)
+    tag = uuid.uuid4().hex[:6]
+
+    def make_tag(tag_type: str, value: str, scoped: bool) -> dict:
+        body: dict = {"tag_type_name": tag_type, "tag_value": value}
+        if scoped:
+            body.update(fq_name=["default-domain", project["name"], "x"], parent_type="project")
+        r = httpx.post(f"{base}/tags", json={"tag": body}, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()["tag"]
+
+    app = make_tag("application", f"prod-{tag}", scoped=False)
+    assert app["fq_name"] == [f"application=prod-{tag}"]
+    blue, red = make_tag("label", f"blue-{tag}", True), make_tag("label", f"red-{tag}", True)
+    vn = httpx.post(f"{base}/virtual-networks", timeout=10, json={"virtual-network": {
+        "fq_name": ["default-domain", project["name"], f"tagged-{tag}"], "parent_type": "project"}}).json()
+    vu = vn["virtual-network"]["uuid"]
+    r = httpx.post(f"{base}/set-tag", timeout=10, json={
+        "obj_type": "virtual_network", "obj_uuid": vu, "application": {"is_global": True, "value": f"prod-{tag}"},
+        "label": {"is_global": False, "add_values": [f"blue-{tag}", f"red-{tag}"]}})
+    assert r.status_code == 200, r.text
+    got = httpx.get(f"{base}/virtual-network/{vu}", timeout=10).json()["virtual-network"]
+    assert sorted(t["uuid"] for t in got["tag_refs"]) == sorted([app["uuid"], blue["uuid"], red["uuid"]])
+    r = httpx.post(f"{base}/set-tag", timeout=10, json={
+        "obj_type": "virtual_network", "obj_uuid": vu, "application": None,
+        "label": {"is_global": False, "delete_values": [f"red-{tag}"]}})
+    assert r.status_code == 200, r.text
+    got = httpx.get(f"{base}/virtual-network/{vu}", timeout=10).json()["virtual-network"]
+    assert [t["uuid"] for t in got["tag_refs"]] == [blue["uuid"]]
+    missing = httpx.post(f"{base}/set-tag", timeout=10, json={
+        "obj_type": "virtual_network", "obj_uuid": vu, "tier": {"is_global": True, "value": "nope"}})
+    assert missing.status_code == 404 and "tier=nope" in missing.text
+
+
 # --- bad input: status and message -----------------------------------------------------------------
 def test_body_over_1mb_is_413(cluster: Cluster) -> None:
     big = {"virtual-network": {"fq_name": ["default-domain", "default-project", "big"],

@@ -208,6 +208,11 @@ class ConfigApi:
         """Validate, lock the fq_name in ZooKeeper, write Cassandra, notify. Returns the stored object."""
         if not isinstance(body, dict):
             raise ConfigError(f"Body must be an object with key {rt.resource_type!r}")
+        if rt.object_type == "tag" and body.get("tag_type_name") and body.get("tag_value"):
+            # R2005 names a tag after its type and value: <type>=<value>, the type in lower case
+            name = f"{str(body['tag_type_name']).lower()}={body['tag_value']}"
+            fq = body.get("fq_name") or [name]
+            body = {**body, "fq_name": [*fq[:-1], name], "tag_type_name": str(body["tag_type_name"]).lower()}
         fq_name = validate_fq_name(rt, body.get("fq_name"))
         parent_type = resolve_parent_type(rt, body.get("parent_type"), fq_name)
         clean = validate_object(rt, body, "CREATE")
@@ -777,8 +782,70 @@ class ConfigApi:
             raise FieldError("subnet_list", "expected a list of subnets")
         return web.json_response({"ip_count_list": [await self.ipam.count(vn, str(c)) for c in subnets]})
 
+    async def _project_fq(self, obj: Obj) -> list[str] | None:
+        """The project an object lives in (its own fq_name for a project), None for global objects."""
+        if obj.get("type") == "project":
+            return list(obj["fq_name"])
+        fq = obj["fq_name"]
+        if len(fq) >= 3 and await self.store.fq_name_to_uuid("project", fq[:2]) is not None:
+            return list(fq[:2])
+        return None
+
     async def h_set_tag(self, request: web.Request) -> web.Response:
-        raise ConfigError("set-tag is not supported yet", 501)
+        """Set, add or remove the tags of an object by type (R2005 ``set-tag``)."""
+        body = await self.body(request)
+        if not isinstance(body, dict):
+            raise ConfigError("Body must be an object with obj_type, obj_uuid and tag types")
+        rt = self.rtype(str(body.get("obj_type") or ""))
+        if "tag_refs" not in rt.refs:
+            raise FieldError("obj_type", f"{rt.resource_type} cannot be tagged")
+        u = body.get("obj_uuid")
+        if not isinstance(u, str):
+            raise FieldError("obj_uuid", "missing")
+        obj = await self.lookup(rt, u)
+        refs = [dict(r) for r in obj.get("tag_refs") or []]
+        project_fq = await self._project_fq(obj)
+
+        def type_of(ref: Obj) -> str:
+            return ref["to"][-1].split("=", 1)[0]
+
+        async def tag_ref(tag_type: str, value: Any, is_global: bool) -> Obj:
+            if not isinstance(value, str) or not value:
+                raise FieldError(f"{tag_type}.value", f"expected a tag value, got {value!r}")
+            name = f"{tag_type}={value}"
+            fq = [name] if is_global or project_fq is None else [*project_fq, name]
+            tu = await self.store.fq_name_to_uuid("tag", fq)
+            if tu is None:
+                raise NotFound(f"Tag {fq} not found")
+            return {"to": fq, "uuid": tu}
+
+        for key, spec in body.items():
+            if key in ("obj_type", "obj_uuid"):
+                continue
+            tag_type = key.lower()
+            if spec is None:
+                refs = [r for r in refs if type_of(r) != tag_type]
+                continue
+            if not isinstance(spec, dict):
+                raise FieldError(key, f"expected an object with value or add_values/delete_values, got {spec!r}")
+            is_global = bool(spec.get("is_global"))
+            if "value" in spec:
+                new = await tag_ref(tag_type, spec["value"], is_global)
+                refs = [r for r in refs if type_of(r) != tag_type] + [new]
+                continue
+            if tag_type != "label" and ("add_values" in spec or "delete_values" in spec):
+                raise FieldError(key, "only label tags take add_values/delete_values")
+            for v in spec.get("add_values") or []:
+                new = await tag_ref(tag_type, v, is_global)
+                if all(r["uuid"] != new["uuid"] for r in refs):
+                    refs.append(new)
+            for v in spec.get("delete_values") or []:
+                gone = await tag_ref(tag_type, v, is_global)
+                refs = [r for r in refs if r["uuid"] != gone["uuid"]]
+        self.require_writable()
+        await self.store.update(u, {"id_perms": {**obj["id_perms"], "last_modified": now()}}, {"tag_refs": refs})
+        await self.notifier.publish("UPDATE", rt.object_type, u, obj["fq_name"])
+        return web.json_response({})
 
 
 @web.middleware
