@@ -144,7 +144,7 @@ class RabbitMQ(Dependency):
             i += 1
             try:
                 conn = await asyncio.wait_for(
-                    aio_pika.connect(f"amqp://{self.user}:{self.password}@{server}/", heartbeat=10), 3)
+                    aio_pika.connect(f"amqp://{self.user}:{self.password}@{server}/?heartbeat=10"), 3)
                 self.connection = conn
                 self.channel = await conn.channel(publisher_confirms=True)
                 self._set(True, f"channel open on {server}")

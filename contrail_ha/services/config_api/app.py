@@ -138,7 +138,9 @@ async def _start(cfg: base.ServiceConfig, api: ConfigApi, deps: list[Dependency]
         for alloc in (vn_ids, sg_ids):
             await asyncio.to_thread(alloc.refresh)
 
-    notifier = Notifier(cfg.rabbitmq, replica, on_message, on_resync)
+    # the local broker first: replicas spread over the brokers and fail over to the others in turn
+    brokers = sorted(cfg.rabbitmq, key=lambda b: b.split(":")[0] != cfg.listen_ip)
+    notifier = Notifier(brokers, replica, on_message, on_resync)
     api.notifier = notifier
     await notifier.start()
     deps.extend([Probe("zookeeper", zk), Probe("rabbitmq", notifier)])

@@ -97,8 +97,11 @@ class ConfigApi:
         return rt
 
     def require_writable(self) -> None:
+        """Refuse a write up front (503) when it could not be coordinated or announced."""
         if not self.zk.connected:
             raise Unavailable("No connection to zookeeper")
+        if self.notifier is not None:
+            self.notifier.check_capacity()  # too many unconfirmed notifications: refuse before writing
 
     @staticmethod
     async def body(request: web.Request) -> Any:
