@@ -13,20 +13,7 @@ from contrail_ha.operations import faults
 from contrail_ha.probes import cassandra, kafka, rabbitmq, zookeeper
 from contrail_ha.topology.plan import ZOOKEEPER
 from tests.e2e.conftest import Cluster
-
-
-def wait(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            v = pred()
-            if v:
-                return v
-        except Exception as e:
-            last = e
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not true after {timeout}s (last error {last!r})")
+from tests.helpers.proc import wait_for as wait
 
 
 def test_status_all_healthy(cluster: Cluster) -> None:

@@ -201,7 +201,7 @@ def test_reads_and_writes_survive_a_config_db_node_kill(cluster: Cluster, projec
         assert states[victim].startswith("DN"), states
     finally:
         faults.heal(plan, layout, victim, "config-db")
-    from tests.e2e.test_cluster import wait
+    from tests.helpers.proc import wait_for as wait
 
     wait(lambda: all(c.ok for c in cassandra.checks(plan, layout) if c.component == "config-db"), 180,
          "config-db ring healthy again")
@@ -233,7 +233,7 @@ def test_without_zookeeper_writes_503_reads_work(cluster: Cluster, project: dict
     """The whole ensemble killed: a replica refuses writes with 503 but still serves reads from Cassandra."""
     from contrail_ha.operations import faults
     from contrail_ha.probes import zookeeper
-    from tests.e2e.test_cluster import wait
+    from tests.helpers.proc import wait_for as wait
 
     plan, layout = cluster.plan, cluster.layout
     replica = replicas(cluster)[0]

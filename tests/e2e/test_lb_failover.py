@@ -9,7 +9,7 @@ import httpx
 from contrail_ha.operations import faults
 from contrail_ha.probes import bird, services
 from tests.e2e.conftest import Cluster
-from tests.e2e.test_cluster import wait
+from tests.helpers.proc import wait_for as wait
 
 
 def active_lb(cluster: Cluster) -> str:

@@ -6,7 +6,7 @@ import json
 
 from contrail_ha.operations import faults
 from tests.e2e.conftest import Cluster
-from tests.e2e.test_cluster import wait
+from tests.helpers.proc import wait_for as wait
 
 
 def _pids(cluster: Cluster) -> dict[str, int]:
