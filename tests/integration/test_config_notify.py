@@ -10,13 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import statistics
-import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,125 +20,17 @@ import pytest
 
 from contrail_ha.probes import rabbitmq as probe
 from contrail_ha.rendering import rabbitmq as rmq
-from contrail_ha.rendering.base import Layout, ProcessSpec
+from contrail_ha.rendering.base import Layout
 from contrail_ha.services.config_api.notify import EXCHANGE, QUEUE_PREFIX, Notifier
 from contrail_ha.services.config_api.objects import Unavailable
-from contrail_ha.topology.plan import RABBITMQ, RABBITMQ_DIST_OFFSET, Instance, Plan
-from tests.helpers import proc
+from tests.helpers.rabbitmq import Cluster, listening, loopback_cluster
 from tests.helpers.topo import loopback_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 PREFIX = "127.0.60"
 EPMD_BASE = 14360  # node i's epmd port is 14360 + i (epmd also binds 127.0.0.1: ports unique per test module)
-READY_TIMEOUT = 150.0
 DEAD = f"{PREFIX}.9:5673"  # nothing listens there
-
-
-def listening(ip: str, port: int) -> bool:
-    try:
-        with socket.create_connection((ip, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-@dataclass
-class Node:
-    inst: Instance
-    server_spec: ProcessSpec
-    logdir: Path
-    wrapper: subprocess.Popen[bytes] | None = None
-
-
-@dataclass
-class Cluster:
-    plan: Plan
-    layout: Layout
-    nodes: list[Node] = field(default_factory=list)
-    procs: list[tuple[subprocess.Popen[bytes], ProcessSpec | None]] = field(default_factory=list)
-    beams: list[int] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def address(self, i: int) -> str:
-        return self.nodes[i].inst.address
-
-    def index(self, address: str | None) -> int:
-        return next(i for i, n in enumerate(self.nodes) if n.inst.address == address)
-
-    def servers(self, *order: int) -> list[str]:
-        return [self.address(i) for i in order]
-
-    def start(self, i: int) -> None:
-        n = self.nodes[i]
-        n.wrapper = proc.start(n.server_spec, n.logdir / f"{n.server_spec.name}.log")
-        self.procs.append((n.wrapper, n.server_spec))
-
-    def beam(self, i: int) -> int:
-        """The Erlang VM of node ``i``: from its pid file, checked to be in the session we started."""
-        n = self.nodes[i]
-        assert n.wrapper is not None
-        pid = int(Path(rmq.paths(self.layout, n.inst)["pid"]).read_text().strip())
-        assert os.getsid(pid) == n.wrapper.pid, f"pid {pid} is not a process we started"
-        assert b"beam" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        if pid not in self.beams:
-            self.beams.append(pid)
-        return pid
-
-    def kill(self, i: int) -> None:
-        """SIGKILL node ``i``'s VM (by PID); its wrapper then exits."""
-        n = self.nodes[i]
-        assert n.wrapper is not None
-        os.kill(self.beam(i), signal.SIGKILL)
-        n.wrapper.wait(30)
-
-    def signal(self, i: int, sig: int) -> None:
-        """SIGSTOP / SIGCONT node ``i``'s VM (by PID)."""
-        os.kill(self.beam(i), sig)
-
-    def wait_ready(self, idx: list[int]) -> None:
-        last: dict[int, str] = {}
-
-        def ready() -> bool:
-            for i in idx:
-                if last.get(i) != "running":
-                    ok, detail = probe.ready(self.plan, self.layout, self.nodes[i].inst)
-                    last[i] = "running" if ok else detail
-            return all(last.get(i) == "running" for i in idx)
-
-        try:
-            proc.wait_for(ready, READY_TIMEOUT, "rabbitmq", interval=0.2)
-        except TimeoutError as e:
-            raise AssertionError(f"{e}: {last}") from e
-
-    def wait_cluster(self) -> None:
-        """Every node running, in every node's view, no partitions."""
-
-        def formed() -> bool:
-            checks = probe.checks(self.plan, self.layout)
-            return all(c.ok for c in checks)
-
-        proc.wait_for(formed, READY_TIMEOUT, "rabbitmq cluster", interval=0.5)
-
-    def restart(self, i: int) -> None:
-        t = time.monotonic()
-        self.start(i)
-        self.wait_ready([i])
-        self.wait_cluster()
-        self.timings[f"restart n{i + 1} after kill -9"] = time.monotonic() - t
-
-
-def ensure_gone(pids: list[int]) -> None:
-    for pid in pids:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            time.sleep(0.1)
-        try:
-            if b"beam" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGKILL)
-                raise AssertionError(f"beam {pid} survived its wrapper and was killed")
-        except (FileNotFoundError, ProcessLookupError):
-            pass
 
 
 @pytest.fixture(scope="module")
@@ -151,42 +39,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         pytest.skip("needs root (rabbitmq-server from /usr/lib/rabbitmq/bin)")
     if not Path(rmq.SERVER).exists():
         pytest.skip("rabbitmq-server is not installed")
-    plan = loopback_plan(PREFIX, 3)
-    c = Cluster(plan, Layout(tmp_path_factory.mktemp("rabbitmq-notify")))
-    insts = plan.of(RABBITMQ)
-    busy = [f"{i.ip}:{p}" for i in insts
-            for p in (i.port, i.port + RABBITMQ_DIST_OFFSET, EPMD_BASE + i.index + 1) if listening(i.ip, p)]
     dead_ip, dead_port = DEAD.split(":")
-    busy += [DEAD] if listening(dead_ip, int(dead_port)) else []
-    assert not busy, f"already in use: {busy}"
-    with ExitStack() as stack:
-        stack.callback(ensure_gone, c.beams)  # runs last
-
-        def stop_all() -> None:
-            for p, spec in reversed(c.procs):
-                proc.stop(p, spec)
-
-        stack.callback(stop_all)
-        t0 = time.monotonic()
-        for inst in insts:
-            r = rmq.render(plan, inst, c.layout, epmd_port=EPMD_BASE + inst.index + 1, shared_netns=True)
-            proc.write_files(r)
-            epmd, server = r.processes
-            logdir = c.layout.host_dir(inst.host.name) / "logs"
-            c.procs.append((proc.start(epmd, logdir / "epmd.log"), epmd))
-            c.nodes.append(Node(inst, server, logdir))
-        c.start(0)  # the first node forms the cluster, the others join it
-        c.wait_ready([0])
-        for i in (1, 2):
-            c.start(i)
-        c.wait_ready([1, 2])
-        c.wait_cluster()
-        assert probe.configure(plan, c.layout) in ("set", "unchanged")
-        c.timings["3-node formation + policy"] = time.monotonic() - t0
-        for i in range(3):
-            c.beam(i)
+    assert not listening(dead_ip, int(dead_port)), f"already in use: {DEAD}"
+    plan = loopback_plan(PREFIX, 3)
+    with loopback_cluster(plan, Layout(tmp_path_factory.mktemp("rabbitmq-notify")), EPMD_BASE,
+                          configure=True) as c:
         yield c
-    print("\nnotify timings: " + ", ".join(f"{k} {v:.3f}" for k, v in c.timings.items()))
+        print("\nnotify timings: " + ", ".join(f"{k} {v:.3f}" for k, v in c.timings.items()))
 
 
 # --- helpers ---------------------------------------------------------------------------------------

@@ -9,13 +9,11 @@ node rendered as in a host namespace (standard epmd look-ups) is tested on other
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ from contrail_ha.rendering import rabbitmq as rmq
 from contrail_ha.rendering.base import Layout
 from contrail_ha.topology.plan import RABBITMQ, RABBITMQ_DIST_OFFSET, Instance, Plan
 from tests.helpers import proc
+from tests.helpers.rabbitmq import Cluster, beam_pid, ensure_gone, listening, loopback_cluster
 from tests.helpers.topo import loopback_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -35,113 +34,23 @@ SOLO_EPMD = 14335  # the single host-namespace-mode node's epmd
 READY_TIMEOUT = 150.0
 
 
-@dataclass
-class RabbitCluster:
-    plan: Plan
-    layout: Layout
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def inst(self, i: int) -> Instance:
-        return self.plan.of(RABBITMQ)[i]
-
-
 def epmd_port(inst: Instance) -> int:
     return EPMD_BASE + inst.index + 1
 
 
-def listening(ip: str, port: int) -> bool:
-    try:
-        with socket.create_connection((ip, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def log_tail(layout: Layout, inst: Instance, lines: int = 20) -> str:
-    f = layout.host_dir(inst.host.name) / "logs" / "rabbitmq.log"
-    try:
-        return "\n".join(f.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def wait_ready(c: RabbitCluster, insts: list[Instance]) -> None:
-    last: dict[str, str] = {}
-
-    def all_ready() -> bool:
-        for inst in insts:
-            if last.get(inst.host.name) == "running":
-                continue
-            ok, detail = probe.ready(c.plan, c.layout, inst)
-            last[inst.host.name] = "running" if ok else detail
-        return all(v == "running" for v in last.values()) and len(last) == len(insts)
-
-    try:
-        proc.wait_for(all_ready, READY_TIMEOUT, "rabbitmq", interval=0.2)
-    except TimeoutError as e:
-        tails = "\n".join(f"--- {i.host.name}: {last.get(i.host.name)}\n{log_tail(c.layout, i)}" for i in insts)
-        raise AssertionError(f"{e}\n{tails}") from e
-
-
-def beam_pid(layout: Layout, inst: Instance) -> int:
-    """The Erlang VM's PID (the process we start is the rabbitmq-server shell wrapper)."""
-    return int(Path(rmq.paths(layout, inst)["pid"]).read_text().strip())
-
-
-def ensure_gone(pids: list[int]) -> None:
-    """After the wrappers stopped, the VMs (children that could outlive them) must be gone too."""
-    for pid in pids:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-            time.sleep(0.1)
-        try:
-            if b"beam" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, 9)
-                raise AssertionError(f"beam {pid} survived its wrapper and was killed")
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if os.geteuid() != 0:
         pytest.skip("needs root (rabbitmq-server from /usr/lib/rabbitmq/bin)")
     if not Path(rmq.SERVER).exists():
         pytest.skip("rabbitmq-server is not installed")
     plan = loopback_plan(PREFIX, 3)
-    c = RabbitCluster(plan, Layout(tmp_path_factory.mktemp("rabbitmq")))
-    insts = plan.of(RABBITMQ)
-    busy = [f"{i.ip}:{p}" for i in insts
-            for p in (i.port, i.port + RABBITMQ_DIST_OFFSET, epmd_port(i)) if listening(i.ip, p)]
-    assert not busy, f"already in use: {busy}"
-    beams: list[int] = []
-    with ExitStack() as stack:
-        stack.callback(ensure_gone, beams)  # runs last
-
-        def start(inst: Instance) -> None:
-            r = rmq.render(plan, inst, c.layout, epmd_port=epmd_port(inst), shared_netns=True)
-            stack.enter_context(proc.running(r, c.layout.host_dir(inst.host.name) / "logs"))
-
-        # As the runtime does: the first node forms the cluster, the others join it.
-        t0 = time.monotonic()
-        start(insts[0])
-        wait_ready(c, insts[:1])
-        c.timings["first node ready"] = time.monotonic() - t0
-        t1 = time.monotonic()
-        for inst in insts[1:]:
-            start(inst)
-        wait_ready(c, insts[1:])
-        c.timings["other two joined"] = time.monotonic() - t1
-        c.timings["fresh 3-node formation"] = time.monotonic() - t0
-        beams.extend(beam_pid(c.layout, i) for i in insts)
+    with loopback_cluster(plan, Layout(tmp_path_factory.mktemp("rabbitmq")), EPMD_BASE, configure=False) as c:
         yield c
-        t2 = time.monotonic()
-        stack.close()
-        print(f"\nrabbitmq stop (3 nodes, one by one): {time.monotonic() - t2:.1f}s")
     print("rabbitmq timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in c.timings.items()))
 
 
-def test_three_running_nodes_no_partitions(cluster: RabbitCluster) -> None:
+def test_three_running_nodes_no_partitions(cluster: Cluster) -> None:
     t = time.monotonic()
     checks = probe.checks(cluster.plan, cluster.layout)
     cluster.timings["checks"] = time.monotonic() - t
@@ -158,7 +67,7 @@ def test_three_running_nodes_no_partitions(cluster: RabbitCluster) -> None:
     assert clus.detail == "3/3 running, no partitions"
 
 
-def test_ha_policy_is_applied_once(cluster: RabbitCluster) -> None:
+def test_ha_policy_is_applied_once(cluster: Cluster) -> None:
     t = time.monotonic()
     first = probe.configure(cluster.plan, cluster.layout)
     cluster.timings["configure"] = time.monotonic() - t
@@ -169,7 +78,7 @@ def test_ha_policy_is_applied_once(cluster: RabbitCluster) -> None:
     assert policies[0]["pattern"] == r"^(?!amq\.).*"
 
 
-def test_publish_confirmed_on_one_node_consumed_on_another(cluster: RabbitCluster) -> None:
+def test_publish_confirmed_on_one_node_consumed_on_another(cluster: Cluster) -> None:
     pika = pytest.importorskip("pika")
     probe.configure(cluster.plan, cluster.layout)
     q = f"contrail-ha-test.{uuid.uuid4().hex[:8]}"
@@ -223,7 +132,7 @@ def test_publish_confirmed_on_one_node_consumed_on_another(cluster: RabbitCluste
     assert got == [f"msg-{k}" for k in range(n)]
 
 
-def test_cli_runs_without_epmd_lookups(cluster: RabbitCluster) -> None:
+def test_cli_runs_without_epmd_lookups(cluster: Cluster) -> None:
     """The CLI reaches each node's fixed distribution port; the node is also registered with its epmd."""
     for inst in cluster.plan.of(RABBITMQ):
         t = time.monotonic()
