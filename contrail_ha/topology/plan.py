@@ -229,36 +229,9 @@ class Plan:
                     ),
                 )
             )
-        idx = 0
-        for h in self.controllers:
-            for r in range(self.topology.services.config_api_replicas):
-                port = p.config_api + r * REPLICA_PORT_STEP
-                out.append(
-                    Instance(
-                        CONFIG_API,
-                        h,
-                        idx,
-                        replica=r,
-                        port=port,
-                        bindings=(Binding(str(h.ip), port, f"config-api-{r + 1}"),),
-                    )
-                )
-                idx += 1
-        idx = 0
-        for h in self.analytics:
-            for r in range(self.topology.services.analytics_api_replicas):
-                port = p.analytics_api + r * REPLICA_PORT_STEP
-                out.append(
-                    Instance(
-                        ANALYTICS_API,
-                        h,
-                        idx,
-                        replica=r,
-                        port=port,
-                        bindings=(Binding(str(h.ip), port, f"analytics-api-{r + 1}"),),
-                    )
-                )
-                idx += 1
+        out += self._replicas(CONFIG_API, self.controllers, p.config_api, self.topology.services.config_api_replicas)
+        out += self._replicas(ANALYTICS_API, self.analytics, p.analytics_api,
+                              self.topology.services.analytics_api_replicas)
         for i, h in enumerate(self.analyticsdb):
             ip = str(h.ip)
             out.append(
@@ -277,6 +250,17 @@ class Plan:
             out.append(
                 Instance(KAFKA, h, i, port=p.kafka, bindings=(Binding(ip, p.kafka, "kafka"),))
             )
+        return out
+
+    @staticmethod
+    def _replicas(component: str, hosts: list[Host], base_port: int, per_host: int) -> list[Instance]:
+        """``per_host`` replicas of a stateless API on each host: ports base, base + step, ..."""
+        out: list[Instance] = []
+        for h in hosts:
+            for r in range(per_host):
+                port = base_port + r * REPLICA_PORT_STEP
+                out.append(Instance(component, h, len(out), replica=r, port=port,
+                                    bindings=(Binding(str(h.ip), port, f"{component}-{r + 1}"),)))
         return out
 
     def of(self, component: str) -> list[Instance]:
