@@ -1,4 +1,4 @@
-"""The ``contrail-ha`` command line: init, validate, render, up, down, status, logs.
+"""The ``contrail-ha`` command line: init, validate, render, up, down, status, drill, logs.
 
 Exit status: 0 success; 1 the topology is invalid, the cluster degraded or an operation
 failed; 2 usage error (bad option, unreadable file).
@@ -215,6 +215,71 @@ def status(topology: Path | None, state_root: Path, as_json: bool) -> None:
         else:
             console.print(f"[green]healthy[/]: {len(checks)} checks")
     sys.exit(0 if healthy else 1)
+
+
+@main.command()
+@topology_opt
+@state_opt
+@click.option("--fault", "fault_names", multiple=True, metavar="NAME",
+              help="fault to inject (repeatable; default: every fault the topology survives)")
+@click.option("--repeat", default=1, show_default=True, type=click.IntRange(1, 100), help="runs of each fault")
+@click.option("--seconds", default=8.0, show_default=True, type=click.FloatRange(1, 600),
+              help="how long each fault is held before it is healed")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...], repeat: int, seconds: float,
+          as_json: bool) -> None:
+    """Inject real faults one at a time under a steady workload through the VIP; check no data is lost."""
+    import asyncio
+
+    from contrail_ha.operations.drill import FAULTS, run_fault, save
+    from contrail_ha.runtime import netns
+
+    _require_root()
+    plan, _ = _load(topology, quiet=True)
+    unknown = [n for n in fault_names if n not in FAULTS]
+    if unknown:
+        err.print(f"error: unknown fault(s) {', '.join(unknown)}; faults: {', '.join(FAULTS)}")
+        sys.exit(2)
+    chosen = [FAULTS[n] for n in (fault_names or FAULTS)]
+    refused = [(f.name, why) for f in chosen if (why := f.needs(plan))]
+    if refused and fault_names:
+        for name, why in refused:
+            err.print(f"refusing to inject {name}: the topology cannot survive it: {why}")
+        sys.exit(1)
+    for name, why in refused:
+        console.print(f"[yellow]skipping[/] {name}: {why}")
+    chosen = [f for f in chosen if not f.needs(plan)]
+    client = netns.ns_name(plan, netns.CLIENT)
+    if not netns.exists(client):
+        err.print(f"cluster {plan.cluster_id} is not up; run `contrail-ha up`")
+        sys.exit(1)
+    layout = _layout(plan, state_root)
+    netns.enter(client)
+
+    async def all_faults() -> list:
+        out = []
+        for _ in range(repeat):
+            for f in chosen:
+                out.append(await run_fault(plan, layout, f, fault_seconds=seconds,
+                                           progress=(lambda m: None) if as_json else console.print))
+        return out
+
+    results = asyncio.run(all_faults())
+    path = save(results, layout)
+    if as_json:
+        click.echo(json.dumps([{**r.__dict__, "data_ok": r.data_ok} for r in results], indent=2))
+    else:
+        t = Table(title=f"drill results ({path})")
+        for col in ("fault", "requests", "failed", "longest outage s", "p99 ms", "recovery s", "acked", "lost",
+                    "dup names", "dup ids", "data"):
+            t.add_column(col)
+        for r in results:
+            t.add_row(r.fault, str(r.requests), str(sum(r.failed.values())), str(r.longest_outage_s),
+                      str(r.p99_during_fault_ms), str(r.recovery_s), str(r.acked_creates), str(r.lost),
+                      str(r.duplicate_fq_names), str(r.duplicate_vn_ids),
+                      "[green]ok[/]" if r.data_ok else "[red]LOST/DUP[/]")
+        console.print(t)
+    sys.exit(0 if all(r.data_ok for r in results) else 1)
 
 
 @main.command()

@@ -1,0 +1,36 @@
+"""`contrail-ha drill` on the shared HA cluster: real faults under load, then the data check."""
+
+from __future__ import annotations
+
+import json
+
+from tests.e2e.conftest import Cluster
+
+
+def test_drill_api_replica_zk_leader_lb(cluster: Cluster) -> None:
+    p = cluster.cli("drill", "--fault", "api-replica", "--fault", "zk-leader", "--fault", "lb-kill",
+                    "--seconds", "6", "--json", timeout=1200)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    results = {r["fault"]: r for r in json.loads(p.stdout)}
+    assert set(results) == {"api-replica", "zk-leader", "lb-kill"}
+    for name, r in results.items():
+        print(f"\n{name}: {r['requests']} requests, failed {r['failed']}, longest outage {r['longest_outage_s']}s, "
+              f"p99 {r['p99_during_fault_ms']} ms, recovery {r['recovery_s']}s, acked {r['acked_creates']}")
+        assert r["requests"] > 50 and r["acked_creates"] > 10
+        assert r["lost"] == 0 and r["mismatched"] == 0
+        assert r["duplicate_fq_names"] == 0 and r["duplicate_vn_ids"] == 0
+        assert r["data_ok"] is True
+
+
+def test_drill_refuses_unknown_and_unsurvivable(cluster: Cluster, tmp_path) -> None:
+    p = cluster.cli("drill", "--fault", "no-such-fault")
+    assert p.returncode == 2 and "unknown fault" in p.stderr
+    one = tmp_path / "one-lb.yaml"
+    text = cluster.topology.read_text().replace("  - {name: lb2, ip: 10.10.0.12, roles: [lb]}\n", "")
+    one.write_text(text)
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "contrail_ha.cli", "drill", "--fault", "lb-kill", "-t", str(one)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "refusing to inject lb-kill" in r.stderr and "needs at least 2 lb" in r.stderr
