@@ -1,4 +1,4 @@
-"""Our stateless services (contrail-api, contrail-analytics-api): their /health endpoints."""
+"""Our services (contrail-api, contrail-analytics-api, collectors, aggregators, node agents): /health."""
 
 from __future__ import annotations
 
@@ -6,7 +6,18 @@ import httpx
 
 from contrail_ha.probes.base import Check
 from contrail_ha.rendering.base import Layout
-from contrail_ha.topology.plan import ANALYTICS_API, CONFIG_API, LB_AGENT, Instance, Plan
+from contrail_ha.topology.plan import (
+    AGGREGATOR,
+    ANALYTICS_API,
+    COLLECTOR,
+    CONFIG_API,
+    LB_AGENT,
+    NODE_AGENT,
+    Instance,
+    Plan,
+)
+
+HTTP_SERVICES = (CONFIG_API, ANALYTICS_API, COLLECTOR, AGGREGATOR, NODE_AGENT)
 
 
 def health(inst: Instance, timeout: float = 2.0) -> tuple[bool, str]:
@@ -40,10 +51,11 @@ def ready(plan: Plan, layout: Layout, inst: Instance) -> tuple[bool, str]:
 
 def checks(plan: Plan, layout: Layout) -> list[Check]:
     out = []
-    for comp in (CONFIG_API, ANALYTICS_API):
+    for comp in HTTP_SERVICES:
         for inst in plan.of(comp):
             ok, detail = health(inst)
-            out.append(Check(comp, f"{inst.host.name}/{inst.name}", ok, detail, {"address": inst.address}))
+            target = f"{inst.host.name}/{inst.name}" if inst.name != comp else inst.host.name
+            out.append(Check(comp, target, ok, detail, {"address": inst.address}))
     for inst in plan.of(LB_AGENT):
         ok, detail, st = agent(layout, inst.host.name)
         out.append(Check(LB_AGENT, inst.host.name, ok, detail, st))

@@ -99,6 +99,16 @@ class Rendered:
         return self
 
 
+def python() -> str:
+    """The interpreter our own processes run with: the environment's ``bin/python``, however this one was
+    started (``.venv/bin/python3`` by the console script, ``.venv/bin/python`` by ``python -m``), so that the
+    rendered command - and the config digest a restart depends on - does not change between callers."""
+    import sys
+
+    candidate = Path(sys.prefix) / "bin" / "python"
+    return str(candidate) if candidate.exists() else sys.executable
+
+
 def jvm_heap_flags(heap_mb: int) -> list[str]:
     """Every JVM gets an explicit small heap; 2 cores are shared by all of them."""
     return [f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", "-XX:+UseG1GC", "-XX:ActiveProcessorCount=2",

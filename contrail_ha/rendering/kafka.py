@@ -68,6 +68,8 @@ def server_properties(plan: Plan, inst: Instance, layout: Layout) -> str:
         ("auto.create.topics.enable", "false"),
         ("delete.topic.enable", "true"),
         ("group.initial.rebalance.delay.ms", 0),
+        # The aggregators' consumer group: a dead aggregator's partitions move within its 4 s session.
+        ("group.min.session.timeout.ms", 1000),
         # Retention as in Contrail.
         ("log.retention.hours", RETENTION_HOURS),
         ("log.retention.bytes", RETENTION_BYTES),

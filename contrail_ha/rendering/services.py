@@ -1,17 +1,30 @@
-"""Our own stateless services (contrail-api, contrail-analytics-api): config and process."""
+"""Our own services: contrail-api, contrail-analytics-api, collector, aggregator, lb agent, node agent.
+
+Each gets one JSON config (the original's ``*.conf``) and one supervised Python process.
+"""
 
 from __future__ import annotations
 
 import json
 import signal
-import sys
 from pathlib import Path
 
-from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered
-from contrail_ha.topology.plan import ANALYTICS_API, CONFIG_API, LB_AGENT, Instance, Plan
+from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, python
+from contrail_ha.topology.plan import (
+    AGGREGATOR,
+    ANALYTICS_API,
+    COLLECTOR,
+    CONFIG_API,
+    LB_AGENT,
+    NODE_AGENT,
+    Instance,
+    Plan,
+)
 
-MODULES = {CONFIG_API: "contrail_ha.services.config_api", ANALYTICS_API: "contrail_ha.services.analytics_api",
-           LB_AGENT: "contrail_ha.services.lb_agent"}
+MODULES = {CONFIG_API: "contrail_ha.services.config_api", ANALYTICS_API: "contrail_ha.services.analytics.api",
+           COLLECTOR: "contrail_ha.services.analytics.collector",
+           AGGREGATOR: "contrail_ha.services.analytics.aggregator",
+           LB_AGENT: "contrail_ha.services.lb_agent", NODE_AGENT: "contrail_ha.services.analytics.node_agent"}
 
 
 def service_config(plan: Plan, inst: Instance) -> dict[str, object]:
@@ -33,6 +46,9 @@ def service_config(plan: Plan, inst: Instance) -> dict[str, object]:
         "analytics_db_rf": rep.analytics_db,
         "kafka": plan.kafka_servers,
         "collectors": [f"{ip}:{p.collector}" for ip in plan.ips(plan.analytics)],
+        "uve_partitions": plan.topology.cluster.uve_partitions,
+        "kafka_rf": rep.kafka,
+        "kafka_min_insync": rep.kafka_min_insync,
     }
 
 
@@ -47,6 +63,13 @@ def agent_config(plan: Plan, inst: Instance, layout: Layout) -> dict[str, object
             "state_file": str(agent_state(layout, inst.host.name))}
 
 
+def node_agent_config(plan: Plan, inst: Instance, layout: Layout) -> dict[str, object]:
+    """The node agent builds its own plan from the topology, to find its host's processes and components."""
+    from contrail_ha.services.analytics.node_agent import config_for
+
+    return config_for(plan, layout, inst.host.name).model_dump(mode="json")
+
+
 def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
     conf = layout.conf(inst.host.name, inst.name)
     logs = layout.logs(inst.host.name, inst.name)
@@ -54,11 +77,13 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
     if inst.component == LB_AGENT:
         cfg = agent_config(plan, inst, layout)
         dirs = [conf, logs, layout.run(inst.host.name, inst.name)]
+    elif inst.component == NODE_AGENT:
+        cfg, dirs = node_agent_config(plan, inst, layout), [conf, logs]
     else:
         cfg, dirs = service_config(plan, inst), [conf, logs]
     return Rendered(
         files={path: json.dumps(cfg, indent=2) + "\n"},
         dirs=dirs,
-        processes=[ProcessSpec(name=inst.name, argv=[sys.executable, "-m", MODULES[inst.component], str(path)],
+        processes=[ProcessSpec(name=inst.name, argv=[python(), "-m", MODULES[inst.component], str(path)],
                                env={"PYTHONUNBUFFERED": "1"}, stop_signal=signal.SIGTERM, stop_timeout=10)],
     )

@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,21 +22,25 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout, ProcessSpec, Rendered
+from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout, ProcessSpec, Rendered, python
 from contrail_ha.runtime import netns, network
 from contrail_ha.runtime.supervisor import GroupSpec
 from contrail_ha.topology.model import Role
 from contrail_ha.topology.plan import (
+    AGGREGATOR,
     ANALYTICS_API,
     ANALYTICS_DB,
     BIRD,
+    COLLECTOR,
     CONFIG_API,
     CONFIG_DB,
+    GROUP_OF,
     HAPROXY,
     KAFKA,
     LB_AGENT,
+    NODE_AGENT,
+    NODE_GROUP,
     RABBITMQ,
-    ROLE_OF,
     ZOOKEEPER,
     Instance,
     Plan,
@@ -57,11 +60,14 @@ MODULES: dict[str, tuple[str, str]] = {
     HAPROXY: ("haproxy", "haproxy"),
     BIRD: ("bird", "bird"),
     LB_AGENT: ("services", "services"),
+    COLLECTOR: ("services", "services"),
+    AGGREGATOR: ("services", "services"),
+    NODE_AGENT: ("services", "services"),
 }
-ROLE_ORDER = [Role.CONTROLLER, Role.ANALYTICSDB, Role.ANALYTICS, Role.LB]
+GROUP_ORDER = [Role.CONTROLLER.value, Role.ANALYTICSDB.value, Role.ANALYTICS.value, Role.LB.value, NODE_GROUP]
 ROUTER_ROLE = "router"
-COMPONENT_ORDER = [ZOOKEEPER, RABBITMQ, CONFIG_DB, CONFIG_API, ANALYTICS_DB, KAFKA, ANALYTICS_API, HAPROXY, BIRD,
-                   LB_AGENT]
+COMPONENT_ORDER = [ZOOKEEPER, RABBITMQ, CONFIG_DB, CONFIG_API, ANALYTICS_DB, KAFKA, COLLECTOR, AGGREGATOR,
+                   ANALYTICS_API, HAPROXY, BIRD, LB_AGENT, NODE_AGENT]
 
 
 class UpError(RuntimeError):
@@ -135,11 +141,11 @@ def groups(plan: Plan, layout: Layout) -> list[Group]:
                     continue
                 r = render_instance(plan, inst, layout)
                 write(r)
-                by_role.setdefault(ROLE_OF[comp].value, []).extend(r.processes)
-        for role in ROLE_ORDER:
-            procs = by_role.get(role.value)
+                by_role.setdefault(GROUP_OF[comp], []).extend(r.processes)
+        for role in GROUP_ORDER:
+            procs = by_role.get(role)
             if procs:
-                out.append(Group(h.name, role.value, _spec(layout, h.name, role.value, procs)))
+                out.append(Group(h.name, role, _spec(layout, h.name, role, procs)))
     rr = render_router(plan, layout)
     write(rr)
     out.append(Group(netns.ROUTER, ROUTER_ROLE, _spec(layout, netns.ROUTER, ROUTER_ROLE, rr.processes)))
@@ -174,7 +180,7 @@ def start_supervisor(plan: Plan, g: Group) -> int:
             os.kill(pid, signal.SIGHUP)
         return pid
     Path(g.spec.log_dir).mkdir(parents=True, exist_ok=True)
-    argv = netns.exec_argv(plan, g.node, [sys.executable, "-m", "contrail_ha.runtime.supervisor", str(spec_file)])
+    argv = netns.exec_argv(plan, g.node, [python(), "-m", "contrail_ha.runtime.supervisor", str(spec_file)])
     with open(Path(g.spec.log_dir) / f"supervisor-{g.role}.out", "ab") as out:
         subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                          start_new_session=True, cwd="/")
@@ -241,7 +247,7 @@ def _start_wave(plan: Plan, layout: Layout, insts: list[Instance], timeout: floa
     t0 = time.monotonic()
     progress(f"starting {insts[0].component} on {', '.join(sorted({i.host.name for i in insts}))}")
     for inst in insts:
-        enable(layout, plan, inst.host.name, ROLE_OF[inst.component].value, process_names(plan, layout, inst))
+        enable(layout, plan, inst.host.name, GROUP_OF[inst.component], process_names(plan, layout, inst))
     wait_ready(plan, layout, insts, timeout, progress, abort)
     progress(f"{insts[0].component}: {len(insts)} ready in {time.monotonic() - t0:.1f}s")
 
@@ -318,12 +324,17 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
         CONFIG_DB: ([], cassandra(CONFIG_DB)),
         ANALYTICS_DB: ([CONFIG_DB], cassandra(ANALYTICS_DB)),  # one Cassandra burst at a time on 2 cores
         KAFKA: ([ZOOKEEPER], lambda: wave(plan.of(KAFKA), 180)),
+        "topics": ([KAFKA], lambda: _analytics_topics(plan, progress)),
+        COLLECTOR: (["topics"], lambda: wave(plan.of(COLLECTOR), 120)),
+        AGGREGATOR: ([COLLECTOR, ANALYTICS_DB], lambda: wave(plan.of(AGGREGATOR), 120)),
         CONFIG_API: ([ZOOKEEPER, RABBITMQ, CONFIG_DB], lambda: wave(plan.of(CONFIG_API), 120)),
-        ANALYTICS_API: ([ZOOKEEPER, ANALYTICS_DB, KAFKA], lambda: wave(plan.of(ANALYTICS_API), 120)),
+        ANALYTICS_API: ([ANALYTICS_DB], lambda: wave(plan.of(ANALYTICS_API), 120)),
         HAPROXY: ([CONFIG_API, ANALYTICS_API], lambda: wave(plan.of(HAPROXY), 60)),
         BIRD: ([HAPROXY], lambda: wave(plan.of(BIRD), 60)),
         LB_AGENT: ([BIRD], lambda: wave(plan.of(LB_AGENT), 60)),
         "vip": ([LB_AGENT], lambda: _wait_vip(plan, layout, progress)),
+        # Last: the node agents report every process of their host, so they start once all run.
+        NODE_AGENT: (["vip", AGGREGATOR], lambda: wave(plan.of(NODE_AGENT), 60)),
     }
     run_steps(steps, abort)
     elapsed = time.monotonic() - t0
@@ -331,6 +342,17 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
                                                          "at": time.strftime("%Y-%m-%dT%H:%M:%S")}))
     progress(f"cluster {plan.cluster_id} is up in {elapsed:.1f}s; VIP {plan.vip}")
     return elapsed
+
+
+def _analytics_topics(plan: Plan, progress: Progress) -> None:
+    from contrail_ha.services.analytics import topics
+
+    if not plan.analyticsdb:
+        return
+    r = plan.topology.replication
+    created = topics.ensure(plan.kafka_servers, plan.cluster_id, plan.topology.cluster.uve_partitions,
+                            r.kafka, r.kafka_min_insync, timeout=120)
+    progress(f"kafka: analytics topics ready ({len(created)} created)")
 
 
 def _quorum(plan: Plan, layout: Layout) -> tuple[bool, str]:
@@ -367,7 +389,8 @@ def _all_groups(plan: Plan, layout: Layout) -> list[Group]:
 
 def down(plan: Plan, layout: Layout, purge: bool = False, progress: Progress = print) -> list[str]:
     """Stop every process, remove every namespace; with ``purge`` also the data. Returns leftovers."""
-    order = [Role.LB.value, Role.ANALYTICS.value, Role.ANALYTICSDB.value, Role.CONTROLLER.value, ROUTER_ROLE]
+    order = [NODE_GROUP, Role.LB.value, Role.ANALYTICS.value, Role.ANALYTICSDB.value, Role.CONTROLLER.value,
+             ROUTER_ROLE]
     gs = _all_groups(plan, layout) if layout.root.exists() else []
     for role in order:
         batch = [(g, supervisor_pid(g)) for g in gs if g.role == role]

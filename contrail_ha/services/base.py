@@ -36,6 +36,9 @@ class ServiceConfig(BaseModel):
     analytics_db_rf: int
     kafka: str  # "ip:port,..."
     collectors: list[str]  # ["ip:port", ...] (every analytics host)
+    uve_partitions: int = 30
+    kafka_rf: int = 3
+    kafka_min_insync: int = 2
 
     @classmethod
     def load(cls, path: str | Path) -> ServiceConfig:
@@ -48,6 +51,8 @@ HEALTH = web.AppKey("health", list[Dependency])
 async def health(request: web.Request) -> web.Response:
     """200 when every dependency is healthy; 503 with the reasons otherwise (HAProxy checks this)."""
     deps = request.app[HEALTH]
+    for d in deps:
+        d.refresh()
     body = {d.name: d.status() for d in deps}
     ok = all(d.ok for d in deps)
     if "text" in request.query:
@@ -57,12 +62,13 @@ async def health(request: web.Request) -> web.Response:
 
 
 def run(config_path: str, deps: list[Dependency],
-        routes: Callable[[web.Application], Awaitable[None] | None] | None = None) -> None:
+        routes: Callable[[web.Application], Awaitable[None] | None] | None = None,
+        client_max_size: int = 1024 * 1024) -> None:
     """Serve one replica until SIGTERM."""
     cfg = ServiceConfig.load(config_path)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format=f"%(asctime)s {cfg.name}@{cfg.host} %(levelname)s %(name)s: %(message)s")
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=client_max_size)
     app[HEALTH] = deps
     app.router.add_get("/health", health)
     if routes is not None:

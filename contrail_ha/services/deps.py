@@ -39,6 +39,9 @@ class Dependency(ABC):
     def stop(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
+    def refresh(self) -> None:  # noqa: B027 - optional hook
+        """Re-read a state held elsewhere (called before each health answer)."""
+
     def status(self) -> dict[str, object]:
         return {"ok": self.ok, "reason": self.reason, "for_s": round(time.monotonic() - self.since, 1)}
 

@@ -96,6 +96,8 @@ class Ports(_Strict):
     config_api: int = Field(8082, ge=1, le=65535)
     analytics_api: int = Field(8081, ge=1, le=65535)
     collector: int = Field(8086, ge=1, le=65535)
+    aggregator: int = Field(5995, ge=1, le=65535)  # the original alarm-gen's introspect port
+    node_agent: int = Field(8100, ge=1, le=65535)  # the original nodemgrs' first port
     haproxy_stats: int = Field(5937, ge=1, le=65535)
     zookeeper: int = Field(2181, ge=1, le=65535)
     zookeeper_peer: int = Field(2888, ge=1, le=65535)

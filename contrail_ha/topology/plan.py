@@ -22,6 +22,9 @@ ANALYTICS_DB = "analytics-db"
 KAFKA = "kafka"
 CONFIG_API = "config-api"
 ANALYTICS_API = "analytics-api"
+COLLECTOR = "collector"
+AGGREGATOR = "aggregator"
+NODE_AGENT = "node-agent"
 HAPROXY = "haproxy"
 BIRD = "bird"
 LB_AGENT = "lb-agent"
@@ -32,12 +35,17 @@ ROLE_OF = {
     CONFIG_DB: Role.CONTROLLER,
     CONFIG_API: Role.CONTROLLER,
     ANALYTICS_API: Role.ANALYTICS,
+    COLLECTOR: Role.ANALYTICS,
+    AGGREGATOR: Role.ANALYTICS,
     ANALYTICS_DB: Role.ANALYTICSDB,
     KAFKA: Role.ANALYTICSDB,
     HAPROXY: Role.LB,
     BIRD: Role.LB,
     LB_AGENT: Role.LB,
 }
+NODE_GROUP = "node"  # every host's own supervisor group: the node agent (not one of the seed's roles)
+# component -> the supervisor group that runs it on its host
+GROUP_OF: dict[str, str] = {**{c: r.value for c, r in ROLE_OF.items()}, NODE_AGENT: NODE_GROUP}
 
 # Fixed ports that the topology does not expose (protocol constants or derived).
 EPMD_PORT = 4369
@@ -232,6 +240,9 @@ class Plan:
         out += self._replicas(CONFIG_API, self.controllers, p.config_api, self.topology.services.config_api_replicas)
         out += self._replicas(ANALYTICS_API, self.analytics, p.analytics_api,
                               self.topology.services.analytics_api_replicas)
+        for comp, port, what in ((COLLECTOR, p.collector, "collector"), (AGGREGATOR, p.aggregator, "aggregator")):
+            for i, h in enumerate(self.analytics):
+                out.append(Instance(comp, h, i, port=port, bindings=(Binding(str(h.ip), port, what),)))
         for i, h in enumerate(self.analyticsdb):
             ip = str(h.ip)
             out.append(
@@ -250,6 +261,9 @@ class Plan:
             out.append(
                 Instance(KAFKA, h, i, port=p.kafka, bindings=(Binding(ip, p.kafka, "kafka"),))
             )
+        for i, h in enumerate(self.topology.hosts):
+            out.append(Instance(NODE_AGENT, h, i, port=p.node_agent,
+                                bindings=(Binding(str(h.ip), p.node_agent, "node agent"),)))
         return out
 
     @staticmethod

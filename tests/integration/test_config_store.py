@@ -11,7 +11,6 @@ import asyncio
 import json
 import shutil
 import subprocess
-import threading
 import time
 import uuid as uuidlib
 from collections.abc import Coroutine, Iterator
@@ -40,6 +39,7 @@ from contrail_ha.services.config_api.zk import (
 )
 from contrail_ha.topology.plan import CONFIG_DB, ZOOKEEPER, Plan
 from tests.helpers import proc
+from tests.helpers.aio import Loop
 from tests.helpers.topo import loopback_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -99,23 +99,6 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             proc.stop(p, spec, timeout=spec.stop_timeout)
         if TIMINGS:
             print("\ntimings: " + ", ".join(f"{k}={v}" for k, v in TIMINGS.items()))
-
-
-class Loop:
-    """An event loop in a background thread; ``run`` executes a coroutine on it."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="test-loop", daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 120) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @dataclass

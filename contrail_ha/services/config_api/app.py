@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from contrail_ha.services import base
+from contrail_ha.services.analytics.generator import Generator
+from contrail_ha.services.analytics.nodestatus import NodeStatusReporter
+from contrail_ha.services.analytics.protocol import CONFIG_OBJECT_TABLE, Origin
 from contrail_ha.services.config_api.defaults import ensure_defaults
 from contrail_ha.services.config_api.ipam import Ipam, complete_subnets
 from contrail_ha.services.config_api.objects import ConfigError, NotFound, Obj
 from contrail_ha.services.config_api.schema import ResourceType
-from contrail_ha.services.config_api.server import ConfigApi, Hooks, errors
+from contrail_ha.services.config_api.server import REQUESTER, ConfigApi, Hooks, errors
 from contrail_ha.services.deps import Cassandra, Dependency
 
 log = logging.getLogger(__name__)
@@ -154,11 +158,25 @@ async def _start(cfg: base.ServiceConfig, api: ConfigApi, deps: list[Dependency]
     ready._set(True, "serving")
 
 
+def config_log(gen: Generator) -> Callable[[str, str, str, list[str], Obj | None, Obj | None], None]:
+    """One object log per config change (ConfigObjectTable): who, what, old and new."""
+    def audit(oper: str, obj_type: str, uuid: str, fq_name: list[str], old: Obj | None, new: Obj | None) -> None:
+        gen.objectlog(CONFIG_OBJECT_TABLE, f"{obj_type}:{':'.join(fq_name)}", "VncApiConfigLog",
+                      {"operation": oper, "type": obj_type, "uuid": uuid, "fq_name": fq_name,
+                       **(REQUESTER.get() or {}), "old": old, "new": new})
+    return audit
+
+
 def build(cfg: base.ServiceConfig) -> web.Application:
     """The replica's app: answers 503 (with the reason) until its start-up is complete."""
     ready = Ready()
     deps: list[Dependency] = [ready, Cassandra("config-db", cfg.config_db, cfg.config_db_port)]
     api = ConfigApi(None, None, None)
+    gen = Generator(Origin(source=cfg.host, node_type="Config", module="contrail-api", instance_id=cfg.name),
+                    cfg.collectors) if cfg.collectors else None
+    reporter = NodeStatusReporter(gen, deps) if gen is not None else None
+    if gen is not None:
+        api.audit = config_log(gen)
 
     @web.middleware
     async def gate(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -169,13 +187,7 @@ def build(cfg: base.ServiceConfig) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024 + 1, middlewares=[gate, errors])
     app[base.HEALTH] = deps
 
-    async def health(request: web.Request) -> web.StreamResponse:
-        for d in deps:
-            if isinstance(d, Probe):
-                d.refresh()
-        return await base.health(request)
-
-    app.router.add_get("/health", health)
+    app.router.add_get("/health", base.health)  # refreshes the Probe dependencies first
     api.add_routes(app)
 
     async def on_startup(app: web.Application) -> None:
@@ -183,9 +195,15 @@ def build(cfg: base.ServiceConfig) -> web.Application:
         for d in deps:
             d.start(loop)
         app[STARTER] = loop.create_task(_start(cfg, api, deps, ready))
+        if gen is not None and reporter is not None:
+            gen.start()
+            reporter.start()
 
     async def on_cleanup(app: web.Application) -> None:
         app[STARTER].cancel()
+        if gen is not None and reporter is not None:
+            reporter.stop()
+            await gen.stop(1.0)
         for d in deps:
             d.stop()
         for part in (api.notifier, api.zk, api.store):

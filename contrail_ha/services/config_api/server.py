@@ -11,6 +11,7 @@ import json
 import logging
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from aiohttp import web
@@ -88,6 +89,8 @@ class ConfigApi:
         self.hooks = hooks or Hooks()
         self.aaa_mode = "no-auth"
         self.ipam: Any = None
+        # Called after every change is stored and announced: (oper, type, uuid, fq_name, old, new).
+        self.audit: Callable[[str, str, str, list[str], Obj | None, Obj | None], None] | None = None
 
     # --- helpers -------------------------------------------------------------------------------
     def rtype(self, name: str) -> ResourceType:
@@ -206,6 +209,13 @@ class ConfigApi:
             out[field] = resolved
         return out
 
+    async def changed(self, oper: str, obj_type: str, uuid: str, fq_name: list[str], *,
+                      obj_dict: Obj | None = None, old: Obj | None = None, new: Obj | None = None) -> None:
+        """A change is stored: notify the other replicas (RabbitMQ), then log it (analytics)."""
+        await self.notifier.publish(oper, obj_type, uuid, fq_name, obj_dict=obj_dict)
+        if self.audit is not None:
+            self.audit(oper, obj_type, uuid, fq_name, old, new)
+
     # --- CRUD ------------------------------------------------------------------------------------
     async def create(self, rt: ResourceType, body: Any, base: str) -> Obj:
         """Validate, lock the fq_name in ZooKeeper, write Cassandra, notify. Returns the stored object."""
@@ -236,7 +246,12 @@ class ConfigApi:
             if await self.store.uuid_to_fq_name(obj["uuid"]) is not None:
                 raise Conflict(f"uuid {obj['uuid']} already exists")
         else:
-            obj["uuid"] = str(uuidlib.uuid4())
+            obj["uuid"] = create_uuid(rt.object_type, fq_name)
+            if REQUEST_ID.get() and (done := await self.store.read(obj["uuid"])) is not None:
+                # HAProxy re-sent this very create (its first replica died): it is already done
+                log.info("create %s %s already done by an earlier attempt of request %s", rt.object_type,
+                         fq_name, REQUEST_ID.get())
+                return done
         for name in rt.props:
             if name in clean and name not in ("id_perms", "perms2"):
                 obj[name] = clean[name]
@@ -270,7 +285,7 @@ class ConfigApi:
         except BaseException:
             await self.zk.delete_fq_lock(rt.object_type, fq_name, obj["uuid"])
             raise
-        await self.notifier.publish("CREATE", rt.object_type, obj["uuid"], fq_name, obj_dict=obj)
+        await self.changed("CREATE", rt.object_type, obj["uuid"], fq_name, obj_dict=obj, new=obj)
         return obj
 
     async def update(self, rt: ResourceType, uuid: str, body: Any) -> Obj:
@@ -299,7 +314,8 @@ class ConfigApi:
         self.require_writable()
         await self.hooks.pre_update(rt, old, changes, refs)
         await self.store.update(uuid, changes, refs or None)
-        await self.notifier.publish("UPDATE", rt.object_type, uuid, old["fq_name"])
+        await self.changed("UPDATE", rt.object_type, uuid, old["fq_name"], old=old,
+                           new={**changes, **(refs or {})})
         for field, new in refs.items():  # the other side of a ref between objects of one type
             if rt.refs[field].target == rt.resource_type:
                 for r in new:
@@ -325,7 +341,7 @@ class ConfigApi:
         await self.store.delete(uuid)
         await self.zk.delete_fq_lock(rt.object_type, obj["fq_name"], uuid)
         await self.hooks.post_delete(rt, obj)
-        await self.notifier.publish("DELETE", rt.object_type, uuid, obj["fq_name"], obj_dict=obj)
+        await self.changed("DELETE", rt.object_type, uuid, obj["fq_name"], obj_dict=obj, old=obj)
 
     # --- list ----------------------------------------------------------------------------------
     async def list(self, rt: ResourceType, q: dict[str, Any], base: str) -> Obj:
@@ -588,7 +604,7 @@ class ConfigApi:
         resolved = await self.resolve_refs(rt, {ref_t.name: current})
         self.require_writable()
         await self.store.update(u, {"id_perms": {**obj["id_perms"], "last_modified": now()}}, resolved)
-        await self.notifier.publish("UPDATE", rt.object_type, u, obj["fq_name"])
+        await self.changed("UPDATE", rt.object_type, u, obj["fq_name"], new=resolved)
         return web.json_response({"uuid": u})
 
     async def h_ref_relax(self, request: web.Request) -> web.Response:
@@ -676,7 +692,7 @@ class ConfigApi:
             self.require_writable()
             changes["id_perms"] = {**obj["id_perms"], "last_modified": now()}
             await self.store.update(obj["uuid"], changes, None)
-            await self.notifier.publish("UPDATE", rt.object_type, obj["uuid"], obj["fq_name"])
+            await self.changed("UPDATE", rt.object_type, obj["uuid"], obj["fq_name"], new=changes)
         return web.Response(status=200, text="", content_type=TEXT)
 
     async def h_kv(self, request: web.Request) -> web.Response:
@@ -714,7 +730,7 @@ class ConfigApi:
         fn(body, perms2)
         self.require_writable()
         await self.store.update(obj["uuid"], {"perms2": perms2}, None)
-        await self.notifier.publish("UPDATE", rt.object_type, obj["uuid"], obj["fq_name"])
+        await self.changed("UPDATE", rt.object_type, obj["uuid"], obj["fq_name"], new={"perms2": perms2})
         return web.json_response({})
 
     async def h_chown(self, request: web.Request) -> web.Response:
@@ -847,14 +863,43 @@ class ConfigApi:
                 refs = [r for r in refs if r["uuid"] != gone["uuid"]]
         self.require_writable()
         await self.store.update(u, {"id_perms": {**obj["id_perms"], "last_modified": now()}}, {"tag_refs": refs})
-        await self.notifier.publish("UPDATE", rt.object_type, u, obj["fq_name"])
+        await self.changed("UPDATE", rt.object_type, u, obj["fq_name"], new={"tag_refs": refs})
         return web.json_response({})
+
+
+# The id HAProxy gives each request (retries of a request keep it); None when not behind HAProxy.
+REQUEST_ID_HEADER = "X-Contrail-HA-Request"
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+CREATE_NAMESPACE = uuidlib.UUID("6f1c3f0e-5b3a-4f36-9a39-0b1f0c7d2a11")
+
+
+def create_uuid(obj_type: str, fq_name: list[str]) -> str:
+    """A new object's uuid: derived from the request id when there is one, so that a create that
+    HAProxy retries on another replica (after the first died mid-way) gets the same uuid - its
+    fq-name lock is then already its own, and a finished first attempt is returned, not repeated."""
+    rid = REQUEST_ID.get()
+    if rid is None:
+        return str(uuidlib.uuid4())
+    return str(uuidlib.uuid5(CREATE_NAMESPACE, f"{rid}|{obj_type}|{':'.join(fq_name)}"))
+
+
+# Who made the request being served: the config log's "who" (user, user agent, client address).
+REQUESTER: ContextVar[dict[str, str] | None] = ContextVar("requester", default=None)
+
+
+def requester(request: web.Request) -> dict[str, str]:
+    h = request.headers
+    remote = h.get("X-Forwarded-For", "").split(",")[0].strip() or request.remote or ""
+    return {"user": h.get("X-User-Name") or h.get("X-Auth-User") or "anonymous",
+            "useragent": h.get("X-Contrail-Useragent") or h.get("User-Agent", ""), "remote": remote}
 
 
 @web.middleware
 async def errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                  ) -> web.StreamResponse:
     """ConfigError -> its status, FieldError -> 400 naming the field; never a 500 for client input."""
+    REQUESTER.set(requester(request))
+    REQUEST_ID.set(request.headers.get(REQUEST_ID_HEADER) or None)
     try:
         return await handler(request)
     except FieldError as e:

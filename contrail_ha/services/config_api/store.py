@@ -61,11 +61,12 @@ from cassandra import (
     WriteTimeout,
     WriteType,
 )
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, ResponseFuture, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.connection import ConnectionException
 from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
 from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_factory
 
+from contrail_ha.services import cql
 from contrail_ha.services.config_api.objects import ENVELOPE, ConfigError, Obj, Unavailable, fq_str
 
 log = logging.getLogger(__name__)
@@ -387,44 +388,8 @@ class ConfigStore:
             raise Unavailable("Config DB (Cassandra) unavailable: the store is not started")
         assert self._sem is not None
         async with self._sem:
-            loop = asyncio.get_running_loop()
-            fut: asyncio.Future[list[tuple[Any, ...]]] = loop.create_future()
-            rows: list[tuple[Any, ...]] = []
-
-            def settle(result: Any, exc: BaseException | None) -> None:
-                if fut.done():
-                    return
-                if exc is not None:
-                    fut.set_exception(exc)
-                else:
-                    fut.set_result(result)
-
-            def post(result: Any, exc: BaseException | None) -> None:
-                try:
-                    loop.call_soon_threadsafe(settle, result, exc)
-                except RuntimeError:  # the loop is closed: nobody waits any more
-                    pass
-
             try:
-                rf: ResponseFuture = session.execute_async(stmt, params)
-            except _DOWN as e:
-                raise _unavailable(e) from e
-
-            def on_page(page: Any) -> None:
-                if page:
-                    rows.extend(page)
-                try:
-                    if rf.has_more_pages:
-                        rf.start_fetching_next_page()
-                        return
-                except Exception as e:
-                    post(None, e)
-                    return
-                post(rows, None)
-
-            rf.add_callbacks(on_page, lambda e: post(None, e))
-            try:
-                return await fut
+                return await cql.execute(session, stmt, params)
             except _DOWN as e:
                 raise _unavailable(e) from e
 
