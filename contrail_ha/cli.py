@@ -231,7 +231,7 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
     """Inject real faults one at a time under a steady workload through the VIP; check no data is lost."""
     import asyncio
 
-    from contrail_ha.operations.drill import FAULTS, run_fault, save
+    from contrail_ha.operations.drill import FAULTS, as_dict, run_fault, save
     from contrail_ha.runtime import netns
 
     _require_root()
@@ -267,16 +267,18 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
     results = asyncio.run(all_faults())
     path = save(results, layout)
     if as_json:
-        click.echo(json.dumps([{**r.__dict__, "data_ok": r.data_ok} for r in results], indent=2))
+        click.echo(json.dumps([as_dict(r) for r in results], indent=2))
     else:
         t = Table(title=f"drill results ({path})")
-        for col in ("fault", "requests", "failed", "longest outage s", "p99 ms", "recovery s", "acked", "lost",
-                    "dup names", "dup ids", "data"):
+        for col in ("fault", "requests", "failed", "longest outage s", "writes back s", "p99 ms", "recovery s",
+                    "acked", "lost", "dup names", "dup ids", "replicas differ", "messages", "msgs lost", "data"):
             t.add_column(col)
         for r in results:
             t.add_row(r.fault, str(r.requests), str(sum(r.failed.values())), str(r.longest_outage_s),
-                      str(r.p99_during_fault_ms), str(r.recovery_s), str(r.acked_creates), str(r.lost),
-                      str(r.duplicate_fq_names), str(r.duplicate_vn_ids),
+                      str(r.writes_back_s), str(r.p99_during_fault_ms),
+                      str(r.recovery_s) + ("" if r.recovered else " (not recovered)"), str(r.acked_creates),
+                      str(r.lost), str(r.duplicate_fq_names), str(r.duplicate_vn_ids), str(r.replicas_disagree),
+                      str(r.analytics_sent), str(r.analytics_lost + r.analytics_duplicates),
                       "[green]ok[/]" if r.data_ok else "[red]LOST/DUP[/]")
         console.print(t)
     sys.exit(0 if all(r.data_ok for r in results) else 1)

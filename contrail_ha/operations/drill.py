@@ -1,9 +1,11 @@
 """Fail-over drills: a steady workload through the VIP while one real fault is injected and healed.
 
-Each drill: warm up, inject the fault (kill -9 held down by the supervisor, or a pulled cable),
-keep the workload running, heal, wait until every status check is healthy again, then check the
-data: every create acknowledged during the drill is readable with the same content, and no
-fq_name or virtual-network id is duplicated.
+Each drill: warm up, inject the fault (kill -9 held down by the supervisor, a pulled cable, or a
+partition of one controller from the others with nftables), keep the workload running, heal, wait
+until every status check is healthy again, then check the data: every create acknowledged during
+the drill is readable with the same content through the VIP and from every contrail-api replica,
+no fq_name or virtual-network id is duplicated, and every analytics message the collectors
+acknowledged is stored exactly once. A partitioned controller's replica must refuse writes (503).
 """
 
 from __future__ import annotations
@@ -22,7 +24,18 @@ import aiohttp
 
 from contrail_ha.operations import faults
 from contrail_ha.rendering.base import Layout
-from contrail_ha.topology.plan import ANALYTICS_DB, CONFIG_API, CONFIG_DB, KAFKA, RABBITMQ, ZOOKEEPER, Plan
+from contrail_ha.services.analytics.generator import Generator
+from contrail_ha.services.analytics.protocol import Origin
+from contrail_ha.topology.plan import (
+    ANALYTICS_DB,
+    COLLECTOR,
+    CONFIG_API,
+    CONFIG_DB,
+    KAFKA,
+    RABBITMQ,
+    ZOOKEEPER,
+    Plan,
+)
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,22 @@ def _restore(plan: Plan, layout: Layout, done: dict[str, Any]) -> None:
     faults.restore_link(plan, done["host"])
 
 
+def _partition_controller(plan: Plan, layout: Layout) -> dict[str, Any]:
+    """The last controller loses the other controllers (the lbs and clients still reach it)."""
+    host = plan.controllers[-1].name
+    peers = [h.name for h in plan.controllers if h.name != host]
+    faults.partition(plan, host, peers)
+    return {"host": host, "peers": peers, "minority": _config_api_address(plan, host)}
+
+
+def _heal_partition(plan: Plan, layout: Layout, done: dict[str, Any]) -> None:
+    faults.heal_partition(plan, done["host"])
+
+
+def _config_api_address(plan: Plan, host: str) -> str:
+    return plan.instance(CONFIG_API, host).address
+
+
 FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("api-replica", "kill -9 one contrail-api replica", _at_least("controllers", 2, "controller"),
           _kill(CONFIG_API, _last(CONFIG_API)), _heal_processes),
@@ -111,6 +140,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           _kill(ANALYTICS_DB, _last(ANALYTICS_DB)), _heal_processes),
     Fault("kafka-broker", "kill -9 a Kafka broker", _at_least("analyticsdb", 3, "analyticsdb"),
           _kill(KAFKA, _last(KAFKA)), _heal_processes),
+    Fault("controller-partition", "partition one controller host from the other controllers",
+          _at_least("controllers", 3, "controller"), _partition_controller, _heal_partition),
 ]}
 
 
@@ -130,21 +161,31 @@ class Result:
     requests: int = 0
     failed: dict[str, int] = field(default_factory=dict)
     longest_outage_s: float = 0.0
+    writes_back_s: float = 0.0  # from the injection until creates succeed again for good (0: none failed)
     p99_during_fault_ms: float = 0.0
     recovery_s: float = 0.0
+    recovered: bool = True
     acked_creates: int = 0
     lost: int = 0
     mismatched: int = 0
     duplicate_fq_names: int = 0
     duplicate_vn_ids: int = 0
+    replicas_disagree: int = 0  # acked objects some contrail-api replica reads differently (or not at all)
+    analytics_sent: int = 0
+    analytics_lost: int = 0
+    analytics_duplicates: int = 0
+    minority_writes: dict[str, int] = field(default_factory=dict)  # partition only: status -> count
 
     @property
     def data_ok(self) -> bool:
-        return not (self.lost or self.mismatched or self.duplicate_fq_names or self.duplicate_vn_ids)
+        return not (self.lost or self.mismatched or self.duplicate_fq_names or self.duplicate_vn_ids
+                    or self.replicas_disagree or self.analytics_lost or self.analytics_duplicates
+                    or self.minority_writes.get("200"))
 
 
 class Workload:
-    """Reads and creates (unique names) on the config API and analytics reads, through the VIP."""
+    """Through the VIP: config reads and creates (unique names), analytics reads and queries; plus
+    numbered analytics messages sent through the collectors (the generator library)."""
 
     def __init__(self, plan: Plan, project: str, concurrency: int = 8) -> None:
         self.base = f"http://{plan.vip}:{plan.ports.config_api}"
@@ -154,6 +195,11 @@ class Workload:
         self.samples: list[Sample] = []
         self.acked: dict[str, dict[str, Any]] = {}  # uuid -> what the create sent
         self.stop = asyncio.Event()
+        self.started_us = int(time.time() * 1e6)
+        self.generator = Generator(Origin(source="drill", node_type="Test", module="contrail-ha-drill",
+                                          instance_id=project), [i.address for i in plan.of(COLLECTOR)],
+                                   max_pending=1_000_000) if plan.analytics else None
+        self.messages: list[str] = []
 
     async def _one(self, s: aiohttp.ClientSession, w: int, i: int) -> None:
         roll = random.random()
@@ -177,23 +223,50 @@ class Workload:
                 async with s.get(f"{self.base}/virtual-network/{u}") as r:
                     await r.read()
                     ok, err = r.status == 200, "" if r.status == 200 else f"HTTP {r.status}"
+            elif roll > 0.95:
+                async with s.get(f"{self.analytics}/uves/config-nodes") as r:
+                    await r.read()
+                    ok, err = r.status == 200, "" if r.status == 200 else f"HTTP {r.status}"
             else:
-                async with s.get(self.analytics) as r:
+                q = {"table": "MessageTable", "start_time": "now-1m", "end_time": "now", "limit": 10,
+                     "select_fields": ["MessageTS", "Source", "Messagetype"], "sort_fields": ["MessageTS"], "sort": 2}
+                async with s.post(f"{self.analytics}/query", json=q) as r:
                     await r.read()
                     ok, err = r.status == 200, "" if r.status == 200 else f"HTTP {r.status}"
         except (TimeoutError, aiohttp.ClientError) as e:
             ok, err = False, e.__class__.__name__
         self.samples.append(Sample(time.monotonic(), kind, ok, time.monotonic() - t0, err))
 
+    async def _messages(self) -> None:
+        """50 numbered analytics messages a second, until stopped."""
+        assert self.generator is not None
+        n = 0
+        while not self.stop.is_set():
+            for _ in range(5):
+                self.messages.append(self.generator.message("DrillMessage", {"drill": self.project, "n": n}))
+                n += 1
+            await asyncio.sleep(0.1)
+
     async def run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=10)
+        if self.generator is not None:
+            self.generator.start()
         async with aiohttp.ClientSession(timeout=timeout) as s:
             async def worker(w: int) -> None:
                 i = 0
                 while not self.stop.is_set():
                     i += 1
                     await self._one(s, w, i)
-            await asyncio.gather(*(worker(w) for w in range(self.concurrency)))
+            extra = [self._messages()] if self.generator is not None else []
+            await asyncio.gather(*(worker(w) for w in range(self.concurrency)), *extra)
+
+    async def flush(self, timeout: float = 120.0) -> bool:
+        """Wait until the collectors acknowledged every message; stop the generator."""
+        if self.generator is None:
+            return True
+        ok = await self.generator.flush(timeout)
+        await self.generator.stop(0)
+        return ok
 
 
 async def _setup_project(plan: Plan) -> str:
@@ -207,17 +280,35 @@ async def _setup_project(plan: Plan) -> str:
 
 
 async def _data_check(plan: Plan, wl: Workload, res: Result) -> None:
+    """Every acked create readable with its content (through the VIP and from every replica), no duplicate
+    fq_name or VN id, every acked analytics message stored once."""
     base = f"http://{plan.vip}:{plan.ports.config_api}"
     res.acked_creates = len(wl.acked)
+    replicas = [f"http://{i.address}" for i in plan.of(CONFIG_API)]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
-        for u, sent in wl.acked.items():
-            async with s.get(f"{base}/virtual-network/{u}") as r:
-                if r.status != 200:
-                    res.lost += 1
-                    continue
-                got = (await r.json())["virtual-network"]
-                if got["fq_name"] != sent["fq_name"] or got.get("display_name") != sent["display_name"]:
-                    res.mismatched += 1
+        sem = asyncio.Semaphore(16)
+
+        async def read(url: str) -> dict[str, Any] | None:
+            async with sem, s.get(url) as r:
+                return (await r.json())["virtual-network"] if r.status == 200 else None
+
+        def same(got: dict[str, Any] | None, sent: dict[str, Any]) -> bool:
+            return got is not None and got["fq_name"] == sent["fq_name"] and \
+                got.get("display_name") == sent["display_name"]
+
+        items = list(wl.acked.items())
+        via_vip = await asyncio.gather(*(read(f"{base}/virtual-network/{u}") for u, _ in items))
+        for got, (_u, sent) in zip(via_vip, items, strict=True):
+            if got is None:
+                res.lost += 1
+            elif not same(got, sent):
+                res.mismatched += 1
+        # the replicas agree: each reads the same content (a sample, from each one directly)
+        sample = random.sample(items, min(len(items), 100))
+        for rep in replicas:
+            seen = await asyncio.gather(*(read(f"{rep}/virtual-network/{u}") for u, _ in sample))
+            res.replicas_disagree += sum(1 for got, (_u, sent) in zip(seen, sample, strict=True)
+                                         if not same(got, sent))
         async with s.get(f"{base}/virtual-networks", params={"parent_fq_name_str": f"default-domain:{wl.project}",
                                                              "detail": "True",
                                                              "fields": "virtual_network_network_id"}) as r:
@@ -226,6 +317,36 @@ async def _data_check(plan: Plan, wl: Workload, res: Result) -> None:
     ids = [o.get("virtual_network_network_id") for o in listed]
     res.duplicate_fq_names = len(names) - len(set(names))
     res.duplicate_vn_ids = len(ids) - len(set(ids))
+    if wl.generator is not None:
+        res.analytics_sent = len(wl.messages)
+        stored = await _stored_messages(plan, wl)
+        want = set(wl.messages)
+        res.analytics_lost = len(want - set(stored))
+        res.analytics_duplicates = len(stored) - len(set(stored))
+
+
+async def _stored_messages(plan: Plan, wl: Workload, timeout: float = 120.0) -> list[str]:
+    """Ids of the drill's messages as the analytics API returns them, once all arrived (or the timeout)."""
+    url = f"http://{plan.vip}:{plan.ports.analytics_api}/analytics/query"
+    where = [[{"name": "Messagetype", "value": "DrillMessage", "op": 1},
+              {"name": "InstanceId", "value": wl.project, "op": 1}]]
+    deadline = time.monotonic() + timeout
+    found: list[str] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
+        while True:
+            found, start = [], wl.started_us
+            while True:  # windows of at most 10000 rows (the API's cap)
+                body = {"table": "MessageTable", "start_time": start, "end_time": "now", "where": where,
+                        "select_fields": ["MessageId", "MessageTS"], "limit": 10000}
+                async with s.post(url, json=body) as r:
+                    rows = (await r.json())["value"] if r.status == 200 else []
+                found += [x["MessageId"] for x in rows]
+                if len(rows) < 10000:
+                    break
+                start = max(x["MessageTS"] for x in rows) + 1
+            if len(set(found)) >= len(wl.messages) or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(1)
 
 
 def _summarise(res: Result, wl: Workload, t_inject: float, t_heal: float) -> None:
@@ -246,6 +367,11 @@ def _summarise(res: Result, wl: Workload, t_inject: float, t_heal: float) -> Non
             worst = max(worst, x.t - start)
             start = None
     res.longest_outage_s = round(worst, 3)
+    failed_creates = [x.t for x in samples if x.kind == "create" and not x.ok and x.t >= t_inject]
+    if failed_creates:
+        last = max(failed_creates)
+        back = next((x.t for x in samples if x.kind == "create" and x.ok and x.t > last), last)
+        res.writes_back_s = round(back - t_inject, 3)
     during = sorted(x.latency for x in samples if t_inject <= x.t <= t_heal)
     if during:
         res.p99_during_fault_ms = round(during[max(0, int(len(during) * 0.99) - 1)] * 1000, 1)
@@ -255,6 +381,21 @@ def healthy(plan: Plan, layout: Layout) -> bool:
     from contrail_ha.operations.status import collect
 
     return all(c.ok for c in collect(plan, layout))
+
+
+async def _probe_minority(address: str, project: str, stop: asyncio.Event, out: dict[str, int]) -> None:
+    """While a controller is partitioned: try creates on its replica directly; it must refuse them (503)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s:
+        while not stop.is_set():
+            body = {"virtual-network": {"fq_name": ["default-domain", project, f"minority-{uuid.uuid4().hex[:8]}"],
+                                        "parent_type": "project"}}
+            try:
+                async with s.post(f"http://{address}/virtual-networks", json=body) as r:
+                    key = str(r.status)
+            except (TimeoutError, aiohttp.ClientError) as e:
+                key = e.__class__.__name__
+            out[key] = out.get(key, 0) + 1
+            await asyncio.sleep(0.5)
 
 
 async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: float = 8.0,
@@ -270,23 +411,35 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
     t_inject = time.monotonic()
     done = await asyncio.to_thread(fault.inject, plan, layout)
     progress(f"{fault.name}: injected ({fault.description}) on {done.get('host')}")
+    minority: dict[str, int] = {}
+    probe_stop = asyncio.Event()
+    probe = asyncio.get_running_loop().create_task(
+        _probe_minority(done["minority"], project, probe_stop, minority)) if "minority" in done else None
     await asyncio.sleep(fault_seconds)
+    probe_stop.set()
+    if probe is not None:
+        await probe
     t_heal = time.monotonic()
     await asyncio.to_thread(fault.heal, plan, layout, done)
     progress(f"{fault.name}: healed; waiting for every check to be healthy")
     deadline = t_heal + recovery_timeout
+    recovered = True
     while not await asyncio.to_thread(healthy, plan, layout):
         if time.monotonic() > deadline:
+            recovered = False
             break
         await asyncio.sleep(1)
-    res = Result(fault.name, done, recovery_s=round(time.monotonic() - t_heal, 1))
+    res = Result(fault.name, {k: v for k, v in done.items() if k != "minority"},
+                 recovery_s=round(time.monotonic() - t_heal, 1), recovered=recovered, minority_writes=minority)
     await asyncio.sleep(1)
     wl.stop.set()
     await runner
+    await wl.flush()
     _summarise(res, wl, t_inject, t_heal)
     await _data_check(plan, wl, res)
     progress(f"{fault.name}: {res.requests} requests, failed {sum(res.failed.values())}, "
-             f"longest outage {res.longest_outage_s}s, recovery {res.recovery_s}s, "
+             f"longest outage {res.longest_outage_s}s, writes back {res.writes_back_s}s, "
+             f"recovery {res.recovery_s}s, analytics {res.analytics_sent} sent/{res.analytics_lost} lost, "
              f"data {'ok' if res.data_ok else 'NOT OK'}")
     return res
 
@@ -295,5 +448,9 @@ def save(results: list[Result], layout: Layout) -> Path:
     d = layout.root / "drills"
     d.mkdir(parents=True, exist_ok=True)
     f = d / f"drill-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    f.write_text(json.dumps([{**asdict(r), "data_ok": r.data_ok} for r in results], indent=2))
+    f.write_text(json.dumps([as_dict(r) for r in results], indent=2))
     return f
+
+
+def as_dict(r: Result) -> dict[str, Any]:
+    return {**asdict(r), "data_ok": r.data_ok}

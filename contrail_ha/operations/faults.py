@@ -11,7 +11,7 @@ from pathlib import Path
 from contrail_ha.rendering.base import Layout
 from contrail_ha.runtime import network
 from contrail_ha.topology.model import Role
-from contrail_ha.topology.plan import ROLE_OF, Plan
+from contrail_ha.topology.plan import GROUP_OF, Plan
 
 ROUTER_ROLE = "router"
 
@@ -19,7 +19,7 @@ ROUTER_ROLE = "router"
 def _run_dir(plan: Plan, layout: Layout, host: str, proc: str) -> Path:
     """Supervisor run directory of the role that owns ``proc`` on ``host``."""
     component = proc.rsplit("-", 1)[0] if proc.rsplit("-", 1)[-1].isdigit() else proc
-    role = ROLE_OF[component].value if component in ROLE_OF else Role.CONTROLLER.value  # epmd lives with rabbitmq
+    role = GROUP_OF.get(component, Role.CONTROLLER.value)  # epmd lives with rabbitmq
     base = layout.router_dir if host == "router" else layout.host_dir(host)
     return base / "supervisor" / (ROUTER_ROLE if host == "router" else role)
 
@@ -65,3 +65,28 @@ def cut_link(plan: Plan, host: str) -> None:
 
 def restore_link(plan: Plan, host: str) -> None:
     network.set_link(plan, host, up=True)
+
+
+PARTITION_TABLE = "contrail_ha_partition"
+
+
+def partition(plan: Plan, host: str, peers: list[str]) -> None:
+    """Cut ``host`` off from ``peers`` (host names) in both directions, with nftables rules in its namespace.
+
+    Everything else (the lbs, the router, the client) still reaches it: a partition of the
+    controllers among themselves, not a pulled cable.
+    """
+    ips = sorted(str(plan.topology.host(p).ip) for p in peers)
+    if not ips:
+        raise ValueError("a partition needs at least one peer")
+    addrs = ", ".join(ips)
+    rules = (f"table inet {PARTITION_TABLE} {{\n"
+             f"  chain in {{ type filter hook input priority -10; policy accept; ip saddr {{ {addrs} }} drop; }}\n"
+             f"  chain out {{ type filter hook output priority -10; policy accept; ip daddr {{ {addrs} }} drop; }}\n"
+             "}\n")
+    network.nft(plan, host, rules)
+
+
+def heal_partition(plan: Plan, host: str) -> None:
+    # "add" first: deleting a table that is not there is an error, and healing twice is not
+    network.nft(plan, host, f"add table inet {PARTITION_TABLE}\ndelete table inet {PARTITION_TABLE}\n")

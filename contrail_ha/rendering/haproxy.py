@@ -78,6 +78,25 @@ def _bind(plan: Plan, port: int) -> str:
     return f"{plan.vip}:{port}"
 
 
+# Every request gets a cluster-unique id (lb host name, client and frontend address, time, request
+# counter) in this header; a retry re-sends the same request, with the same id. contrail-api derives
+# a create's uuid from it, so a create retried after its replica died mid-way is not done twice.
+REQUEST_ID_HEADER = "X-Contrail-HA-Request"
+UNIQUE_ID_FORMAT = r"%H_%ci:%cp_%fi:%fp_%Ts_%rt"
+# Requests safe to send twice, hence retried on another replica (retry-on): reads and idempotent
+# methods everywhere; on the config API also creates (POST /<type>s, made idempotent by the request
+# id) and the read-only actions; on the analytics API every request (POST /analytics/query reads).
+RETRYABLE = {
+    CONFIG_API_BACKEND: [
+        "acl idempotent method GET HEAD OPTIONS PUT TRACE",
+        r"acl create path_reg ^/[a-z][a-z0-9-]*s/?$",
+        "acl read_action path /fqname-to-id /id-to-fqname /list-bulk-collection",
+        "http-request disable-l7-retry unless idempotent || METH_POST create || METH_POST read_action",
+    ],
+    ANALYTICS_API_BACKEND: [],
+}
+
+
 def _backend(name: str, servers: list[Instance]) -> list[str]:
     lines = [
         f"backend {name}",
@@ -85,11 +104,21 @@ def _backend(name: str, servers: list[Instance]) -> list[str]:
         f"    option httpchk GET {HEALTH_PATH}",
         "    http-check expect status 200",
         "    # retry-on (defaults) beyond conn-failure only for requests safe to send twice",
-        "    acl idempotent method GET HEAD OPTIONS PUT DELETE TRACE",
-        "    http-request disable-l7-retry unless idempotent",
+        *(f"    {line}" for line in RETRYABLE[name]),
     ]
     lines += [f"    server {server_name(i)} {i.address} {CHECK}" for i in servers]
     return lines
+
+
+def _frontend(name: str, bind: str, backend: str) -> list[str]:
+    return [
+        f"frontend {name}",
+        f"    bind {bind}",
+        f"    http-request del-header {REQUEST_ID_HEADER}",
+        f"    unique-id-format {UNIQUE_ID_FORMAT}",
+        f"    unique-id-header {REQUEST_ID_HEADER}",
+        f"    default_backend {backend}",
+    ]
 
 
 def render_config(plan: Plan, inst: Instance, layout: Layout) -> str:
@@ -124,14 +153,12 @@ def render_config(plan: Plan, inst: Instance, layout: Layout) -> str:
         "    retries 2",
         "    option redispatch 1",
         "    retry-on conn-failure empty-response 503",
+        "    # a request is retried only if HAProxy still holds all of it: wait for the whole body (<= bufsize)",
+        "    option http-buffer-request",
         "",
-        f"frontend {CONFIG_API_FRONTEND}",
-        f"    bind {_bind(plan, p.config_api)}",
-        f"    default_backend {CONFIG_API_BACKEND}",
+        *_frontend(CONFIG_API_FRONTEND, _bind(plan, p.config_api), CONFIG_API_BACKEND),
         "",
-        f"frontend {ANALYTICS_API_FRONTEND}",
-        f"    bind {_bind(plan, p.analytics_api)}",
-        f"    default_backend {ANALYTICS_API_BACKEND}",
+        *_frontend(ANALYTICS_API_FRONTEND, _bind(plan, p.analytics_api), ANALYTICS_API_BACKEND),
         "",
         *_backend(CONFIG_API_BACKEND, plan.of(CONFIG_API)),
         "",

@@ -175,3 +175,11 @@ def destroy(plan: Plan) -> list[str]:
 def set_link(plan: Plan, node: str, up: bool) -> None:
     """Pull or plug ``node``'s cable (its port on the bridge)."""
     _run(["ip", "-n", ns_name(plan, SWITCH), "link", "set", port_name(node), "up" if up else "down"])
+
+
+def nft(plan: Plan, node: str, script: str) -> None:
+    """Apply an nftables script inside ``node``'s namespace (the fault drills' partitions)."""
+    p = subprocess.run(["ip", "netns", "exec", ns_name(plan, node), "nft", "-f", "-"], input=script,
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise NetworkError(f"nft in {node}: {p.stderr.strip() or p.stdout.strip()}")

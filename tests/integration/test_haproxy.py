@@ -1,8 +1,9 @@
 """A real HAProxy on loopback (VIP 127.0.40.200) in front of tiny HTTP backends on 127.0.40.x.
 
 Checks that the rendered configuration really does what it claims: /health 503 marks a server
-DOWN, idempotent requests are retried past a 503 while POSTs are not, and clients see no error
-while a backend is killed.
+DOWN, idempotent requests and creates are retried past a 503 while other POSTs are not, every
+request carries a unique id the client cannot forge, and clients see no error while a backend is
+killed.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ ip, port, health, status, name = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 
 class Handler(BaseHTTPRequestHandler):
     def _reply(self, code):
-        body = (name + "\n").encode()
+        body = (name + "\n" + self.headers.get("X-Contrail-HA-Request", "") + "\n").encode()
         self.send_response(code)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
@@ -109,12 +110,21 @@ def _listening(ip: str, port: int) -> bool:
         return True
 
 
-def _request(method: str = "GET", port: int = PORTS["config_api"]) -> tuple[int, str]:
+def _request(method: str = "GET", port: int = PORTS["config_api"], path: str = "/virtual-networks",
+             headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """(status, name of the backend that answered)."""
+    return _request_id(method, port, path, headers)[:2]
+
+
+def _request_id(method: str = "GET", port: int = PORTS["config_api"], path: str = "/virtual-networks",
+                headers: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """(status, backend name, the request id the backend received)."""
     c = http.client.HTTPConnection(VIP, port, timeout=10)
     try:
-        c.request(method, "/virtual-networks", body=b"{}" if method == "POST" else None)
+        c.request(method, path, body=b"{}" if method == "POST" else None, headers=headers or {})
         r = c.getresponse()
-        return r.status, r.read().decode().strip()
+        name, rid = (r.read().decode() + "\n").split("\n")[:2]
+        return r.status, name.strip(), rid.strip()
     finally:
         c.close()
 
@@ -180,14 +190,24 @@ def test_all_servers_down_is_reported(cluster: Cluster) -> None:
     assert haproxy.ANALYTICS_API_BACKEND in check.detail
 
 
-def test_idempotent_requests_retried_past_503_posts_not(cluster: Cluster) -> None:
+def test_idempotent_requests_and_creates_retried_past_503_other_posts_not(cluster: Cluster) -> None:
     proc.wait_for(lambda: _converged(cluster), 20, "health states")
     gets = [_request("GET") for _ in range(12)]
     assert all(code == 200 for code, _ in gets), gets
     assert {name for _, name in gets} == {"n1", "n3"}
-    posts = [_request("POST") for _ in range(9)]
-    assert {code for code, _ in posts} == {200, 503}, posts
-    assert all(name == "n4" for code, name in posts if code == 503)
+    creates = [_request("POST") for _ in range(9)]  # POST /virtual-networks: idempotent through the request id
+    assert all(code == 200 for code, _ in creates), creates
+    actions = [_request("POST", path="/virtual-network/x/ip-alloc") for _ in range(9)]
+    assert {code for code, _ in actions} == {200, 503}, actions
+    assert all(name == "n4" for code, name in actions if code == 503)
+
+
+def test_every_request_gets_a_unique_unforgeable_id(cluster: Cluster) -> None:
+    proc.wait_for(lambda: _converged(cluster), 20, "health states")
+    ids = [_request_id("GET", headers={"X-Contrail-HA-Request": "forged"})[2] for _ in range(20)]
+    assert "forged" not in ids and all(ids)
+    assert len(set(ids)) == 20
+    assert all(i.startswith(socket.gethostname() + "_") or "_127.0.40." in i for i in ids), ids[:3]
 
 
 def test_killed_backend_is_invisible_to_clients(cluster: Cluster) -> None:

@@ -85,17 +85,23 @@ def test_structure(name: str) -> None:
             assert line in defaults
         assert any(line.startswith("timeout connect ") for line in defaults)
 
+        rid = ["http-request del-header X-Contrail-HA-Request", r"unique-id-format %H_%ci:%cp_%fi:%fp_%Ts_%rt",
+               "unique-id-header X-Contrail-HA-Request"]
         assert _section(cfg, "frontend contrail-api") == [
-            f"bind {plan.vip}:8082", "default_backend contrail-api-backend"]
+            f"bind {plan.vip}:8082", *rid, "default_backend contrail-api-backend"]
         assert _section(cfg, "frontend contrail-analytics-api") == [
-            f"bind {plan.vip}:8081", "default_backend contrail-analytics-api-backend"]
+            f"bind {plan.vip}:8081", *rid, "default_backend contrail-analytics-api-backend"]
 
         for backend, comp in (("contrail-api-backend", CONFIG_API),
                               ("contrail-analytics-api-backend", ANALYTICS_API)):
             sec = _section(cfg, f"backend {backend}")
             assert "option httpchk GET /health" in sec
             assert "http-check expect status 200" in sec
-            assert "http-request disable-l7-retry unless idempotent" in sec
+            if comp == CONFIG_API:  # creates and reads are retried; other POSTs (ip-alloc, ...) are not
+                assert ("http-request disable-l7-retry unless idempotent || METH_POST create || "
+                        "METH_POST read_action") in sec
+            else:  # every analytics request is a read
+                assert not [line for line in sec if "disable-l7-retry" in line]
             servers = [line for line in sec if line.startswith("server ")]
             assert servers == [f"server {i.host.name}-{i.name} {i.ip}:{i.port} check inter 1s fall 2 rise 2"
                                for i in plan.of(comp)]
