@@ -58,10 +58,15 @@ def _at_least(attr: str, n: int, what: str) -> Callable[[Plan], str | None]:
 
 def _kill(component: str, pick: Callable[[Plan], str]) -> Callable[[Plan, Layout], dict[str, Any]]:
     def inject(plan: Plan, layout: Layout) -> dict[str, Any]:
+        from contrail_ha.rendering.haproxy import server_name
+
         host = pick(plan)
-        name = plan.instance(component, host).name
-        faults.kill(plan, layout, host, name, hold=True)
-        return {"host": host, "processes": [name]}
+        inst = plan.instance(component, host)
+        faults.kill(plan, layout, host, inst.name, hold=True)
+        done: dict[str, Any] = {"host": host, "processes": [inst.name]}
+        if component == CONFIG_API:  # a server of the lbs' backends: how fast it leaves rotation
+            done["server"] = server_name(inst)
+        return done
     return inject
 
 
@@ -175,6 +180,7 @@ class Result:
     analytics_lost: int = 0
     analytics_duplicates: int = 0
     minority_writes: dict[str, int] = field(default_factory=dict)  # partition only: status -> count
+    out_of_rotation_s: float | None = None  # killed API replica: until every lb's HAProxy has it DOWN
 
     @property
     def data_ok(self) -> bool:
@@ -398,6 +404,28 @@ async def _probe_minority(address: str, project: str, stop: asyncio.Event, out: 
             await asyncio.sleep(0.5)
 
 
+async def _out_of_rotation(plan: Plan, layout: Layout, server: str, t0: float, timeout: float = 15.0) -> float | None:
+    """Seconds from ``t0`` until every lb's HAProxy reports ``server`` DOWN (None: not within ``timeout``)."""
+    from contrail_ha.probes.haproxy import command, parse_stat
+    from contrail_ha.rendering.haproxy import stats_socket
+
+    def down_everywhere() -> bool:
+        for lb in plan.lbs:
+            try:
+                rows = parse_stat(command(stats_socket(layout, lb.name), "show stat"))
+            except Exception:
+                continue  # an lb whose HAProxy is not answering serves nobody
+            if any(r.get("svname") == server and r.get("status", "").startswith("UP") for r in rows):
+                return False
+        return True
+
+    while time.monotonic() - t0 < timeout:
+        if await asyncio.to_thread(down_everywhere):
+            return round(time.monotonic() - t0, 3)
+        await asyncio.sleep(0.05)
+    return None
+
+
 async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: float = 8.0,
                     recovery_timeout: float = 300.0, progress: Callable[[str], None] = print) -> Result:
     """One drill: workload, inject, hold, heal, wait for full health, data check."""
@@ -411,6 +439,8 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
     t_inject = time.monotonic()
     done = await asyncio.to_thread(fault.inject, plan, layout)
     progress(f"{fault.name}: injected ({fault.description}) on {done.get('host')}")
+    rotation = asyncio.get_running_loop().create_task(
+        _out_of_rotation(plan, layout, done["server"], t_inject)) if "server" in done else None
     minority: dict[str, int] = {}
     probe_stop = asyncio.Event()
     probe = asyncio.get_running_loop().create_task(
@@ -430,7 +460,8 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
             break
         await asyncio.sleep(1)
     res = Result(fault.name, {k: v for k, v in done.items() if k != "minority"},
-                 recovery_s=round(time.monotonic() - t_heal, 1), recovered=recovered, minority_writes=minority)
+                 recovery_s=round(time.monotonic() - t_heal, 1), recovered=recovered, minority_writes=minority,
+                 out_of_rotation_s=await rotation if rotation is not None else None)
     await asyncio.sleep(1)
     wl.stop.set()
     await runner

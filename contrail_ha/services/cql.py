@@ -7,10 +7,14 @@ through ``loop.call_soon_threadsafe``. Every page of a result is fetched before 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
+from cassandra import InvalidRequest
 from cassandra.cluster import ResponseFuture, Session
+
+T = TypeVar("T")
 
 
 async def execute(session: Session, stmt: Any, params: Sequence[Any] | None = None) -> list[Any]:
@@ -49,3 +53,19 @@ async def execute(session: Session, stmt: Any, params: Sequence[Any] | None = No
 
     rf.add_callbacks(on_page, lambda e: post(None, e))
     return await fut
+
+
+def when_visible(prepare: Callable[[], T], timeout: float = 10.0) -> T:
+    """Run ``prepare`` (statement preparation) until the tables it names are visible to the node it asks.
+
+    Right after several replicas created a table concurrently, a node can list it in
+    ``system_schema`` a moment before it accepts statements on it ("table ... does not exist").
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return prepare()
+        except InvalidRequest as e:
+            if "does not exist" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)

@@ -15,11 +15,18 @@ def test_drill_api_replica_zk_leader_lb(cluster: Cluster) -> None:
     assert set(results) == {"api-replica", "zk-leader", "lb-kill"}
     for name, r in results.items():
         print(f"\n{name}: {r['requests']} requests, failed {r['failed']}, longest outage {r['longest_outage_s']}s, "
-              f"p99 {r['p99_during_fault_ms']} ms, recovery {r['recovery_s']}s, acked {r['acked_creates']}")
+              f"writes back {r['writes_back_s']}s, out of rotation {r['out_of_rotation_s']}s, "
+              f"p99 {r['p99_during_fault_ms']} ms, recovery {r['recovery_s']}s, acked {r['acked_creates']}, "
+              f"messages {r['analytics_sent']}")
         assert r["requests"] > 50 and r["acked_creates"] > 10
         assert r["lost"] == 0 and r["mismatched"] == 0
         assert r["duplicate_fq_names"] == 0 and r["duplicate_vn_ids"] == 0
+        assert r["replicas_disagree"] == 0  # every replica reads every acked object the same
+        assert r["analytics_sent"] > 100 and r["analytics_lost"] == 0 and r["analytics_duplicates"] == 0
+        assert r["recovered"] is True
         assert r["data_ok"] is True
+    # the killed replica left the lbs' rotation (the time is a figure for docs/ha.md, not a test bound)
+    assert results["api-replica"]["out_of_rotation_s"] is not None
 
 
 def test_drill_refuses_unknown_and_unsurvivable(cluster: Cluster, tmp_path) -> None:

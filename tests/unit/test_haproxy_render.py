@@ -103,7 +103,7 @@ def test_structure(name: str) -> None:
             else:  # every analytics request is a read
                 assert not [line for line in sec if "disable-l7-retry" in line]
             servers = [line for line in sec if line.startswith("server ")]
-            assert servers == [f"server {i.host.name}-{i.name} {i.ip}:{i.port} check inter 1s fall 2 rise 2"
+            assert servers == [f"server {i.host.name}-{i.name} {i.ip}:{i.port} {haproxy.CHECK}"
                                for i in plan.of(comp)]
             assert servers
 
@@ -134,7 +134,7 @@ def test_replicas_are_servers(tmp_path: Path) -> None:
     [(path, cfg), _] = _render_all(plan, tmp_path).values()
     api = [line for line in _section(cfg, "backend contrail-api-backend") if line.startswith("server ")]
     assert len(api) == 6
-    assert "server ctrl1-config-api-2 10.10.0.21:18082 check inter 1s fall 2 rise 2" in api
+    assert f"server ctrl1-config-api-2 10.10.0.21:18082 {haproxy.CHECK}" in api
     analytics = [line for line in _section(cfg, "backend contrail-analytics-api-backend")
                  if line.startswith("server ")]
     assert len(analytics) == 9

@@ -102,7 +102,12 @@ class AnalyticsStore:
                                 schema_metadata_enabled=False, token_metadata_enabled=False)
         self._session = self._cluster.connect()
         self._ensure_schema()
-        ks, p = self.keyspace, self._session.prepare
+        ks = self.keyspace
+        session = self._session
+
+        def p(query: str) -> Any:
+            return cql.when_visible(lambda: session.prepare(query))
+
         self._st = {
             "message": p(f'INSERT INTO "{ks}".messagetable (t2, {", ".join(MESSAGE_COLUMNS)}) '
                          f"VALUES (?, {', '.join('?' * len(MESSAGE_COLUMNS))})"),

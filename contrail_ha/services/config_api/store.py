@@ -341,7 +341,7 @@ class ConfigStore:
         self._ensure_schema()
         for name, ks in ((UUID_TABLE, self.keyspace), (FQ_TABLE, self.keyspace), (SHARED_TABLE, self.keyspace),
                          (KV_TABLE, self.ua_keyspace)):
-            self._st[name] = _Statements(self._session, ks, name)
+            self._st[name] = cql.when_visible(lambda n=name, k=ks: _Statements(self._session, k, n))
 
     def _ensure_schema(self) -> None:
         """Idempotent and safe when several replicas do it at once (fixed table ids), then schema agreement."""
