@@ -11,6 +11,7 @@ acknowledged is stored exactly once. A partitioned controller's replica must ref
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -168,6 +169,7 @@ class Result:
     longest_outage_s: float = 0.0
     writes_back_s: float = 0.0  # from the injection until creates succeed again for good (0: none failed)
     p99_during_fault_ms: float = 0.0
+    max_latency_ms: dict[str, float] = field(default_factory=dict)  # during the fault, by request kind
     recovery_s: float = 0.0
     recovered: bool = True
     acked_creates: int = 0
@@ -181,6 +183,7 @@ class Result:
     analytics_duplicates: int = 0
     minority_writes: dict[str, int] = field(default_factory=dict)  # partition only: status -> count
     out_of_rotation_s: float | None = None  # killed API replica: until every lb's HAProxy has it DOWN
+    last_unhealthy: list[str] = field(default_factory=list)  # the checks that were the last to recover
 
     @property
     def data_ok(self) -> bool:
@@ -362,17 +365,9 @@ def _summarise(res: Result, wl: Workload, t_inject: float, t_heal: float) -> Non
         if not x.ok:
             key = f"{x.kind}: {x.error}"
             res.failed[key] = res.failed.get(key, 0) + 1
-    # longest client-visible outage: the longest span, after the injection, that held failures only
-    worst, start = 0.0, None
-    for x in samples:
-        if x.t < t_inject:
-            continue
-        if not x.ok and start is None:
-            start = x.t - x.latency
-        elif x.ok and start is not None:
-            worst = max(worst, x.t - start)
-            start = None
-    res.longest_outage_s = round(worst, 3)
+    # longest client-visible outage: after the injection, the longest time without any request succeeding
+    ok_times = [t_inject] + [x.t for x in samples if x.ok and x.t >= t_inject]
+    res.longest_outage_s = round(max((b - a for a, b in itertools.pairwise(ok_times)), default=0.0), 3)
     failed_creates = [x.t for x in samples if x.kind == "create" and not x.ok and x.t >= t_inject]
     if failed_creates:
         last = max(failed_creates)
@@ -381,12 +376,16 @@ def _summarise(res: Result, wl: Workload, t_inject: float, t_heal: float) -> Non
     during = sorted(x.latency for x in samples if t_inject <= x.t <= t_heal)
     if during:
         res.p99_during_fault_ms = round(during[max(0, int(len(during) * 0.99) - 1)] * 1000, 1)
+    for x in samples:
+        if t_inject <= x.t <= t_heal:
+            res.max_latency_ms[x.kind] = max(res.max_latency_ms.get(x.kind, 0.0), round(x.latency * 1000, 1))
 
 
-def healthy(plan: Plan, layout: Layout) -> bool:
+def unhealthy(plan: Plan, layout: Layout) -> list[str]:
+    """The status checks that are not healthy, as ``component/target: detail``."""
     from contrail_ha.operations.status import collect
 
-    return all(c.ok for c in collect(plan, layout))
+    return [f"{c.component}/{c.target}: {c.detail}"[:160] for c in collect(plan, layout) if not c.ok]
 
 
 async def _probe_minority(address: str, project: str, stop: asyncio.Event, out: dict[str, int]) -> None:
@@ -453,15 +452,16 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
     await asyncio.to_thread(fault.heal, plan, layout, done)
     progress(f"{fault.name}: healed; waiting for every check to be healthy")
     deadline = t_heal + recovery_timeout
-    recovered = True
-    while not await asyncio.to_thread(healthy, plan, layout):
+    recovered, last_unhealthy = True, []
+    while bad := await asyncio.to_thread(unhealthy, plan, layout):
+        last_unhealthy = bad
         if time.monotonic() > deadline:
             recovered = False
             break
         await asyncio.sleep(1)
     res = Result(fault.name, {k: v for k, v in done.items() if k != "minority"},
                  recovery_s=round(time.monotonic() - t_heal, 1), recovered=recovered, minority_writes=minority,
-                 out_of_rotation_s=await rotation if rotation is not None else None)
+                 out_of_rotation_s=await rotation if rotation is not None else None, last_unhealthy=last_unhealthy)
     await asyncio.sleep(1)
     wl.stop.set()
     await runner

@@ -90,12 +90,9 @@ class Cassandra(Dependency):
         threading.Thread(target=self._run, name=f"{self.name}-monitor", daemon=True).start()
 
     def _connect(self) -> None:
-        from cassandra.cluster import Cluster
-        from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
+        from contrail_ha.services import cql
 
-        self.cluster = Cluster(self.ips, port=self.port, connect_timeout=2, control_connection_timeout=2,
-                               load_balancing_policy=RoundRobinPolicy(),
-                               reconnection_policy=ConstantReconnectionPolicy(1.0), protocol_version=5)
+        self.cluster = cql.cluster(self.ips, self.port, connect_timeout=2)
         self.session = self.cluster.connect()  # type: ignore[attr-defined]
 
     def _run(self) -> None:

@@ -48,13 +48,16 @@ class Rows:
         self.rows = sorted(rows, key=lambda r: (r["ts"], r["id"]))
         self.calls: list[tuple[Any, ...]] = []
 
-    async def messages(self, start: int, end: int, limit: int) -> list[dict[str, Any]]:
-        self.calls.append(("messages", start, end, limit))
-        return [dict(r) for r in self.rows if start <= r["ts"] <= end][:limit]
+    async def messages(self, start: int, end: int, limit: int, reverse: bool = False) -> list[dict[str, Any]]:
+        self.calls.append(("messages", start, end, limit) + (("reverse",) if reverse else ()))
+        rows = [dict(r) for r in self.rows if start <= r["ts"] <= end]
+        return (rows[::-1] if reverse else rows)[:limit]
 
-    async def objectlogs(self, table: str, start: int, end: int, limit: int) -> list[dict[str, Any]]:
-        self.calls.append(("objectlogs", table, start, end, limit))
-        return [dict(r) for r in self.rows if r.get("tbl") == table and start <= r["ts"] <= end][:limit]
+    async def objectlogs(self, table: str, start: int, end: int, limit: int,
+                         reverse: bool = False) -> list[dict[str, Any]]:
+        self.calls.append(("objectlogs", table, start, end, limit) + (("reverse",) if reverse else ()))
+        rows = [dict(r) for r in self.rows if r.get("tbl") == table and start <= r["ts"] <= end]
+        return (rows[::-1] if reverse else rows)[:limit]
 
 
 def run(b: dict[str, Any], rows: Rows, **kw: Any) -> list[dict[str, Any]]:
@@ -197,6 +200,20 @@ def test_run_pages_without_losing_or_doubling_rows_at_one_timestamp() -> None:
     assert [r["MessageId"] for r in got] == [r["id"] for r in store_.rows]
     assert len(store_.calls) > 5  # paged
     assert max(c[3] for c in store_.calls) >= 13  # asked past the ids already seen at one timestamp
+
+
+def test_run_newest_first_scans_backwards_and_stops_at_limit() -> None:
+    rows = [msg(NOW - 100 + i // 2, i) for i in range(20)]
+    rows += [msg(NOW - 50, 100 + i) for i in range(13)]  # more than a page at one timestamp
+    rows += [msg(NOW - 10 + i, 200 + i) for i in range(5)]
+    store_ = Rows(rows)
+    every = run(body(select_fields=["MessageId"], sort_fields=["MessageTS"], sort=2), store_, page=4)
+    assert [r["MessageId"] for r in every] == [r["id"] for r in reversed(store_.rows)]
+    assert all(c[-1] == "reverse" for c in store_.calls)
+    store_ = Rows(rows)
+    newest = run(body(select_fields=["MessageId"], sort_fields=["MessageTS"], sort=2, limit=3), store_, page=4)
+    assert [r["MessageId"] for r in newest] == ["id00204", "id00203", "id00202"]
+    assert len(store_.calls) == 1  # the newest page was enough
 
 
 def test_run_stops_once_limit_rows_match() -> None:

@@ -308,8 +308,13 @@ class Query:
 
     @property
     def in_scan_order(self) -> bool:
-        """The rows come out of the scan already ordered as asked (time ascending)."""
-        return not self.sort_fields or (self.sort_fields == ["MessageTS"] and not self.descending)
+        """The rows come out of the scan already ordered as asked (time ascending, or newest first)."""
+        return not self.sort_fields or self.sort_fields == ["MessageTS"]
+
+    @property
+    def newest_first(self) -> bool:
+        """Sorted by time, descending: the scan runs backwards from ``end_time`` and stops at ``limit``."""
+        return self.sort_fields == ["MessageTS"] and self.descending
 
     def accepts(self, row: Mapping[str, Any]) -> bool:
         return accepts(self.where, row) and accepts(self.filter, row)
@@ -400,9 +405,13 @@ Fetch = Callable[[int, int, int], Awaitable[list[dict[str, Any]]]]
 
 
 def fetcher(q: Query, store: Any) -> Fetch:
-    """``(start_us, end_us, limit) -> rows`` of the query's table."""
+    """``(start_us, end_us, limit) -> rows`` of the query's table, in the query's scan direction."""
     if q.kind == LOG:
+        if q.newest_first:
+            return lambda s, e, n: store.messages(s, e, n, reverse=True)
         return lambda s, e, n: store.messages(s, e, n)
+    if q.newest_first:
+        return lambda s, e, n: store.objectlogs(q.table, s, e, n, reverse=True)
     return lambda s, e, n: store.objectlogs(q.table, s, e, n)
 
 
@@ -424,11 +433,14 @@ async def run(q: Query, store: Any, *, page: int = PAGE_ROWS, now: int | None = 
     want = q.limit if q.limit is not None else max_rows + 1
     sort_key = _sort_key(q.sort_fields)
     matches: list[dict[str, Any]] = []
-    cursor, scanned = q.start_us, 0
+    back = q.newest_first
+    low, high = q.start_us, end  # what is left to scan; the scan moves ``high`` down when ``back``
+    cursor = high if back else low
+    scanned = 0
     seen: set[str] = set()
-    while cursor <= end:
+    while low <= high:
         ask = page + len(seen)
-        rows = await fetch(cursor, end, ask)
+        rows = await (fetch(low, cursor, ask) if back else fetch(cursor, high, ask))
         for r in rows:
             if r["ts"] == cursor and r["id"] in seen:
                 continue

@@ -24,8 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cassandra import ConsistencyLevel, OperationTimedOut
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
-from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
+from cassandra.cluster import Cluster, Session
 from cassandra.query import dict_factory
 
 from contrail_ha.services import cql
@@ -92,21 +91,16 @@ class AnalyticsStore:
             raise StoreUnavailable(f"analytics DB: {e.__class__.__name__}: {e}"[:300]) from e
 
     def _start_blocking(self) -> None:
-        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), consistency_level=self.consistency,
-                                   request_timeout=self.request_timeout, row_factory=dict_factory)
-        self._cluster = Cluster(self.ips, port=self.port, protocol_version=5,
-                                execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                                connect_timeout=self.connect_timeout,
-                                control_connection_timeout=self.connect_timeout,
-                                reconnection_policy=ConstantReconnectionPolicy(1.0),
-                                schema_metadata_enabled=False, token_metadata_enabled=False)
+        self._cluster = cql.cluster(self.ips, self.port, consistency=self.consistency,
+                                    request_timeout=self.request_timeout, connect_timeout=self.connect_timeout,
+                                    row_factory=dict_factory)
         self._session = self._cluster.connect()
         self._ensure_schema()
         ks = self.keyspace
         session = self._session
 
         def p(query: str) -> Any:
-            return cql.when_visible(lambda: session.prepare(query))
+            return cql.idempotent(cql.when_visible(lambda: session.prepare(query)))
 
         self._st = {
             "message": p(f'INSERT INTO "{ks}".messagetable (t2, {", ".join(MESSAGE_COLUMNS)}) '
@@ -124,6 +118,10 @@ class AnalyticsStore:
                            "WHERE t2 = ? AND ts >= ? AND ts <= ? LIMIT ?"),
             "obj_range": p(f'SELECT {", ".join(OBJECT_COLUMNS)} FROM "{ks}".objecttable '
                            "WHERE tbl = ? AND t2 = ? AND ts >= ? AND ts <= ? LIMIT ?"),
+            "msg_range_desc": p(f'SELECT {", ".join(MESSAGE_COLUMNS)} FROM "{ks}".messagetable '
+                                "WHERE t2 = ? AND ts >= ? AND ts <= ? ORDER BY ts DESC, id DESC LIMIT ?"),
+            "obj_range_desc": p(f'SELECT {", ".join(OBJECT_COLUMNS)} FROM "{ks}".objecttable '
+                                "WHERE tbl = ? AND t2 = ? AND ts >= ? AND ts <= ? ORDER BY ts DESC, id DESC LIMIT ?"),
         }
         self._ready = True
 
@@ -207,21 +205,26 @@ class AnalyticsStore:
         """Every UVE of every table (``tbl`` added), e.g. for the alarm list."""
         return [{"tbl": r["tbl"], **self._uve_row(r)} for r in await self._run("uve_all")]
 
-    async def messages(self, start_us: int, end_us: int, limit: int) -> list[dict[str, Any]]:
-        """Messages with ``start_us <= ts <= end_us``, in time order, at most ``limit``."""
-        return await self._range("msg_range", (), start_us, end_us, limit)
+    async def messages(self, start_us: int, end_us: int, limit: int, reverse: bool = False) -> list[dict[str, Any]]:
+        """Messages with ``start_us <= ts <= end_us``, in ``(ts, id)`` order (newest first with ``reverse``),
+        at most ``limit``."""
+        return await self._range("msg_range_desc" if reverse else "msg_range", (), start_us, end_us, limit, reverse)
 
-    async def objectlogs(self, table: str, start_us: int, end_us: int, limit: int) -> list[dict[str, Any]]:
-        """Object logs of ``table`` with ``start_us <= ts <= end_us``, in time order, at most ``limit``."""
-        return await self._range("obj_range", (table,), start_us, end_us, limit)
+    async def objectlogs(self, table: str, start_us: int, end_us: int, limit: int,
+                         reverse: bool = False) -> list[dict[str, Any]]:
+        """Object logs of ``table`` with ``start_us <= ts <= end_us``, in ``(ts, id)`` order (newest first
+        with ``reverse``), at most ``limit``."""
+        return await self._range("obj_range_desc" if reverse else "obj_range", (table,), start_us, end_us, limit,
+                                 reverse)
 
     async def _range(self, stmt: str, head: tuple[Any, ...], start_us: int, end_us: int,
-                     limit: int) -> list[dict[str, Any]]:
+                     limit: int, reverse: bool = False) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         now = now_us()
         start_us = max(start_us, now - TTL_S * 1_000_000)  # nothing older is kept
         end_us = min(end_us, now + HOUR_US)  # nor anything from the future (clock skew aside)
-        for t2 in range(bucket(start_us), bucket(end_us) + 1):
+        buckets = range(bucket(start_us), bucket(end_us) + 1)
+        for t2 in reversed(buckets) if reverse else buckets:
             rows = await self._run(stmt, (*head, t2, start_us, end_us, limit - len(out)))
             for r in rows:
                 if "body" in r:

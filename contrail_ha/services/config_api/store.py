@@ -61,9 +61,8 @@ from cassandra import (
     WriteTimeout,
     WriteType,
 )
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
+from cassandra.cluster import Cluster, NoHostAvailable, Session
 from cassandra.connection import ConnectionException
-from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
 from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_factory
 
 from contrail_ha.services import cql
@@ -279,7 +278,7 @@ class _Statements:
         t = f'"{ks}"."{table}"'
 
         def p(q: str) -> PreparedStatement:
-            return session.prepare(q)
+            return cql.idempotent(session.prepare(q))  # upserts, deletes and reads: safe to send twice
 
         self.insert = p(f"INSERT INTO {t} (key, column1, value) VALUES (?, ?, ?)")
         self.delete_col = p(f"DELETE FROM {t} WHERE key = ? AND column1 = ?")
@@ -328,14 +327,9 @@ class ConfigStore:
             raise _unavailable(e) from e
 
     def _start_blocking(self) -> None:
-        profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), consistency_level=self.consistency,
-                                   request_timeout=self.request_timeout, row_factory=tuple_factory)
-        self._cluster = Cluster(self.ips, port=self.port, protocol_version=5,
-                                execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                                connect_timeout=self.connect_timeout,
-                                control_connection_timeout=self.connect_timeout,
-                                reconnection_policy=ConstantReconnectionPolicy(1.0),
-                                schema_metadata_enabled=False, token_metadata_enabled=False)
+        self._cluster = cql.cluster(self.ips, self.port, consistency=self.consistency,
+                                    request_timeout=self.request_timeout, connect_timeout=self.connect_timeout,
+                                    row_factory=tuple_factory)
         self._session = self._cluster.connect()
         self._session.default_fetch_size = self.page_size
         self._ensure_schema()
@@ -408,7 +402,7 @@ class ConfigStore:
         if len(muts) == 1:
             await self._run(*self._stmt(muts[0]))
             return
-        b = BatchStatement(batch_type=batch_type, consistency_level=self.consistency)
+        b = cql.idempotent(BatchStatement(batch_type=batch_type, consistency_level=self.consistency))
         for m in muts:
             b.add(*self._stmt(m))
         try:
