@@ -225,9 +225,11 @@ def status(topology: Path | None, state_root: Path, as_json: bool) -> None:
 @click.option("--repeat", default=1, show_default=True, type=click.IntRange(1, 100), help="runs of each fault")
 @click.option("--seconds", default=8.0, show_default=True, type=click.FloatRange(1, 600),
               help="how long each fault is held before it is healed")
+@click.option("--rate", default=40.0, show_default=True, type=click.FloatRange(1, 1000),
+              help="workload requests per second through the VIP (open loop)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...], repeat: int, seconds: float,
-          as_json: bool) -> None:
+          rate: float, as_json: bool) -> None:
     """Inject real faults one at a time under a steady workload through the VIP; check no data is lost."""
     import asyncio
 
@@ -260,7 +262,7 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
         out = []
         for _ in range(repeat):
             for f in chosen:
-                out.append(await run_fault(plan, layout, f, fault_seconds=seconds,
+                out.append(await run_fault(plan, layout, f, fault_seconds=seconds, rate=rate,
                                            progress=(lambda m: None) if as_json else console.print))
         return out
 

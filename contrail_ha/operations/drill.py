@@ -194,13 +194,19 @@ class Result:
 
 class Workload:
     """Through the VIP: config reads and creates (unique names), analytics reads and queries; plus
-    numbered analytics messages sent through the collectors (the generator library)."""
+    numbered analytics messages sent through the collectors (the generator library).
 
-    def __init__(self, plan: Plan, project: str, concurrency: int = 8) -> None:
+    Open loop: requests start at a fixed ``rate`` whatever the earlier ones are doing, as many
+    independent clients would, so a request stuck on a dead path does not stop the others (a
+    closed loop would measure its own stall as an outage).
+    """
+
+    def __init__(self, plan: Plan, project: str, rate: float = 40.0, message_rate: float = 20.0,
+                 max_in_flight: int = 1000) -> None:
         self.base = f"http://{plan.vip}:{plan.ports.config_api}"
         self.analytics = f"http://{plan.vip}:{plan.ports.analytics_api}/analytics"
         self.project = project
-        self.concurrency = concurrency
+        self.rate, self.message_rate, self.max_in_flight = rate, message_rate, max_in_flight
         self.samples: list[Sample] = []
         self.acked: dict[str, dict[str, Any]] = {}  # uuid -> what the create sent
         self.stop = asyncio.Event()
@@ -210,14 +216,14 @@ class Workload:
                                    max_pending=1_000_000) if plan.analytics else None
         self.messages: list[str] = []
 
-    async def _one(self, s: aiohttp.ClientSession, w: int, i: int) -> None:
+    async def _one(self, s: aiohttp.ClientSession, i: int) -> None:
         roll = random.random()
         t0 = time.monotonic()
         kind = "create" if roll < 0.4 or not self.acked else ("analytics" if roll > 0.9 else "read")
         err = ""
         try:
             if kind == "create":
-                name = f"d-{w}-{i}-{uuid.uuid4().hex[:8]}"
+                name = f"d-{i}-{uuid.uuid4().hex[:8]}"
                 body = {"fq_name": ["default-domain", self.project, name], "parent_type": "project",
                         "display_name": f"drill {name}"}
                 async with s.post(f"{self.base}/virtual-networks", json={"virtual-network": body}) as r:
@@ -247,27 +253,33 @@ class Workload:
         self.samples.append(Sample(time.monotonic(), kind, ok, time.monotonic() - t0, err))
 
     async def _messages(self) -> None:
-        """50 numbered analytics messages a second, until stopped."""
+        """Numbered analytics messages at ``message_rate`` a second, until stopped."""
         assert self.generator is not None
-        n = 0
+        n, t0 = 0, time.monotonic()
         while not self.stop.is_set():
-            for _ in range(5):
-                self.messages.append(self.generator.message("DrillMessage", {"drill": self.project, "n": n}))
-                n += 1
-            await asyncio.sleep(0.1)
+            self.messages.append(self.generator.message("DrillMessage", {"drill": self.project, "n": n}))
+            n += 1
+            await asyncio.sleep(max(0.0, t0 + n / self.message_rate - time.monotonic()))
 
     async def run(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=10)
         if self.generator is not None:
             self.generator.start()
-        async with aiohttp.ClientSession(timeout=timeout) as s:
-            async def worker(w: int) -> None:
-                i = 0
-                while not self.stop.is_set():
-                    i += 1
-                    await self._one(s, w, i)
-            extra = [self._messages()] if self.generator is not None else []
-            await asyncio.gather(*(worker(w) for w in range(self.concurrency)), *extra)
+        conn = aiohttp.TCPConnector(limit=self.max_in_flight)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10), connector=conn) as s:
+            extra = asyncio.get_running_loop().create_task(self._messages()) if self.generator else None
+            slots = asyncio.Semaphore(self.max_in_flight)
+            running: set[asyncio.Task[None]] = set()
+            i, t0 = 0, time.monotonic()
+            while not self.stop.is_set():
+                i += 1
+                await slots.acquire()
+                task = asyncio.get_running_loop().create_task(self._one(s, i))
+                running.add(task)
+                task.add_done_callback(lambda t: (running.discard(t), slots.release()))
+                await asyncio.sleep(max(0.0, t0 + i / self.rate - time.monotonic()))
+            await asyncio.gather(*running)
+            if extra is not None:
+                await extra
 
     async def flush(self, timeout: float = 120.0) -> bool:
         """Wait until the collectors acknowledged every message; stop the generator."""
@@ -426,13 +438,14 @@ async def _out_of_rotation(plan: Plan, layout: Layout, server: str, t0: float, t
 
 
 async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: float = 8.0,
-                    recovery_timeout: float = 300.0, progress: Callable[[str], None] = print) -> Result:
+                    recovery_timeout: float = 300.0, rate: float = 40.0,
+                    progress: Callable[[str], None] = print) -> Result:
     """One drill: workload, inject, hold, heal, wait for full health, data check."""
     why = fault.needs(plan)
     if why:
         raise ValueError(f"refusing to inject {fault.name}: the topology cannot survive it: {why}")
     project = await _setup_project(plan)
-    wl = Workload(plan, project)
+    wl = Workload(plan, project, rate=rate)
     runner = asyncio.get_running_loop().create_task(wl.run())
     await asyncio.sleep(2)  # warm-up: the workload reaches its steady rate
     t_inject = time.monotonic()

@@ -18,6 +18,7 @@ from contrail_ha.rendering.haproxy import (
     ANALYTICS_API_FRONTEND,
     BACKENDS,
     CONFIG_API_FRONTEND,
+    LAST_RESORT,
     stats_socket,
 )
 from contrail_ha.topology.plan import HAPROXY, Instance, Plan
@@ -60,14 +61,15 @@ def is_up(status: str) -> bool:
 
 
 def backends(rows: list[dict[str, str]]) -> dict[str, dict[str, Any]]:
-    """Per backend: its servers (name -> selected stat fields) and how many are UP."""
+    """Per backend: its servers (name -> selected stat fields) and how many are UP. The unchecked
+    last-resort entries are not servers in rotation: they are left out."""
     out: dict[str, dict[str, Any]] = {}
     for r in rows:
         px, sv = r.get("pxname", ""), r.get("svname", "")
         if sv == "BACKEND":
             b = out.setdefault(px, {"servers": {}, "up": 0, "total": 0})
             b["status"] = r.get("status", "")
-        elif sv not in AGGREGATES and r.get("type") == "2":  # type 2: server
+        elif sv not in AGGREGATES and r.get("type") == "2" and not sv.endswith(LAST_RESORT):  # type 2: server
             b = out.setdefault(px, {"servers": {}, "up": 0, "total": 0})
             b["servers"][sv] = {k: r.get(k, "") for k in SERVER_FIELDS}
             b["total"] += 1

@@ -1,4 +1,5 @@
-"""RabbitMQ probes and post-formation configuration, all through ``rabbitmqctl``.
+"""RabbitMQ probes: each node's view of the cluster from its management API; readiness and
+post-formation configuration through ``rabbitmqctl``.
 
 The CLI must run where the node's host runs (inside its namespace, when there is one), with
 the node's cookie: every call goes through the module-level ``runner``, which by default
@@ -89,6 +90,30 @@ def ctl_json(plan: Plan, layout: Layout, inst: Instance, *args: str) -> Any:
         raise RuntimeError(f"unparsable output of {args[0]}: {cp.stdout.strip()[:200]!r}") from e
 
 
+HTTP_TIMEOUT = 5.0
+
+
+def cluster_status(plan: Plan, layout: Layout, inst: Instance, timeout: float = HTTP_TIMEOUT) -> dict[str, Any]:
+    """The node's view of the cluster, from its management API, in ``cluster_status``'s shape:
+    ``running_nodes``, ``disk_nodes``, ``partitions`` ({node: [unreachable nodes]}), ``alarms``,
+    ``cluster_name``. RuntimeError when the node does not answer."""
+    import httpx
+
+    base = f"http://{inst.ip}:{render.mgmt_port(plan)}/api"
+    try:
+        with httpx.Client(auth=("guest", "guest"), timeout=timeout) as c:
+            nodes = c.get(f"{base}/nodes", params={"columns": "name,running,type,partitions,mem_alarm,"
+                                                                "disk_free_alarm"}).raise_for_status().json()
+            name = c.get(f"{base}/cluster-name").raise_for_status().json().get("name")
+    except (httpx.HTTPError, ValueError) as e:
+        raise RuntimeError(f"{e.__class__.__name__}: {e}"[:200]) from e
+    alarms = [f"{n['name']}: {kind}" for n in nodes for kind in ("mem_alarm", "disk_free_alarm") if n.get(kind)]
+    return {"running_nodes": sorted(n["name"] for n in nodes if n.get("running")),
+            "disk_nodes": sorted(n["name"] for n in nodes if n.get("type") == "disc"),
+            "partitions": {n["name"]: n["partitions"] for n in nodes if n.get("partitions")},
+            "alarms": alarms, "cluster_name": name}
+
+
 def ready(plan: Plan, layout: Layout, inst: Instance) -> tuple[bool, str]:
     """Whether ``inst``'s node has fully booted (``await_startup``), with the reason if not."""
     cp = ctl(plan, layout, inst, "await_startup", "--timeout", str(AWAIT_TIMEOUT))
@@ -102,11 +127,11 @@ def _node(plan: Plan, inst: Instance) -> str:
 
 
 def node_check(plan: Plan, layout: Layout, inst: Instance) -> Check:
-    """One node's view of the cluster (``cluster_status``)."""
+    """One node's view of the cluster (its management API)."""
     me = _node(plan, inst)
     base: dict[str, Any] = {"node": me, "address": inst.address}
     try:
-        st = ctl_json(plan, layout, inst, "cluster_status")
+        st = cluster_status(plan, layout, inst)
     except RuntimeError as e:
         return Check(RABBITMQ, inst.host.name, False, f"unreachable: {e}", base)
     running = sorted(st.get("running_nodes") or [])

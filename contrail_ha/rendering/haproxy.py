@@ -99,6 +99,9 @@ RETRYABLE = {
 }
 
 
+LAST_RESORT = "-last-resort"
+
+
 def _backend(name: str, servers: list[Instance]) -> list[str]:
     lines = [
         f"backend {name}",
@@ -107,8 +110,12 @@ def _backend(name: str, servers: list[Instance]) -> list[str]:
         "    http-check expect status 200",
         "    # retry-on (defaults) beyond conn-failure only for requests safe to send twice",
         *(f"    {line}" for line in RETRYABLE[name]),
+        "    # When no replica passes its check (e.g. ZooKeeper lost by all of them), the unchecked",
+        "    # last-resort entries still carry the requests: reads are served, writes get the replica's 503.",
+        "    option allbackups",
     ]
     lines += [f"    server {server_name(i)} {i.address} {CHECK}" for i in servers]
+    lines += [f"    server {server_name(i)}{LAST_RESORT} {i.address} backup" for i in servers]
     return lines
 
 
@@ -135,7 +142,7 @@ def render_config(plan: Plan, inst: Instance, layout: Layout) -> str:
         f"    pidfile {pid_path(layout, host)}",
         f"    stats socket {sock} mode 600 level admin expose-fd listeners",
         "    stats timeout 30s",
-        "    log stdout format raw local0 notice",
+        "    log stdout format raw local0 info",
         "    maxconn 4096",
         "    nbthread 1",
         f"    hard-stop-after {HARD_STOP_AFTER_S}s",
@@ -144,6 +151,8 @@ def render_config(plan: Plan, inst: Instance, layout: Layout) -> str:
         "    mode http",
         "    log global",
         "    option dontlognull",
+        "    option httplog",
+        "    option dontlog-normal  # log only errors, retries, aborts and slow answers",
         "    option forwardfor",
         "    timeout connect 1s",
         "    timeout client 3m",

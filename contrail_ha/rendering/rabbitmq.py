@@ -33,7 +33,9 @@ CTL = str(RABBITMQ_BIN / "rabbitmqctl")
 EPMD = "epmd"
 
 HEARTBEAT_S = 10  # Contrail's RABBITMQ_HEARTBEAT_INTERVAL
-PLUGINS: list[str] = []  # no management plugin: the probes use rabbitmqctl
+# The management API answers the status probes (a rabbitmqctl call boots an Erlang VM: ~1 CPU-second,
+# and over 30 s on two loaded cores); its statistics are kept to a minimum.
+PLUGINS: list[str] = ["rabbitmq_management"]
 LOCALE = "C.UTF-8"  # the CLI (Elixir) warns and mangles output under a latin1 locale
 
 
@@ -92,12 +94,23 @@ def rabbitmq_conf(plan: Plan, inst: Instance) -> str:
         lines.append(f"cluster_formation.classic_config.nodes.{n} = {plan.rabbitmq_node_name(h)}")
     lines += [
         "loopback_users = none",  # guest/guest from other hosts, as Contrail's services use it
+        f"management.tcp.ip = {inst.ip}",
+        f"management.tcp.port = {mgmt_port(plan)}",
+        "management.rates_mode = none",
+        "collect_statistics_interval = 30000",
         f"heartbeat = {HEARTBEAT_S}",
         "log.file.level = info",
         "log.console = true",
         "log.console.level = warning",
     ]
     return "\n".join(lines) + "\n"
+
+
+def mgmt_port(plan: Plan) -> int:
+    """The management HTTP API of every node (AMQP port + 10000, Contrail's 15673)."""
+    from contrail_ha.topology.plan import RABBITMQ_MGMT_OFFSET
+
+    return plan.ports.rabbitmq + RABBITMQ_MGMT_OFFSET
 
 
 def enabled_plugins() -> str:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout, ProcessSpec, Rendered, python
-from contrail_ha.runtime import netns, network
+from contrail_ha.runtime import netns, network, pids
 from contrail_ha.runtime.supervisor import GroupSpec
 from contrail_ha.topology.model import Role
 from contrail_ha.topology.plan import (
@@ -399,9 +399,9 @@ def down(plan: Plan, layout: Layout, purge: bool = False, progress: Progress = p
             os.kill(pid, signal.SIGTERM)
         for g, pid in batch:
             deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and _alive(pid):
+            while time.monotonic() < deadline and pids.alive(pid):
                 time.sleep(0.1)
-            if _alive(pid):
+            if pids.alive(pid):
                 os.kill(pid, signal.SIGKILL)
             progress(f"stopped {g.node}/{g.role}")
     # Anything still running inside a host or router namespace was started there by us: kill it.
@@ -429,14 +429,3 @@ def down(plan: Plan, layout: Layout, purge: bool = False, progress: Progress = p
             state = layout.root / "cluster.json"
             state.write_text(json.dumps({"state": "down", "at": time.strftime("%Y-%m-%dT%H:%M:%S")}))
     return leftovers
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie of ours counts as gone
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from contrail_ha.rendering.base import ProcessSpec
+from contrail_ha.runtime import pids
 
 TICK = 0.2
 BACKOFF_MIN, BACKOFF_MAX, STABLE_AFTER = 0.5, 10.0, 30.0
@@ -58,16 +59,6 @@ class _Proc:
     backoff: float = BACKOFF_MIN
     next_start: float = 0.0
     last_exit: str = ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _read_pid(path: str | None) -> int | None:
@@ -162,7 +153,7 @@ class Supervisor:
                 time.sleep(0.05)
         # the server behind a wrapper (e.g. beam.smp behind rabbitmq-server) must be gone too
         extra = _read_pid(p.spec.pid_file)
-        if extra and _alive(extra):
+        if extra and pids.alive(extra):
             try:
                 os.kill(extra, signal.SIGKILL)
             except ProcessLookupError:

@@ -50,6 +50,7 @@ GROUP_OF: dict[str, str] = {**{c: r.value for c, r in ROLE_OF.items()}, NODE_AGE
 # Fixed ports that the topology does not expose (protocol constants or derived).
 EPMD_PORT = 4369
 RABBITMQ_DIST_OFFSET = 20000  # Erlang distribution port = AMQP port + 20000 (25673), as in Contrail
+RABBITMQ_MGMT_OFFSET = 10000  # management HTTP API = AMQP port + 10000 (15673), as in Contrail
 BGP_PORT = 179
 CONFIG_DB_JMX = 7201
 ANALYTICS_DB_JMX = 7200
@@ -221,6 +222,7 @@ class Plan:
                         Binding(ip, p.rabbitmq, "rabbitmq amqp"),
                         Binding(ip, EPMD_PORT, "rabbitmq epmd"),
                         Binding(ip, p.rabbitmq + RABBITMQ_DIST_OFFSET, "rabbitmq distribution"),
+                        Binding(ip, p.rabbitmq + RABBITMQ_MGMT_OFFSET, "rabbitmq management"),
                     ),
                 )
             )

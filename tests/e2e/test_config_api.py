@@ -430,3 +430,23 @@ def test_mandatory_property_types_with_properties(cluster: Cluster) -> None:
     result = unittest.TestResult()
     Case("test_it").run(result)
     assert result.wasSuccessful(), result.errors + result.failures
+
+
+def test_create_retried_on_another_replica_is_done_once(cluster: Cluster) -> None:
+    """What HAProxy does when a replica dies mid-create: the same request (same request id) on another replica."""
+    replicas = [i.address for i in cluster.plan.of("config-api")]
+    name = f"retried-{uuid.uuid4().hex[:8]}"
+    body = {"virtual-network": {"fq_name": ["default-domain", "default-project", name], "parent_type": "project"}}
+    rid = {"X-Contrail-HA-Request": f"e2e-{uuid.uuid4().hex}"}
+    first = httpx.post(f"http://{replicas[0]}/virtual-networks", json=body, headers=rid, timeout=10)
+    again = httpx.post(f"http://{replicas[1]}/virtual-networks", json=body, headers=rid, timeout=10)
+    assert first.status_code == 200 and again.status_code == 200, (first.text, again.text)
+    u = first.json()["virtual-network"]["uuid"]
+    assert again.json()["virtual-network"]["uuid"] == u
+    other = httpx.post(f"http://{replicas[2]}/virtual-networks", json=body,
+                       headers={"X-Contrail-HA-Request": f"e2e-{uuid.uuid4().hex}"}, timeout=10)
+    assert other.status_code == 409 and u in other.text  # a different request for the same name: a conflict
+    listed = httpx.get(f"{api_url(cluster)}/virtual-networks",
+                       params={"fq_names": f"default-domain:default-project:{name}"}, timeout=10).json()
+    listed = listed["virtual-networks"]
+    assert [v["uuid"] for v in listed] == [u]

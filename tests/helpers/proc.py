@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -10,7 +11,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from contrail_ha.rendering.base import ProcessSpec, Rendered
+import pytest
+
+from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered
 
 
 def write_files(r: Rendered) -> None:
@@ -78,3 +81,14 @@ def running(r: Rendered, logdir: Path) -> Iterator[list[subprocess.Popen[bytes]]
     finally:
         for p, spec in reversed(procs):
             stop(p, spec)
+
+
+def require_runtime(layout: Layout, *components: str) -> None:
+    """Skip the test unless java and the jars of ``components`` (cassandra, kafka, zookeeper) are installed."""
+    if shutil.which("java") is None:
+        pytest.skip("java is not installed")
+    for c in components:
+        try:
+            layout.classpath(c)
+        except FileNotFoundError as e:
+            pytest.skip(str(e))

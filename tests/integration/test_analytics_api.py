@@ -9,17 +9,14 @@ answers are computed from the records written. The last test runs the real servi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +35,7 @@ from contrail_ha.services.analytics.protocol import MessageRecord, ObjectLogReco
 from contrail_ha.services.analytics.store import HOUR_US, AnalyticsStore, bucket
 from contrail_ha.topology.plan import ANALYTICS_DB
 from tests.helpers import proc
+from tests.helpers.aio import Loop
 from tests.helpers.topo import loopback_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -54,23 +52,6 @@ ALARM = {"type": "default-global-system-config:system-defined-process-status", "
          "description": "Process(es) not running: zookeeper (PROCESS_STATE_EXITED)", "timestamp": 1, "ack": False}
 
 
-class Loop:
-    """An event loop in a background thread; ``run`` executes a coroutine on it."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="test-loop", daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 @dataclass
 class Db:
     ips: list[str]
@@ -80,15 +61,10 @@ class Db:
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Db]:
-    if shutil.which("java") is None:
-        pytest.skip("java is not installed")
     tmp = tmp_path_factory.mktemp("analytics-api")
     plan = loopback_plan(PREFIX, 1)
     layout = Layout(tmp / "state")
-    try:
-        layout.classpath("cassandra")
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
+    proc.require_runtime(layout, "cassandra")
     inst = plan.instance(ANALYTICS_DB, "n1")
     t0 = time.monotonic()
     with proc.running(crender.render(plan, inst, layout, jmx=False), tmp / "logs") as (p,):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -105,16 +104,10 @@ class Pipeline:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    if shutil.which("java") is None:
-        pytest.skip("java is not installed")
     tmp = tmp_path_factory.mktemp("analytics-pipeline")
     plan = _plan()
     layout = Layout(tmp / "state", cache=DEFAULT_CACHE)
-    for c in ("cassandra", "zookeeper", "kafka"):
-        try:
-            layout.classpath(c)
-        except FileNotFoundError as e:
-            pytest.skip(str(e))
+    proc.require_runtime(layout, "cassandra", "zookeeper", "kafka")
     loop = Loop()
     c = plan.instance(ANALYTICS_DB, "n1")
     store = AnalyticsStore([c.ip], c.port, 1)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import time
 import uuid as uuidlib
@@ -64,16 +63,10 @@ class Servers:
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    if shutil.which("java") is None:
-        pytest.skip("java is not installed")
     tmp = tmp_path_factory.mktemp("config-store")
     plan = loopback_plan(PREFIX, 1)
     layout = Layout(tmp / "state")
-    for c in ("cassandra", "zookeeper"):
-        try:
-            layout.classpath(c)
-        except FileNotFoundError as e:
-            pytest.skip(str(e))
+    proc.require_runtime(layout, "cassandra", "zookeeper")
     zi, ci = plan.instance(ZOOKEEPER, "n1"), plan.instance(CONFIG_DB, "n1")
     procs: dict[str, tuple[subprocess.Popen[bytes], ProcessSpec]] = {}
     raw: Session | None = None

@@ -11,7 +11,6 @@ the generator keeps its state queued, which does not affect what the agent publi
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -82,14 +81,9 @@ def _stop(p: subprocess.Popen[bytes], timeout: float) -> None:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    if shutil.which("java") is None:
-        pytest.skip("java is not installed")
     plan = loopback_plan(PREFIX, 1, roles=("controller",))
     layout = Layout(tmp_path / "root", cache=DEFAULT_CACHE)
-    try:
-        layout.classpath("zookeeper")
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
+    proc.require_runtime(layout, "zookeeper")
     inst = plan.instance(ZOOKEEPER, HOST)
     r = zk_render.render(plan, inst, layout)
     proc.write_files(r)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -72,21 +71,11 @@ class Servers:
                     print(f"stopped {c} pid {p.pid} in {time.monotonic() - t0:.2f}s")
 
 
-def _require_runtime(layout: Layout) -> None:
-    if shutil.which("java") is None:
-        pytest.skip("java is not installed")
-    for c in ("zookeeper", "kafka"):
-        try:
-            layout.classpath(c)
-        except FileNotFoundError as e:
-            pytest.skip(str(e))
-
-
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[Servers]:
     plan = loopback_plan(PREFIX, 3)
     layout = Layout(tmp_path / "root", cache=DEFAULT_CACHE)
-    _require_runtime(layout)
+    proc.require_runtime(layout, "zookeeper", "kafka")
     s = Servers(plan, layout, tmp_path / "logs")
     try:
         yield s

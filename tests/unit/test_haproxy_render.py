@@ -104,8 +104,9 @@ def test_structure(name: str) -> None:
                 assert not [line for line in sec if "disable-l7-retry" in line]
             servers = [line for line in sec if line.startswith("server ")]
             assert servers == [f"server {i.host.name}-{i.name} {i.ip}:{i.port} {haproxy.CHECK}"
-                               for i in plan.of(comp)]
-            assert servers
+                               for i in plan.of(comp)] + [
+                f"server {i.host.name}-{i.name}-last-resort {i.ip}:{i.port} backup" for i in plan.of(comp)]
+            assert servers and "option allbackups" in sec
 
         stats = _section(cfg, "listen stats")
         assert f"bind {inst.ip}:{plan.ports.haproxy_stats}" in stats
@@ -132,13 +133,14 @@ def test_bind_any(tmp_path: Path) -> None:
 def test_replicas_are_servers(tmp_path: Path) -> None:
     plan = _variant(_plan("ha"), services=Services(config_api_replicas=2, analytics_api_replicas=3))
     [(path, cfg), _] = _render_all(plan, tmp_path).values()
-    api = [line for line in _section(cfg, "backend contrail-api-backend") if line.startswith("server ")]
+    api = [line for line in _section(cfg, "backend contrail-api-backend")
+           if line.startswith("server ") and " backup" not in line]
     assert len(api) == 6
     assert f"server ctrl1-config-api-2 10.10.0.21:18082 {haproxy.CHECK}" in api
     analytics = [line for line in _section(cfg, "backend contrail-analytics-api-backend")
-                 if line.startswith("server ")]
+                 if line.startswith("server ") and " backup" not in line]
     assert len(analytics) == 9
-    assert len(set(re.findall(r"^\s+server (\S+)", cfg, re.MULTILINE))) == 15  # names unique
+    assert len(set(re.findall(r"^\s+server (\S+)", cfg, re.MULTILINE))) == 30  # names unique (15 + last resorts)
     ok, out = haproxy.check_config(path)
     assert ok, out
 

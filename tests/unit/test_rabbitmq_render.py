@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,8 @@ def test_rabbitmq_conf(plan: Plan, layout: Layout) -> None:
     assert [conf[f"cluster_formation.classic_config.nodes.{i}"] for i in (1, 2, 3)] == NODES
     assert conf["loopback_users"] == "none"
     assert conf["heartbeat"] == "10"
+    assert (conf["management.tcp.ip"], conf["management.tcp.port"]) == ("127.0.30.2", "15673")
+    assert conf["management.rates_mode"] == "none"
 
 
 def test_files_dirs_and_modes(plan: Plan, layout: Layout) -> None:
@@ -56,7 +59,7 @@ def test_files_dirs_and_modes(plan: Plan, layout: Layout) -> None:
     r = rmq.render(plan, inst, layout)
     conf = layout.conf("n1", "rabbitmq")
     home = layout.host_dir("n1") / "rabbitmq" / "home"
-    assert r.files[conf / "enabled_plugins"] == "[].\n"  # no management plugin
+    assert r.files[conf / "enabled_plugins"] == "[rabbitmq_management].\n"  # the status probes use its API
     assert r.files[conf / "rabbitmq-env.conf"] == ""
     cookie = home / ".erlang.cookie"
     assert r.modes[cookie] == 0o400 and r.modes[home] == 0o700
@@ -171,8 +174,21 @@ class FakeCtl:
                                            "" if rc == 0 else f"Error: unable to perform an operation on node '{node}'")
 
 
+class FakeApi:
+    """Answers ``cluster_status`` (each node's management API) per node name, as the parsed JSON."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.answers = answers
+
+    def __call__(self, plan: Plan, layout: Layout, inst: Any, timeout: float = 5.0) -> dict[str, Any]:
+        node = plan.rabbitmq_node_name(inst.host)
+        if node not in self.answers:
+            raise RuntimeError("ConnectError: [Errno 111] Connection refused")
+        return json.loads(self.answers[node])
+
+
 def test_checks_all_running(plan: Plan, layout: Layout, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(probe, "runner", FakeCtl({n: (0, status(NODES)) for n in NODES}))
+    monkeypatch.setattr(probe, "cluster_status", FakeApi({n: status(NODES) for n in NODES}))
     cs = probe.checks(plan, layout)
     assert [c.target for c in cs] == ["n1", "n2", "n3", "cluster"]
     assert all(c.ok and c.component == "rabbitmq" for c in cs)
@@ -181,9 +197,8 @@ def test_checks_all_running(plan: Plan, layout: Layout, monkeypatch: pytest.Monk
 
 
 def test_checks_partition_and_down_node(plan: Plan, layout: Layout, monkeypatch: pytest.MonkeyPatch) -> None:
-    answers = {NODES[0]: (0, status(NODES[:2], partitions={NODES[0]: [NODES[2]]})),
-               NODES[1]: (0, status(NODES[:2]))}
-    monkeypatch.setattr(probe, "runner", FakeCtl(answers))
+    answers = {NODES[0]: status(NODES[:2], partitions={NODES[0]: [NODES[2]]}), NODES[1]: status(NODES[:2])}
+    monkeypatch.setattr(probe, "cluster_status", FakeApi(answers))
     cs = {c.target: c for c in probe.checks(plan, layout)}
     assert not cs["n1"].ok and "partitions" in cs["n1"].detail
     assert cs["n2"].ok

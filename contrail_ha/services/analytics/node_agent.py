@@ -55,6 +55,7 @@ from contrail_ha.rendering.bird import LB_PROTO, socket_path
 from contrail_ha.rendering.cassandra import cluster_of
 from contrail_ha.rendering.haproxy import BACKENDS, stats_socket
 from contrail_ha.rendering.kafka import broker_id
+from contrail_ha.runtime import pids
 from contrail_ha.services.analytics import nodestatus
 from contrail_ha.services.analytics.generator import Generator
 from contrail_ha.services.analytics.protocol import (
@@ -171,7 +172,7 @@ class AgentConfig(BaseModel):
     collectors: list[str] = Field(min_length=1)  # ["ip:8086", ...]
     interval: float = Field(1.0, gt=0)  # process states
     probe_interval: float = Field(5.0, gt=0)  # ZooKeeper, Cassandra, Kafka, HAProxy, BIRD, lb agent
-    rabbitmq_interval: float = Field(15.0, gt=0)  # rabbitmqctl starts an Erlang VM
+    rabbitmq_interval: float = Field(5.0, gt=0)  # the local node's management API
 
     @classmethod
     def load(cls, path: str | Path) -> AgentConfig:
@@ -282,18 +283,7 @@ def read_state(layout: Layout, host: str, role: str) -> dict[str, Any] | None:
     return d if isinstance(d, dict) else None
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+pid_alive = pids.alive
 
 
 # --- component structs ----------------------------------------------------------------------------------
@@ -317,7 +307,7 @@ def zookeeper_status(address: str, answer: str | None, error: str = "") -> dict[
 
 def rabbitmq_status(node: str, cluster_status: Mapping[str, Any] | None, expected: Iterable[str] = (),
                     error: str = "") -> dict[str, Any]:
-    """``RabbitmqStatus`` from ``rabbitmqctl cluster_status --formatter json`` of the local node.
+    """``RabbitmqStatus`` from the local node's ``cluster_status`` (``probes.rabbitmq.cluster_status``).
 
     When the node does not answer (``None``), nothing runs as far as it can tell: ``running_nodes``
     is empty and ``cluster_nodes`` the expected members (the plan's controllers).
@@ -683,7 +673,7 @@ class Agent:
         node = self.plan.rabbitmq_node_name(self.host)
         expected = [self.plan.rabbitmq_node_name(h) for h in self.plan.controllers]
         try:
-            st = rabbitmq_probe.ctl_json(self.plan, self.layout, inst, "cluster_status")
+            st = rabbitmq_probe.cluster_status(self.plan, self.layout, inst)
         except RuntimeError as e:
             return rabbitmq_status(node, None, expected, str(e))
         if not isinstance(st, dict):

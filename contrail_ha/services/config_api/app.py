@@ -94,9 +94,12 @@ class Probe(Dependency):
         t = self.target
         if hasattr(t, "ok"):
             self._set(bool(t.ok), getattr(t, "reason", ""))
+        elif getattr(t, "connected", False):
+            self._set(True, "session connected")
+        elif getattr(t, "within_grace", lambda: False)():
+            self._set(True, "session moving to another server")  # writes wait for it meanwhile
         else:
-            ok = bool(getattr(t, "connected", False))
-            self._set(ok, "session connected" if ok else "no ZooKeeper session")
+            self._set(False, "no ZooKeeper session")
 
 
 class Ready(Dependency):

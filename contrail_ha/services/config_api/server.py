@@ -99,9 +99,10 @@ class ConfigApi:
             raise NotFound(f"Unknown resource type {name}")
         return rt
 
-    def require_writable(self) -> None:
-        """Refuse a write up front (503) when it could not be coordinated or announced."""
-        if not self.zk.connected:
+    async def require_writable(self) -> None:
+        """Refuse a write up front (503) when it could not be coordinated or announced. A ZooKeeper
+        session that is moving to another server (a leader election) is waited for, briefly."""
+        if not self.zk.connected and not await self.zk.wait_writable():
             raise Unavailable("No connection to zookeeper")
         if self.notifier is not None:
             self.notifier.check_capacity()  # too many unconfirmed notifications: refuse before writing
@@ -269,7 +270,7 @@ class ConfigApi:
         if not obj.get("display_name"):
             obj["display_name"] = fq_name[-1]
 
-        self.require_writable()
+        await self.require_writable()
         if not await self.zk.create_fq_lock(rt.object_type, fq_name, obj["uuid"]):
             # the lock holds the winner's uuid even before its Cassandra write lands
             existing = await self.zk.read_fq_lock(rt.object_type, fq_name) or \
@@ -311,7 +312,7 @@ class ConfigApi:
             changes["perms2"] = {**(old.get("perms2") or default_perms2()),
                                  **{k: v for k, v in clean["perms2"].items() if v is not None}}
         refs = await self.resolve_refs(rt, clean)
-        self.require_writable()
+        await self.require_writable()
         await self.hooks.pre_update(rt, old, changes, refs)
         await self.store.update(uuid, changes, refs or None)
         await self.changed("UPDATE", rt.object_type, uuid, old["fq_name"], old=old,
@@ -337,7 +338,7 @@ class ConfigApi:
                 for b in links if b["uuid"] not in relaxed]
         if back:
             raise Conflict(f"Delete when resource still referred: {back}")
-        self.require_writable()
+        await self.require_writable()
         await self.store.delete(uuid)
         await self.zk.delete_fq_lock(rt.object_type, obj["fq_name"], uuid)
         await self.hooks.post_delete(rt, obj)
@@ -602,7 +603,7 @@ class ConfigApi:
                 item["attr"] = attr
             current.append(item)
         resolved = await self.resolve_refs(rt, {ref_t.name: current})
-        self.require_writable()
+        await self.require_writable()
         await self.store.update(u, {"id_perms": {**obj["id_perms"], "last_modified": now()}}, resolved)
         await self.changed("UPDATE", rt.object_type, u, obj["fq_name"], new=resolved)
         return web.json_response({"uuid": u})
@@ -611,7 +612,7 @@ class ConfigApi:
         body = await self.body(request)
         if not isinstance(body, dict) or not body.get("uuid") or not body.get("ref-uuid"):
             raise FieldError("ref-uuid", "uuid and ref-uuid are required")
-        self.require_writable()
+        await self.require_writable()
         await self.store.relax_ref(body["uuid"], body["ref-uuid"])
         return web.json_response({"uuid": body["uuid"]})
 
@@ -689,7 +690,7 @@ class ConfigApi:
             new = {p.wrapper: elems} if p.has_wrapper else elems
             changes[f] = validate_prop(rt, f, new)
         if changes:
-            self.require_writable()
+            await self.require_writable()
             changes["id_perms"] = {**obj["id_perms"], "last_modified": now()}
             await self.store.update(obj["uuid"], changes, None)
             await self.changed("UPDATE", rt.object_type, obj["uuid"], obj["fq_name"], new=changes)
@@ -701,7 +702,7 @@ class ConfigApi:
             raise ConfigError("Body must be an object with operation and key")
         op, key = body.get("operation"), body.get("key")
         if op == "STORE":
-            self.require_writable()
+            await self.require_writable()
             await self.store.kv_store(key, body.get("value"))
             return web.Response(status=200, text="", content_type=TEXT)
         if op == "RETRIEVE":
@@ -712,7 +713,7 @@ class ConfigApi:
                 raise NotFound(f"Unknown key {key}")
             return web.json_response({"value": value})
         if op == "DELETE":
-            self.require_writable()
+            await self.require_writable()
             await self.store.kv_delete(key)
             return web.Response(status=200, text="", content_type=TEXT)
         raise FieldError("operation", f"must be STORE, RETRIEVE or DELETE, got {op!r}")
@@ -728,7 +729,7 @@ class ConfigApi:
         rt, obj = await self._prop_target(body["uuid"])
         perms2 = dict(obj.get("perms2") or default_perms2())
         fn(body, perms2)
-        self.require_writable()
+        await self.require_writable()
         await self.store.update(obj["uuid"], {"perms2": perms2}, None)
         await self.changed("UPDATE", rt.object_type, obj["uuid"], obj["fq_name"], new={"perms2": perms2})
         return web.json_response({})
@@ -774,7 +775,7 @@ class ConfigApi:
         family = body.get("family")
         if family not in (None, "v4", "v6"):
             raise FieldError("family", f"must be v4 or v6, got {family!r}")
-        self.require_writable()
+        await self.require_writable()
         owner = f"ip-alloc:{vn['uuid']}"
         out = []
         for _ in range(count):
@@ -788,7 +789,7 @@ class ConfigApi:
         addrs = body.get("ip_addr") if isinstance(body, dict) else None
         if not isinstance(addrs, list):
             raise FieldError("ip_addr", "expected a list of addresses")
-        self.require_writable()
+        await self.require_writable()
         for a in addrs:
             await self.ipam.free(vn, str(a))
         return web.Response(status=200, text="", content_type=TEXT)
@@ -861,7 +862,7 @@ class ConfigApi:
             for v in spec.get("delete_values") or []:
                 gone = await tag_ref(tag_type, v, is_global)
                 refs = [r for r in refs if r["uuid"] != gone["uuid"]]
-        self.require_writable()
+        await self.require_writable()
         await self.store.update(u, {"id_perms": {**obj["id_perms"], "last_modified": now()}}, {"tag_refs": refs})
         await self.changed("UPDATE", rt.object_type, u, obj["fq_name"], new={"tag_refs": refs})
         return web.json_response({})

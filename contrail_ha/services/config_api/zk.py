@@ -85,6 +85,10 @@ def subnet_path(vn_fq: Sequence[str] | str, subnet_cidr: str) -> str:
 # it pings every third of it and drops the connection after two thirds, then moves to another server
 # while the session lives on. 4 s: a silent server is left in ~2.7 s; a leader election (~1 s) is survived.
 SESSION_TIMEOUT_S = 4.0
+# A session that is SUSPENDED (its server stopped serving: a leader election, a dead server) is
+# usually back within a second or two on another server. Writes wait this long for it, and the
+# replica's health stays good meanwhile, before writes are refused with 503.
+RECONNECT_GRACE_S = 3.0
 
 
 class Coordinator:
@@ -110,6 +114,8 @@ class Coordinator:
         self.state: str = "CONNECTING"
         self.epoch = 0  # bumped on every (re)connection after the first: allocators reload lazily
         self._live = threading.Event()
+        self._up: asyncio.Event | None = None  # the same, on the event loop (set in ``start``)
+        self.down_since: float | None = time.monotonic()  # monotonic time the session stopped being CONNECTED
         self._ever_connected = False
         self._listeners: list[Callable[[str], Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -146,8 +152,11 @@ class Coordinator:
                 self.epoch += 1
             self._ever_connected = True
             self._live.set()
+            self.down_since = None
         else:
             self._live.clear()
+            if self.down_since is None:
+                self.down_since = time.monotonic()
         log.info("zookeeper session %s", str(state).lower())
         loop = self._loop
         if loop is None:
@@ -160,6 +169,11 @@ class Coordinator:
             pass
 
     def _notify(self, state: str) -> None:
+        if self._up is not None:
+            if state == KazooState.CONNECTED:
+                self._up.set()
+            else:
+                self._up.clear()
         for cb in list(self._listeners):
             self._safe(cb, state)
         if state == KazooState.LOST and not self._closing and self._watchdog is None:
@@ -199,6 +213,7 @@ class Coordinator:
         """Open the session (retried forever in the background). Waits up to ``timeout`` s for it;
         returns whether it is connected (writes are refused until it is)."""
         self._loop = asyncio.get_running_loop()
+        self._up = asyncio.Event()
         event = self.client.start_async()
         if await asyncio.to_thread(event.wait, timeout):
             if self.prefix:
@@ -208,7 +223,28 @@ class Coordinator:
         return False
 
     async def wait_connected(self, timeout: float) -> bool:
-        return await asyncio.to_thread(self._live.wait, timeout)
+        if self.connected:
+            return True
+        if self._up is None:  # not started on a loop: wait in a thread
+            return await asyncio.to_thread(self._live.wait, timeout)
+        try:
+            await asyncio.wait_for(self._up.wait(), timeout)
+        except TimeoutError:
+            pass
+        return self.connected
+
+    def within_grace(self) -> bool:
+        """Not connected, but only for less than ``RECONNECT_GRACE_S`` (after having been connected)."""
+        return self._ever_connected and self.down_since is not None and \
+            time.monotonic() - self.down_since < RECONNECT_GRACE_S
+
+    async def wait_writable(self) -> bool:
+        """Connected, or back within what is left of the reconnect grace."""
+        if self.connected:
+            return True
+        if not self.within_grace() or self.down_since is None:
+            return False
+        return await self.wait_connected(RECONNECT_GRACE_S - (time.monotonic() - self.down_since))
 
     async def close(self) -> None:
         self._closing = True

@@ -1,0 +1,66 @@
+"""The drill's pure parts: what it refuses, how it turns samples into figures, what counts as data loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from contrail_ha.operations import drill
+from contrail_ha.operations.drill import FAULTS, Result, Sample
+from contrail_ha.services.config_api import server
+from contrail_ha.topology.validate import load_topology
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _plan(name: str):
+    return load_topology(REPO / "examples" / f"{name}.yaml").plan()
+
+
+def test_every_fault_is_survivable_on_the_ha_topology_and_refused_on_all_in_one() -> None:
+    ha, aio = _plan("ha"), _plan("all-in-one")
+    assert {f.name for f in FAULTS.values() if f.needs(ha) is None} == set(FAULTS)
+    assert "controller-partition" in FAULTS
+    for f in FAULTS.values():
+        why = f.needs(aio)
+        assert why is not None and "needs at least" in why, f.name
+
+
+class _Workload:
+    def __init__(self, samples: list[Sample]) -> None:
+        self.samples = samples
+
+
+def test_summary_outage_writes_back_and_latency() -> None:
+    s = [Sample(t, "read", True, 0.01) for t in (0.5, 1.0, 1.5)]  # before the injection at t=2
+    s += [Sample(2.2, "read", True, 0.01), Sample(2.4, "create", False, 1.0, "HTTP 503"),
+          Sample(3.0, "create", False, 0.5, "HTTP 503"), Sample(5.2, "read", True, 2.0),
+          Sample(5.3, "create", True, 0.2), Sample(6.0, "create", True, 0.1)]
+    res = Result("x", {})
+    drill._summarise(res, _Workload(s), t_inject=2.0, t_heal=6.0)
+    assert res.requests == 9
+    assert res.failed == {"create: HTTP 503": 2}
+    assert res.longest_outage_s == 3.0  # nothing succeeded between 2.2 and 5.2
+    assert res.writes_back_s == 3.3  # the first good create after the last failed one
+    assert res.max_latency_ms == {"read": 2000.0, "create": 1000.0}
+
+
+def test_data_ok_counts_every_kind_of_loss() -> None:
+    assert Result("x", {}).data_ok
+    for field, value in (("lost", 1), ("mismatched", 1), ("duplicate_fq_names", 1), ("duplicate_vn_ids", 1),
+                         ("replicas_disagree", 1), ("analytics_lost", 1), ("analytics_duplicates", 1),
+                         ("minority_writes", {"200": 1})):
+        r = Result("x", {})
+        setattr(r, field, value)
+        assert not r.data_ok, field
+    assert Result("x", {}, minority_writes={"503": 4}).data_ok  # refusing is what the minority must do
+
+
+def test_create_uuid_follows_the_request_id() -> None:
+    token = server.REQUEST_ID.set("lb1_10.250.0.2:4711_10.10.100.10:8082_1700000000_42")
+    try:
+        a = server.create_uuid("virtual_network", ["default-domain", "p", "vn"])
+        assert a == server.create_uuid("virtual_network", ["default-domain", "p", "vn"])  # a retry: same uuid
+        assert a != server.create_uuid("virtual_network", ["default-domain", "p", "vn2"])
+    finally:
+        server.REQUEST_ID.reset(token)
+    assert server.create_uuid("virtual_network", ["default-domain", "p", "vn"]) != a  # no id: random
