@@ -227,9 +227,10 @@ def status(topology: Path | None, state_root: Path, as_json: bool) -> None:
               help="how long each fault is held before it is healed")
 @click.option("--rate", default=40.0, show_default=True, type=click.FloatRange(1, 1000),
               help="workload requests per second through the VIP (open loop)")
+@click.option("--keep", is_flag=True, help="keep the objects the drill created (default: delete them after the check)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...], repeat: int, seconds: float,
-          rate: float, as_json: bool) -> None:
+          rate: float, keep: bool, as_json: bool) -> None:
     """Inject real faults one at a time under a steady workload through the VIP; check no data is lost."""
     import asyncio
 
@@ -262,7 +263,7 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
         out = []
         for _ in range(repeat):
             for f in chosen:
-                out.append(await run_fault(plan, layout, f, fault_seconds=seconds, rate=rate,
+                out.append(await run_fault(plan, layout, f, fault_seconds=seconds, rate=rate, keep=keep,
                                            progress=(lambda m: None) if as_json else console.print))
         return out
 

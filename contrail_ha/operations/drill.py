@@ -370,6 +370,25 @@ async def _stored_messages(plan: Plan, wl: Workload, timeout: float = 120.0) -> 
             await asyncio.sleep(1)
 
 
+async def cleanup(plan: Plan, project: str) -> int:
+    """Delete what a drill created (its virtual networks, then its project); returns how many objects."""
+    base = f"http://{plan.vip}:{plan.ports.config_api}"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
+        async with s.get(f"{base}/virtual-networks", params={"parent_fq_name_str": f"default-domain:{project}"}) as r:
+            vns = [o["uuid"] for o in (await r.json())["virtual-networks"]] if r.status == 200 else []
+        sem = asyncio.Semaphore(16)
+
+        async def delete(path: str) -> None:
+            async with sem, s.delete(f"{base}/{path}") as r:
+                await r.read()
+        await asyncio.gather(*(delete(f"virtual-network/{u}") for u in vns))
+        ask = {"type": "project", "fq_name": ["default-domain", project]}
+        async with s.post(f"{base}/fqname-to-id", json=ask) as r:
+            if r.status == 200:
+                await delete(f"project/{(await r.json())['uuid']}")
+    return len(vns) + 1
+
+
 def _summarise(res: Result, wl: Workload, t_inject: float, t_heal: float) -> None:
     samples = sorted(wl.samples, key=lambda x: x.t)
     res.requests = len(samples)
@@ -438,7 +457,7 @@ async def _out_of_rotation(plan: Plan, layout: Layout, server: str, t0: float, t
 
 
 async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: float = 8.0,
-                    recovery_timeout: float = 300.0, rate: float = 40.0,
+                    recovery_timeout: float = 300.0, rate: float = 40.0, keep: bool = False,
                     progress: Callable[[str], None] = print) -> Result:
     """One drill: workload, inject, hold, heal, wait for full health, data check."""
     why = fault.needs(plan)
@@ -481,6 +500,8 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
     await wl.flush()
     _summarise(res, wl, t_inject, t_heal)
     await _data_check(plan, wl, res)
+    if not keep:
+        progress(f"{fault.name}: deleted the drill's {await cleanup(plan, project)} objects")
     progress(f"{fault.name}: {res.requests} requests, failed {sum(res.failed.values())}, "
              f"longest outage {res.longest_outage_s}s, writes back {res.writes_back_s}s, "
              f"recovery {res.recovery_s}s, analytics {res.analytics_sent} sent/{res.analytics_lost} lost, "
