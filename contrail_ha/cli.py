@@ -1,4 +1,4 @@
-"""The ``contrail-ha`` command line: init, validate, render, up, down, status, drill, logs.
+"""The ``contrail-ha`` command line: init, validate, render, up, scale, down, status, drill, logs.
 
 Exit status: 0 success; 1 the topology is invalid, the cluster degraded or an operation
 failed; 2 usage error (bad option, unreadable file).
@@ -156,6 +156,59 @@ def up(topology: Path | None, state_root: Path) -> None:
         err.print("the cluster is partly up; `contrail-ha status` shows what runs, `contrail-ha down` stops it")
         sys.exit(1)
     console.print("run `contrail-ha status` to see every component's health")
+
+
+@main.command()
+@click.argument("assignments", nargs=-1, required=True, metavar="NAME=REPLICAS...")
+@topology_opt
+@state_opt
+@click.option("--no-apply", is_flag=True, help="only edit and validate the topology file")
+def scale(assignments: tuple[str, ...], topology: Path | None, state_root: Path, no_apply: bool) -> None:
+    """Set how many contrail-api / contrail-analytics-api replicas run per host, e.g. `scale config-api=2`.
+
+    Edits the topology file (comments kept), validates it, then applies it to the running cluster:
+    new replicas start and join HAProxy's backends (HAProxy reloads, no connection is dropped);
+    removed ones stop.
+    """
+    import tempfile
+
+    from contrail_ha.topology.edit import EditError, parse_assignments, set_services
+
+    path = topology or _default_topology()
+    if not path.exists():
+        err.print(f"error: topology file {path} does not exist")
+        sys.exit(2)
+    try:
+        values = parse_assignments(assignments)
+        text = set_services(path.read_text(), values)
+    except EditError as e:
+        err.print(f"error: {e}")
+        sys.exit(2)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=path.parent, delete=False) as tmp:
+        tmp.write(text)
+    report = load_topology(Path(tmp.name))
+    if not report.ok:
+        Path(tmp.name).unlink()
+        _print_report(report, path)
+        sys.exit(1)
+    Path(tmp.name).replace(path)
+    console.print(f"{path}: " + ", ".join(f"services.{k} = {v}" for k, v in values.items()))
+    if no_apply:
+        return
+    from contrail_ha.runtime import cluster, netns
+
+    plan = report.plan()  # type: ignore[union-attr]
+    if not netns.exists(netns.ns_name(plan, netns.CLIENT)):
+        console.print(f"cluster {plan.cluster_id} is not up: `contrail-ha up -t {path}` starts it scaled")
+        return
+    _require_root()
+    t0 = time.monotonic()
+    try:
+        cluster.up(plan, _layout(plan, state_root), topology_text=text,
+                   progress=lambda m: console.print(f"[dim]{time.monotonic() - t0:6.1f}s[/] {m}"))
+    except cluster.UpError as e:
+        err.print(f"[red]scale failed[/]: {e}")
+        sys.exit(1)
 
 
 @main.command()

@@ -80,6 +80,9 @@ class ProcessSpec:
     stop_timeout: float = 30.0
     # When the real server is a child of argv[0] (rabbitmq-server -> beam.smp), its pid file.
     pid_file: str | None = None
+    # A signal that makes the running process re-read its (rewritten) configuration: a change of the
+    # rendered files alone then reloads it instead of restarting it (HAProxy: SIGUSR2, no downtime).
+    reload_signal: int | None = None
 
 
 @dataclass

@@ -205,6 +205,7 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
                 argv=["haproxy", "-db", "-W", "-f", str(cfg)],
                 stop_signal=signal.SIGUSR1,
                 stop_timeout=STOP_TIMEOUT_S,
+                reload_signal=signal.SIGUSR2,  # master-worker: new workers on the new config, no downtime
             )
         ],
     )

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout, ProcessSpec, Rendered, python
 from contrail_ha.runtime import netns, network, pids
-from contrail_ha.runtime.supervisor import GroupSpec
+from contrail_ha.runtime.supervisor import CONFIG_DIGEST, GroupSpec
 from contrail_ha.topology.model import Role
 from contrail_ha.topology.plan import (
     AGGREGATOR,
@@ -92,7 +92,7 @@ def render_instance(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
     # A config change must restart the process: fold the files' digest into its environment.
     digest = hashlib.sha256("".join(f"{k}\0{v}\0" for k, v in sorted((str(k), v) for k, v in r.files.items()))
                             .encode()).hexdigest()[:16]
-    r.processes = [replace(p, env={**p.env, "CONTRAIL_HA_CONFIG": digest}) for p in r.processes]
+    r.processes = [replace(p, env={**p.env, CONFIG_DIGEST: digest}) for p in r.processes]
     return r
 
 

@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,15 @@ class _Proc:
     backoff: float = BACKOFF_MIN
     next_start: float = 0.0
     last_exit: str = ""
+
+
+CONFIG_DIGEST = "CONTRAIL_HA_CONFIG"  # the rendered files' digest the orchestrator puts in each environment
+
+
+def _only_config_changed(old: ProcessSpec, new: ProcessSpec) -> bool:
+    """The command is the same; only the digest of the rendered files differs."""
+    strip = {CONFIG_DIGEST: ""}
+    return replace(old, env={**old.env, **strip}) == replace(new, env={**new.env, **strip})
 
 
 def _read_pid(path: str | None) -> int | None:
@@ -220,6 +229,11 @@ class Supervisor:
             if cur is None:
                 self.procs[spec.name] = _Proc(spec)
             elif cur.spec != spec:
+                if cur.pid is not None and spec.reload_signal and _only_config_changed(cur.spec, spec):
+                    self._log(f"reloading {spec.name} (signal {spec.reload_signal}): its configuration changed")
+                    os.kill(cur.pid, spec.reload_signal)
+                    cur.spec = spec
+                    continue
                 self._stop(cur)
                 cur.spec = spec
                 cur.next_start = 0

@@ -56,3 +56,52 @@ def test_logs_command(cluster: Cluster) -> None:
     assert p.returncode == 0 and "bird" in p.stdout
     bad = cluster.cli("logs", "nohost")
     assert bad.returncode == 2 and "unknown host 'nohost'" in bad.stderr
+
+
+def test_scale_config_api_out_and_back_without_dropping_requests(cluster: Cluster, tmp_path) -> None:
+    """`scale config-api=2`: a second replica per controller joins HAProxy (which reloads); then back to 1."""
+    import subprocess
+    import sys
+    import threading
+
+    import httpx
+
+    from contrail_ha.probes import haproxy
+
+    topo = tmp_path / "ha.yaml"
+    topo.write_text(cluster.topology.read_text())
+    results: list[int | str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with httpx.Client(timeout=10) as c:
+            while not stop.is_set():
+                try:
+                    results.append(c.get(f"http://{cluster.plan.vip}:8082/virtual-networks").status_code)
+                except httpx.HTTPError as e:
+                    results.append(e.__class__.__name__)
+
+    def scale(n: int) -> None:
+        p = subprocess.run([sys.executable, "-m", "contrail_ha.cli", "scale", f"config-api={n}", "-t", str(topo)],
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+
+    def servers() -> set[str]:
+        rows = haproxy.parse_stat(haproxy.command(haproxy.stats_socket(cluster.layout, "lb1"), "show stat"))
+        return set(haproxy.backends(rows)["contrail-api-backend"]["servers"])
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    try:
+        scale(2)
+        assert "config_api_replicas: 2" in topo.read_text() and "# contrail-api instances" in topo.read_text()
+        assert servers() == {f"ctrl{i}-config-api-{r}" for i in (1, 2, 3) for r in (1, 2)}
+        r = httpx.get(f"http://{cluster.plan.topology.host('ctrl1').ip}:18082/health", timeout=10)
+        assert r.status_code == 200, r.text
+        scale(1)
+        assert servers() == {f"ctrl{i}-config-api-1" for i in (1, 2, 3)}
+    finally:
+        stop.set()
+        t.join(30)
+    assert len(results) > 20
+    assert [x for x in results if x != 200] == []  # nothing dropped while HAProxy reloaded

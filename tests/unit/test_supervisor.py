@@ -105,3 +105,34 @@ def test_reload_restarts_changed_process(group: tuple[Path, subprocess.Popen[byt
     p.send_signal(signal.SIGHUP)
     new = _wait(lambda: (x := _state(run)["first"]["pid"]) and x != pid and x)
     assert Path(f"/proc/{new}/cmdline").read_bytes().split(b"\0")[1] == b"301"
+
+
+def test_config_change_reloads_by_signal_when_the_process_has_one(tmp_path: Path) -> None:
+    """Only the rendered files changed (their digest): the process gets its reload signal, keeps its pid."""
+    run = tmp_path / "run"
+    script = f"trap 'echo reloaded >> {tmp_path}/reloads' USR2; while true; do sleep 0.1; done"
+
+    def spec(digest: str, argv: list[str]) -> GroupSpec:
+        return GroupSpec(host="h1", role="test", run_dir=str(run), log_dir=str(tmp_path / "logs"), processes=[
+            ProcessSpec(name="lb", argv=argv, env={"CONTRAIL_HA_CONFIG": digest}, reload_signal=signal.SIGUSR2)])
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(spec("a", ["sh", "-c", script]).to_json())
+    with open(tmp_path / "sup.out", "wb") as out:
+        p = subprocess.Popen([sys.executable, "-m", "contrail_ha.runtime.supervisor", str(spec_file)],
+                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait(lambda: (run / "supervisor.pid").exists())
+        (run / "lb.enabled").touch()
+        pid = _wait(lambda: _state(run).get("lb", {}).get("pid"))
+        time.sleep(0.3)  # let the shell install its trap
+        spec_file.write_text(spec("b", ["sh", "-c", script]).to_json())
+        p.send_signal(signal.SIGHUP)
+        _wait(lambda: (tmp_path / "reloads").exists() and (tmp_path / "reloads").read_text() == "reloaded\n")
+        assert _state(run)["lb"]["pid"] == pid  # reloaded, not restarted
+        # a changed command still restarts it
+        spec_file.write_text(spec("b", ["sh", "-c", script + " # v2"]).to_json())
+        p.send_signal(signal.SIGHUP)
+        _wait(lambda: (x := _state(run)["lb"]["pid"]) and x != pid)
+    finally:
+        p.terminate()
+        p.wait(20)
