@@ -1,4 +1,4 @@
-"""The ``contrail-ha`` command line: init, validate, render, up, scale, down, status, drill, logs.
+"""The ``contrail-ha`` command line: init, validate, render, export, up, scale, down, status, drill, logs.
 
 Exit status: 0 success; 1 the topology is invalid, the cluster degraded or an operation
 failed; 2 usage error (bad option, unreadable file).
@@ -135,6 +135,39 @@ def render(directory: Path, topology: Path | None) -> None:
         (Path(g.spec.run_dir) / "spec.json").write_text(g.spec.to_json())
     n = sum(1 for p in layout.root.rglob("*") if p.is_file())
     console.print(f"rendered {n} files for {len(plan.topology.hosts)} hosts and the router into {layout.root}")
+
+
+@main.command()
+@click.argument("target", type=click.Choice(["compose", "kubernetes", "all"]))
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@topology_opt
+@click.option("--image", default=None, help="container image (default contrail-ha:<version>, see the Dockerfile)")
+def export(target: str, directory: Path, topology: Path | None, image: str | None) -> None:
+    """Write production artifacts for the topology: Docker Compose per host and/or Kubernetes manifests.
+
+    DIRECTORY gets a Dockerfile (the image), a manifest.json, compose/<host>/docker-compose.yaml with the
+    host's rendered tree in compose/<host>/state, and kubernetes/<cluster-id>.yaml.
+    """
+    from contrail_ha import export as ex
+    from contrail_ha.export import compose, kubernetes
+
+    plan, _ = _load(topology or DEFAULT_TOPOLOGY)
+    out = directory.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    root = DEFAULT_STATE_ROOT / plan.cluster_id
+    units = ex.units(plan, out, root)
+    (out / "Dockerfile").write_text(ex.dockerfile(plan))
+    (out / "manifest.json").write_text(ex.manifest(units))
+    (out / "README.md").write_text(ex.readme(plan, root))
+    if target in ("compose", "all"):
+        files = ex.write(units, out / "compose")
+        paths = compose.write(units, out / "compose", root, image)
+        console.print(f"compose: {len(paths)} hosts, {files} rendered files under {out / 'compose'}")
+    if target in ("kubernetes", "all"):
+        f = kubernetes.write(units, out / "kubernetes", plan.cluster_id, root, image)
+        console.print(f"kubernetes: {f} ({len(units)} deployments)")
+    console.print(f"image: build it with `docker build -f {out / 'Dockerfile'} -t {image or 'contrail-ha:<version>'} .`"
+                  " from a clone of this repository")
 
 
 @main.command()

@@ -130,22 +130,33 @@ class Group:
         return Path(self.spec.run_dir)
 
 
-def groups(plan: Plan, layout: Layout) -> list[Group]:
-    """Render everything and return the supervisor groups (files are written)."""
-    out: list[Group] = []
+def host_groups(plan: Plan, layout: Layout) -> list[tuple[Group, list[Rendered]]]:
+    """Every host's supervisor groups with the rendered files of their processes (nothing is written)."""
+    out: list[tuple[Group, list[Rendered]]] = []
     for h in plan.topology.hosts:
         by_role: dict[str, list[ProcessSpec]] = {}
+        files: dict[str, list[Rendered]] = {}
         for comp in COMPONENT_ORDER:
             for inst in plan.of(comp):
                 if inst.host.name != h.name:
                     continue
                 r = render_instance(plan, inst, layout)
-                write(r)
                 by_role.setdefault(GROUP_OF[comp], []).extend(r.processes)
+                files.setdefault(GROUP_OF[comp], []).append(r)
         for role in GROUP_ORDER:
             procs = by_role.get(role)
             if procs:
-                out.append(Group(h.name, role, _spec(layout, h.name, role, procs)))
+                out.append((Group(h.name, role, _spec(layout, h.name, role, procs)), files[role]))
+    return out
+
+
+def groups(plan: Plan, layout: Layout) -> list[Group]:
+    """Render everything and return the supervisor groups (files are written)."""
+    out: list[Group] = []
+    for g, rendered in host_groups(plan, layout):
+        for r in rendered:
+            write(r)
+        out.append(g)
     rr = render_router(plan, layout)
     write(rr)
     out.append(Group(netns.ROUTER, ROUTER_ROLE, _spec(layout, netns.ROUTER, ROUTER_ROLE, rr.processes)))

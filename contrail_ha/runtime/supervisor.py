@@ -274,10 +274,18 @@ class Supervisor:
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        sys.stderr.write("usage: python -m contrail_ha.runtime.supervisor SPEC.json\n")
+    args = sys.argv[1:]
+    enable_all = "--enable-all" in args  # in a container: every process runs from the start (no orchestrator)
+    args = [a for a in args if a != "--enable-all"]
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m contrail_ha.runtime.supervisor [--enable-all] SPEC.json\n")
         sys.exit(2)
-    Supervisor(Path(sys.argv[1])).run()
+    sup = Supervisor(Path(args[0]))
+    if enable_all:
+        sup.run_dir.mkdir(parents=True, exist_ok=True)
+        for name in sup.procs:
+            (sup.run_dir / f"{name}.enabled").touch()
+    sup.run()
 
 
 if __name__ == "__main__":
