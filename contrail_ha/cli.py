@@ -1,4 +1,4 @@
-"""The ``contrail-ha`` command line: init, validate, render, export, up, scale, down, status, drill, logs.
+"""The ``contrail-ha`` command line: init, validate, render, export, up, scale, down, status, drill, ui, logs.
 
 Exit status: 0 success; 1 the topology is invalid, the cluster degraded or an operation
 failed; 2 usage error (bad option, unreadable file).
@@ -371,6 +371,37 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
                       "[green]ok[/]" if r.data_ok else "[red]LOST/DUP[/]")
         console.print(t)
     sys.exit(0 if all(r.data_ok for r in results) else 1)
+
+
+@main.command()
+@topology_opt
+@state_opt
+@click.option("--listen", default="127.0.0.1:8180", show_default=True, metavar="IP:PORT",
+              help="where the UI listens (in this machine's own network namespace)")
+def ui(topology: Path | None, state_root: Path, listen: str) -> None:
+    """Serve the web UI: status, topology, alarms, UVEs, drill results and config objects."""
+    from contrail_ha.operations.status import collect
+    from contrail_ha.runtime import netns
+    from contrail_ha.ui import server
+
+    _require_root()
+    plan, _ = _load(topology, quiet=True)
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        err.print(f"error: --listen {listen!r}: expected IP:PORT")
+        sys.exit(2)
+    try:
+        sock = server.listen(host.strip("[]"), int(port))  # bound here, before moving to the client namespace
+    except OSError as e:
+        err.print(f"error: cannot listen on {listen}: {e}")
+        sys.exit(1)
+    client = netns.ns_name(plan, netns.CLIENT)
+    if netns.exists(client):
+        netns.enter(client)  # the cluster is reached from the client namespace, as users reach it
+    else:
+        console.print(f"[yellow]cluster {plan.cluster_id} is not up[/]: the UI shows what it can")
+    console.print(f"contrail-ha UI of cluster {plan.cluster_id}: http://{listen}/")
+    server.serve(server.build(plan, _layout(plan, state_root), collect), sock)
 
 
 @main.command()
