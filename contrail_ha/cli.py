@@ -311,7 +311,7 @@ def status(topology: Path | None, state_root: Path, as_json: bool) -> None:
 @click.option("--repeat", default=1, show_default=True, type=click.IntRange(1, 100), help="runs of each fault")
 @click.option("--seconds", default=8.0, show_default=True, type=click.FloatRange(1, 600),
               help="how long each fault is held before it is healed")
-@click.option("--rate", default=40.0, show_default=True, type=click.FloatRange(1, 1000),
+@click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(1, 1000),
               help="workload requests per second through the VIP (open loop)")
 @click.option("--keep", is_flag=True, help="keep the objects the drill created (default: delete them after the check)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")

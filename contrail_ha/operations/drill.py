@@ -151,6 +151,10 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
 ]}
 
 
+RATE = 20.0  # workload requests per second (open loop): about a fifth of what 3 replicas create per second
+CLIENT_TIMEOUT_S = 30.0  # a request not answered within this is a failure (HAProxy's own server timeout is 3 min)
+
+
 @dataclass
 class Sample:
     t: float  # completion time (monotonic)
@@ -201,7 +205,7 @@ class Workload:
     closed loop would measure its own stall as an outage).
     """
 
-    def __init__(self, plan: Plan, project: str, rate: float = 40.0, message_rate: float = 20.0,
+    def __init__(self, plan: Plan, project: str, rate: float = RATE, message_rate: float = 20.0,
                  max_in_flight: int = 1000) -> None:
         self.base = f"http://{plan.vip}:{plan.ports.config_api}"
         self.analytics = f"http://{plan.vip}:{plan.ports.analytics_api}/analytics"
@@ -265,7 +269,7 @@ class Workload:
         if self.generator is not None:
             self.generator.start()
         conn = aiohttp.TCPConnector(limit=self.max_in_flight)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10), connector=conn) as s:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S), connector=conn) as s:
             extra = asyncio.get_running_loop().create_task(self._messages()) if self.generator else None
             slots = asyncio.Semaphore(self.max_in_flight)
             running: set[asyncio.Task[None]] = set()
@@ -457,7 +461,7 @@ async def _out_of_rotation(plan: Plan, layout: Layout, server: str, t0: float, t
 
 
 async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: float = 8.0,
-                    recovery_timeout: float = 300.0, rate: float = 40.0, keep: bool = False,
+                    recovery_timeout: float = 300.0, rate: float = RATE, keep: bool = False,
                     progress: Callable[[str], None] = print) -> Result:
     """One drill: workload, inject, hold, heal, wait for full health, data check."""
     why = fault.needs(plan)

@@ -29,6 +29,10 @@ Choices (documented deviations are marked *):
   with ``type``/``fq_name`` and the fq-name column makes the object visible last: a crash in
   between leaves only invisible columns under an unused uuid (so the ZooKeeper stale-lock rule
   applies). Updates whose batch is too large are split per partition likewise.
+* While the driver holds a node down, and after a batchlog write timed out, a batch is applied
+  per partition (the mutations are idempotent): Cassandra's failure detector convicts a dead
+  node seconds after the driver lost its connections, and until then the coordinator may pick it
+  for the batchlog and wait out the write timeout.
 * A write that timed out (outcome unknown) during a create is undone best-effort with deletes
   carrying a later timestamp, so a failed create never surfaces later through batch-log replay.
 * Every read and write uses one consistency level (QUORUM by default); the driver knows every
@@ -402,6 +406,12 @@ class ConfigStore:
         if len(muts) == 1:
             await self._run(*self._stmt(muts[0]))
             return
+        if batch_type == BatchType.LOGGED and self.node_down():
+            # A node is down (the driver lost it): the coordinator may still pick it for the batchlog
+            # until Cassandra's failure detector convicts it, and such a batch waits out the write
+            # timeout. Go per partition at once, as after a batchlog timeout.
+            await self._per_partition(muts)
+            return
         b = cql.idempotent(BatchStatement(batch_type=batch_type, consistency_level=self.consistency))
         for m in muts:
             b.add(*self._stmt(m))
@@ -416,10 +426,18 @@ class ConfigStore:
                     cause.write_type not in (WriteType.BATCH_LOG, "BATCH_LOG"):
                 raise
             log.warning("batchlog write timed out (%s); applying the batch per partition", cause)
-            parts: dict[tuple[str, str], list[Mutation]] = {}
-            for m in muts:
-                parts.setdefault((m.table, m.key), []).append(m)
-            await asyncio.gather(*(self._send(p, BatchType.UNLOGGED) for p in parts.values()))
+            await self._per_partition(muts)
+
+    async def _per_partition(self, muts: list[Mutation]) -> None:
+        parts: dict[tuple[str, str], list[Mutation]] = {}
+        for m in muts:
+            parts.setdefault((m.table, m.key), []).append(m)
+        await asyncio.gather(*(self._send(p, BatchType.UNLOGGED) for p in parts.values()))
+
+    def node_down(self) -> bool:
+        """The driver holds a node of the ring for down (it lost its connections to it)."""
+        cluster = self._cluster
+        return cluster is not None and any(h.is_up is False for h in cluster.metadata.all_hosts())
 
     async def _write(self, muts: list[Mutation], commit: list[Mutation] | None = None) -> None:
         """All of ``muts`` + ``commit`` in one LOGGED batch if it fits the batch limit; else one
