@@ -178,6 +178,7 @@ class Result:
     recovered: bool = True
     acked_creates: int = 0
     lost: int = 0
+    lost_examples: list[str] = field(default_factory=list)  # "uuid: what the VIP answered", at most 10
     mismatched: int = 0
     duplicate_fq_names: int = 0
     duplicate_vn_ids: int = 0
@@ -313,8 +314,11 @@ async def _data_check(plan: Plan, wl: Workload, res: Result) -> None:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
         sem = asyncio.Semaphore(16)
 
+        statuses: dict[str, int] = {}
+
         async def read(url: str) -> dict[str, Any] | None:
             async with sem, s.get(url) as r:
+                statuses[url] = r.status
                 return (await r.json())["virtual-network"] if r.status == 200 else None
 
         def same(got: dict[str, Any] | None, sent: dict[str, Any]) -> bool:
@@ -323,9 +327,11 @@ async def _data_check(plan: Plan, wl: Workload, res: Result) -> None:
 
         items = list(wl.acked.items())
         via_vip = await asyncio.gather(*(read(f"{base}/virtual-network/{u}") for u, _ in items))
-        for got, (_u, sent) in zip(via_vip, items, strict=True):
+        for got, (u, sent) in zip(via_vip, items, strict=True):
             if got is None:
                 res.lost += 1
+                if len(res.lost_examples) < 10:
+                    res.lost_examples.append(f"{u}: HTTP {statuses.get(f'{base}/virtual-network/{u}')}")
             elif not same(got, sent):
                 res.mismatched += 1
         # the replicas agree: each reads the same content (a sample, from each one directly)

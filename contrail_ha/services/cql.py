@@ -25,14 +25,42 @@ HEARTBEAT_INTERVAL_S = 5
 HEARTBEAT_TIMEOUT_S = 5
 
 
+class WarmedUpFirst(RoundRobinPolicy):
+    """Round robin over the nodes, but a node that came (back) up less than ``warmup_s`` ago is
+    tried last: a restarted node answers its port long before it keeps up (JIT, commit-log and
+    hint replay on shared cores), and as the coordinator it would time requests out meanwhile."""
+
+    def __init__(self, warmup_s: float = 90.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.warmup_s, self.clock = warmup_s, clock
+        self._up_at: dict[Any, float] = {}
+
+    def on_up(self, host: Any) -> None:
+        self._up_at[host] = self.clock()
+        super().on_up(host)
+
+    def on_add(self, host: Any) -> None:
+        self._up_at[host] = self.clock()
+        super().on_add(host)
+
+    def warming(self, host: Any) -> bool:
+        t = self._up_at.get(host)
+        return t is not None and self.clock() - t < self.warmup_s
+
+    def make_query_plan(self, working_keyspace: Any = None, query: Any = None) -> Any:
+        plan = list(super().make_query_plan(working_keyspace, query))
+        return iter([h for h in plan if not self.warming(h)] + [h for h in plan if self.warming(h)])
+
+
 def cluster(ips: Sequence[str], port: int, *, consistency: int = ConsistencyLevel.QUORUM,
             request_timeout: float = 5.0, connect_timeout: float = 5.0, row_factory: Any = None) -> Cluster:
     """A driver cluster over every node of a ring (never a VIP), with the fail-over settings above.
 
-    Statements marked ``is_idempotent`` are retried on the next node after a client-side error.
+    Statements marked ``is_idempotent`` are retried on the next node after a client-side error;
+    nodes are tried in round robin, a node still warming up after a restart last.
     """
     kw: dict[str, Any] = {"row_factory": row_factory} if row_factory is not None else {}
-    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), consistency_level=consistency,
+    profile = ExecutionProfile(load_balancing_policy=WarmedUpFirst(), consistency_level=consistency,
                                request_timeout=request_timeout, **kw)
     return Cluster(list(ips), port=port, protocol_version=5, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
                    connect_timeout=connect_timeout, control_connection_timeout=connect_timeout,

@@ -128,3 +128,63 @@ def test_find_free_with_a_start_offset() -> None:
     a = IndexAllocator(Coordinator("127.0.0.1:1", "c"), "/tags/", 100, start=255)
     a.set_in_use(255)
     assert a._find(0, 99, frozenset({256}), False) == 2  # bit 2 = index 257
+
+
+def test_warming_node_is_tried_last_until_warmed_up() -> None:
+    from contrail_ha.services.cql import WarmedUpFirst
+
+    now = [100.0]
+    policy = WarmedUpFirst(warmup_s=60, clock=lambda: now[0])
+    policy.populate(None, ["a", "b", "c"])
+    plans = [list(policy.make_query_plan()) for _ in range(3)]
+    assert {p[0] for p in plans} == {"a", "b", "c"}  # plain round robin: each node coordinates in turn
+    policy.on_down("c")
+    policy.on_up("c")  # restarted: answers, but is still warming up
+    now[0] += 59
+    assert all(list(policy.make_query_plan())[-1] == "c" for _ in range(6))
+    assert sorted(policy.make_query_plan()) == ["a", "b", "c"]  # still a fallback, never dropped
+    now[0] += 2
+    assert {next(policy.make_query_plan()) for _ in range(6)} == {"a", "b", "c"}
+
+
+def _timed_out() -> store.Unavailable:
+    from cassandra import OperationTimedOut
+
+    try:
+        raise OperationTimedOut("Client request timeout")
+    except OperationTimedOut as cause:
+        err = store._unavailable(cause)
+        err.__cause__ = cause
+        return err
+
+
+@pytest.mark.parametrize("undo_ok", [True, False])
+def test_timed_out_create_is_undone_or_reported_unknown(undo_ok: bool) -> None:
+    """A create whose write timed out is undone (503, safe to retry); if the undo times out too the
+    outcome is unknown (504: a retry could be deleted by the late undo, so nothing retries it)."""
+    import asyncio
+
+    from contrail_ha.services.config_api.objects import ConfigError, OutcomeUnknown
+
+    s = store.ConfigStore(["127.0.0.1"], 9041, 1)
+    sent: list[list[store.Mutation]] = []
+
+    async def write(muts: list[store.Mutation], commit: list[store.Mutation] | None = None) -> None:
+        raise _timed_out()
+
+    async def send(muts: list[store.Mutation], *_: object) -> None:
+        sent.append(muts)
+        if not undo_ok:
+            raise _timed_out()
+
+    s._write = write  # type: ignore[method-assign]
+    s._send = send  # type: ignore[method-assign]
+    obj = {"uuid": U1, "type": "virtual_network", "fq_name": ["default-domain", "p", "vn"],
+           "parent_type": "project", "parent_uuid": U2, "display_name": "vn"}
+    with pytest.raises(ConfigError) as info:
+        asyncio.run(s.create(obj))
+    assert isinstance(info.value, OutcomeUnknown) is (not undo_ok)
+    assert info.value.status == (503 if undo_ok else 504)
+    [undo] = sent
+    assert store.Mutation(store.UUID_TABLE, U1, None) in undo  # the whole row
+    assert store.Mutation(store.UUID_TABLE, U2, store.col_child("virtual_network", U1)) in undo

@@ -54,3 +54,10 @@ class Unavailable(ConfigError):
     """The replica cannot serve this request now (e.g. no ZooKeeper session for a write)."""
 
     status = 503
+
+
+class OutcomeUnknown(ConfigError):
+    """A write timed out and could not be undone: it may still apply (HTTP 504, never retried by
+    HAProxy: a retry on another replica could be shadowed by the late undo)."""
+
+    status = 504

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from contrail_ha.services.config_api import objects
-from contrail_ha.services.config_api.objects import ConfigError, Conflict, NotFound, Obj, Unavailable
+from contrail_ha.services.config_api.objects import ConfigError, Conflict, NotFound, Obj, OutcomeUnknown, Unavailable
 from contrail_ha.services.config_api.schema import CONFIG_ROOT, ResourceType, canonical, schema
 from contrail_ha.services.config_api.validation import (
     FieldError,
@@ -280,9 +280,15 @@ class ConfigApi:
             await self.hooks.pre_create(rt, obj)
             try:
                 await self.store.create(obj)
+            except OutcomeUnknown:
+                raise
             except BaseException:
                 await self.hooks.undo_create(rt, obj)
                 raise
+        except OutcomeUnknown:
+            # The object may still appear: keep its fq-name lock (stale, hence replaceable, if it does
+            # not) and its allocations (a leaked id rather than one given twice).
+            raise
         except BaseException:
             await self.zk.delete_fq_lock(rt.object_type, fq_name, obj["uuid"])
             raise

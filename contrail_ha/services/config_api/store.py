@@ -33,8 +33,11 @@ Choices (documented deviations are marked *):
   per partition (the mutations are idempotent): Cassandra's failure detector convicts a dead
   node seconds after the driver lost its connections, and until then the coordinator may pick it
   for the batchlog and wait out the write timeout.
-* A write that timed out (outcome unknown) during a create is undone best-effort with deletes
-  carrying a later timestamp, so a failed create never surfaces later through batch-log replay.
+* A write that timed out (outcome unknown) during a create is undone with deletes carrying a
+  later timestamp, so a failed create never surfaces later through batch-log replay; the create
+  then fails with 503 (safe to retry, also on another replica: the retry's writes are later than
+  the undo). When the undo times out too, the create fails with 504 :class:`OutcomeUnknown`: the
+  object may or may not appear, and a retry could be deleted by the late undo, so nothing retries.
 * Every read and write uses one consistency level (QUORUM by default); the driver knows every
   node and has no VIP. Keyspaces and tables are created with ``IF NOT EXISTS`` and a
   deterministic table ``ID`` (uuid5 of ``keyspace.table``), so replicas creating them at the
@@ -70,7 +73,7 @@ from cassandra.connection import ConnectionException
 from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_factory
 
 from contrail_ha.services import cql
-from contrail_ha.services.config_api.objects import ENVELOPE, ConfigError, Obj, Unavailable, fq_str
+from contrail_ha.services.config_api.objects import ENVELOPE, ConfigError, Obj, OutcomeUnknown, Unavailable, fq_str
 
 log = logging.getLogger(__name__)
 
@@ -432,7 +435,11 @@ class ConfigStore:
         parts: dict[tuple[str, str], list[Mutation]] = {}
         for m in muts:
             parts.setdefault((m.table, m.key), []).append(m)
-        await asyncio.gather(*(self._send(p, BatchType.UNLOGGED) for p in parts.values()))
+        done = await asyncio.gather(*(self._send(p, BatchType.UNLOGGED) for p in parts.values()),
+                                    return_exceptions=True)
+        errors = [e for e in done if isinstance(e, BaseException)]
+        if errors:  # a timed-out one first: the caller must learn that some write may still apply
+            raise next((e for e in errors if isinstance(e.__cause__, (Timeout, OperationTimedOut))), errors[0])
 
     def node_down(self) -> bool:
         """The driver holds a node of the ring for down (it lost its connections to it)."""
@@ -548,18 +555,23 @@ class ConfigStore:
         try:
             await self._write(body + links, commit)
         except Unavailable as e:
-            if isinstance(e.__cause__, (Timeout, OperationTimedOut)):  # may still apply: undo it
-                await self._undo_create(u, t, fq, links)
+            if isinstance(e.__cause__, (Timeout, OperationTimedOut)) and \
+                    not await self._undo_create(u, t, fq, links):  # it may still apply
+                raise OutcomeUnknown(f"The create of {t} {u} timed out and may still apply "
+                                     f"(retry it after reading the object): {e}") from e
             raise
         self._cache_put(u, fq, t)
 
-    async def _undo_create(self, u: str, t: str, fq: list[str], links: list[Mutation]) -> None:
+    async def _undo_create(self, u: str, t: str, fq: list[str], links: list[Mutation]) -> bool:
+        """Delete what a timed-out create may have written (later timestamp); False if that failed too."""
         undo = [Mutation(UUID_TABLE, u, None), Mutation(FQ_TABLE, t, col_fq(fq, u))]
         undo += [Mutation(m.table, m.key, m.column) for m in links]
         try:
             await self._send(undo)
-        except Exception as e:  # best effort; the original error is what the caller sees
-            log.warning("could not undo the timed-out create of %s %s: %s", t, u, e)
+        except Exception as e:
+            log.warning("could not undo the timed-out create of %s %s (outcome unknown): %s", t, u, e)
+            return False
+        return True
 
     @staticmethod
     def _other_side(obj_type: str, obj_uuid: str, ref_type: str, ref_uuid: str, value: str | None) -> Mutation:
