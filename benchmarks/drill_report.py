@@ -27,9 +27,9 @@ def report(runs: list[dict[str, Any]]) -> str:
     by: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in runs:
         by[r["fault"]].append(r)
-    out = ["| fault | runs | requests | failed (kind: count, all runs) | longest outage s | writes back s "
-           "| out of rotation s | p99 ms | recovery s | acked creates | messages | lost / dup / differ / msgs lost |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| fault | runs | requests | failed (kind: count, all runs) | longest outage s | longest gap s "
+           "| writes back s | out of rotation s | p99 ms | recovery s | acked creates | messages | lost / dup / differ / msgs lost |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for fault, rs in by.items():
         failed: dict[str, int] = defaultdict(int)
         for r in rs:
@@ -47,7 +47,8 @@ def report(runs: list[dict[str, Any]]) -> str:
         out.append(
             f"| {fault} | {len(rs)} | {sum(r['requests'] for r in rs)} | "
             f"{', '.join(f'{k}: {v}' for k, v in sorted(failed.items())) or '0'}{extra} | "
-            f"{span([r['longest_outage_s'] for r in rs])} | {span([r['writes_back_s'] for r in rs])} | "
+            f"{span([r['longest_outage_s'] for r in rs])} | {span([r.get('longest_gap_s') for r in rs])} | "
+            f"{span([r['writes_back_s'] for r in rs])} | "
             f"{span([r.get('out_of_rotation_s') for r in rs])} | {span([r['p99_during_fault_ms'] for r in rs])} | "
             f"{span([r['recovery_s'] for r in rs])}{'' if all(r['recovered'] for r in rs) else ' (not all)'} | "
             f"{sum(r['acked_creates'] for r in rs)} | {sum(r['analytics_sent'] for r in rs)} | "

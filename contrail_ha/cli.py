@@ -7,6 +7,7 @@ failed; 2 usage error (bad option, unreadable file).
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -346,25 +347,33 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
     netns.enter(client)
 
     async def all_faults() -> list:
+        # SIGTERM as Ctrl-C: the drill heals the fault it holds, then stops
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         out = []
         for _ in range(repeat):
             for f in chosen:
                 out.append(await run_fault(plan, layout, f, fault_seconds=seconds, rate=rate, keep=keep,
-                                           progress=(lambda m: None) if as_json else console.print))
+                                           progress=err.print if as_json else console.print))
         return out
 
-    results = asyncio.run(all_faults())
+    try:
+        results = asyncio.run(all_faults())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        err.print("drill interrupted (the fault in progress was healed)")
+        sys.exit(130)
     path = save(results, layout)
     if as_json:
         click.echo(json.dumps([as_dict(r) for r in results], indent=2))
     else:
         t = Table(title=f"drill results ({path})")
-        for col in ("fault", "requests", "failed", "longest outage s", "writes back s", "p99 ms", "recovery s",
+        for col in ("fault", "requests", "failed", "longest outage s", "gap s", "writes back s", "p99 ms", "recovery s",
                     "acked", "lost", "dup names", "dup ids", "replicas differ", "messages", "msgs lost", "data"):
             t.add_column(col)
         for r in results:
             t.add_row(r.fault, str(r.requests), str(sum(r.failed.values())), str(r.longest_outage_s),
-                      str(r.writes_back_s), str(r.p99_during_fault_ms),
+                      str(r.longest_gap_s), str(r.writes_back_s), str(r.p99_during_fault_ms),
                       str(r.recovery_s) + ("" if r.recovered else " (not recovered)"), str(r.acked_creates),
                       str(r.lost), str(r.duplicate_fq_names), str(r.duplicate_vn_ids), str(r.replicas_disagree),
                       str(r.analytics_sent), str(r.analytics_lost + r.analytics_duplicates),

@@ -170,7 +170,8 @@ class Result:
     target: dict[str, Any]
     requests: int = 0
     failed: dict[str, int] = field(default_factory=dict)
-    longest_outage_s: float = 0.0
+    longest_outage_s: float = 0.0  # the longest span in which requests sent after the injection failed
+    longest_gap_s: float = 0.0  # the longest span after the injection in which no request completed well
     writes_back_s: float = 0.0  # from the injection until creates succeed again for good (0: none failed)
     p99_during_fault_ms: float = 0.0
     max_latency_ms: dict[str, float] = field(default_factory=dict)  # during the fault, by request kind
@@ -399,6 +400,23 @@ async def cleanup(plan: Plan, project: str) -> int:
     return len(vns) + 1
 
 
+def outage(samples: list[Sample], t_inject: float) -> float:
+    """The longest client-visible outage: in the order requests were sent, from the first of a run of
+    failed requests (not before the injection) until the next request that succeeded was sent - how
+    long a new request failed, as a poller sees it; a slow success is latency, not outage."""
+    longest, start = 0.0, None
+    for x in sorted(samples, key=lambda x: x.t - x.latency):
+        sent = x.t - x.latency
+        if not x.ok:
+            if start is None and x.t >= t_inject:
+                start = max(sent, t_inject)
+        elif start is not None:
+            longest, start = max(longest, sent - start), None
+    if start is not None:  # failing until the end of the workload
+        longest = max(longest, max(x.t for x in samples) - start)
+    return longest
+
+
 def _summarise(res: Result, wl: Workload, t_inject: float, t_heal: float) -> None:
     samples = sorted(wl.samples, key=lambda x: x.t)
     res.requests = len(samples)
@@ -406,9 +424,10 @@ def _summarise(res: Result, wl: Workload, t_inject: float, t_heal: float) -> Non
         if not x.ok:
             key = f"{x.kind}: {x.error}"
             res.failed[key] = res.failed.get(key, 0) + 1
-    # longest client-visible outage: after the injection, the longest time without any request succeeding
+    res.longest_outage_s = round(outage(samples, t_inject), 3)
+    # the longest time after the injection without any request completing well (latency included)
     ok_times = [t_inject] + [x.t for x in samples if x.ok and x.t >= t_inject]
-    res.longest_outage_s = round(max((b - a for a, b in itertools.pairwise(ok_times)), default=0.0), 3)
+    res.longest_gap_s = round(max((b - a for a, b in itertools.pairwise(ok_times)), default=0.0), 3)
     failed_creates = [x.t for x in samples if x.kind == "create" and not x.ok and x.t >= t_inject]
     if failed_creates:
         last = max(failed_creates)
@@ -486,10 +505,15 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
     probe_stop = asyncio.Event()
     probe = asyncio.get_running_loop().create_task(
         _probe_minority(done["minority"], project, probe_stop, minority)) if "minority" in done else None
-    await asyncio.sleep(fault_seconds)
-    probe_stop.set()
-    if probe is not None:
-        await probe
+    try:
+        await asyncio.sleep(fault_seconds)
+        probe_stop.set()
+        if probe is not None:
+            await probe
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): never leave the fault in place
+        progress(f"{fault.name}: interrupted; healing")
+        fault.heal(plan, layout, done)
+        raise
     t_heal = time.monotonic()
     await asyncio.to_thread(fault.heal, plan, layout, done)
     progress(f"{fault.name}: healed; waiting for every check to be healthy")
@@ -513,7 +537,7 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
     if not keep:
         progress(f"{fault.name}: deleted the drill's {await cleanup(plan, project)} objects")
     progress(f"{fault.name}: {res.requests} requests, failed {sum(res.failed.values())}, "
-             f"longest outage {res.longest_outage_s}s, writes back {res.writes_back_s}s, "
+             f"longest outage {res.longest_outage_s}s (gap {res.longest_gap_s}s), writes back {res.writes_back_s}s, "
              f"recovery {res.recovery_s}s, analytics {res.analytics_sent} sent/{res.analytics_lost} lost, "
              f"data {'ok' if res.data_ok else 'NOT OK'}")
     return res

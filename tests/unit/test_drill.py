@@ -39,9 +39,21 @@ def test_summary_outage_writes_back_and_latency() -> None:
     drill._summarise(res, _Workload(s), t_inject=2.0, t_heal=6.0)
     assert res.requests == 9
     assert res.failed == {"create: HTTP 503": 2}
-    assert res.longest_outage_s == 3.0  # nothing succeeded between 2.2 and 5.2
+    assert res.longest_gap_s == 3.0  # nothing completed well between 2.2 and 5.2
+    # requests sent from 2.5 failed until the one sent at 3.2 succeeded (slowly: latency, not outage);
+    # the create sent at 1.4 failed after requests sent later had succeeded: no outage for new requests
+    assert res.longest_outage_s == 0.7
     assert res.writes_back_s == 3.3  # the first good create after the last failed one
     assert res.max_latency_ms == {"read": 2000.0, "create": 1000.0}
+
+
+def test_outage_runs_until_a_success_is_sent_and_to_the_end_when_none_is() -> None:
+    s = [Sample(1.0, "read", True, 0.1), Sample(2.1, "read", False, 0.3), Sample(2.2, "read", False, 0.05),
+         Sample(2.6, "read", True, 0.2), Sample(2.7, "create", False, 0.6)]
+    assert round(drill.outage(s, t_inject=2.0), 3) == 0.4  # sent 2.0 (in flight at the kill) .. 2.4
+    tail = [Sample(4.0, "read", False, 0.1), Sample(5.0, "read", False, 0.2)]
+    assert round(drill.outage(s + tail, t_inject=2.0), 3) == 1.1  # sent 3.9 .. the end (5.0), none succeeded
+    assert drill.outage([Sample(3.0, "read", True, 0.5)], t_inject=2.0) == 0.0
 
 
 def test_data_ok_counts_every_kind_of_loss() -> None:
