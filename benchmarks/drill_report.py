@@ -28,7 +28,8 @@ def report(runs: list[dict[str, Any]]) -> str:
     for r in runs:
         by[r["fault"]].append(r)
     out = ["| fault | runs | requests | failed (kind: count, all runs) | longest outage s | longest gap s "
-           "| writes back s | out of rotation s | p99 ms | recovery s | acked creates | messages | lost / dup / differ / msgs lost |",
+           "| writes back s | out of rotation s | p99 ms | recovery s | acked creates | messages "
+           "| lost / dup / differ / msgs lost |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for fault, rs in by.items():
         failed: dict[str, int] = defaultdict(int)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from cassandra import ConsistencyLevel, InvalidRequest
+from cassandra import ConsistencyLevel, InvalidRequest, OperationTimedOut
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, ResponseFuture, Session
 from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
 
@@ -26,14 +26,23 @@ HEARTBEAT_TIMEOUT_S = 5
 
 
 class WarmedUpFirst(RoundRobinPolicy):
-    """Round robin over the nodes, but a node that came (back) up less than ``warmup_s`` ago is
-    tried last: a restarted node answers its port long before it keeps up (JIT, commit-log and
-    hint replay on shared cores), and as the coordinator it would time requests out meanwhile."""
+    """Round robin over the nodes, but a node that came (back) up less than ``warmup_s`` ago, or
+    that let a request time out less than ``suspect_s`` ago, is tried last: a restarted node answers
+    its port long before it keeps up (JIT, commit-log and hint replay on shared cores), and a node
+    cut off by a partition keeps its connections open while dropping every request (the idle
+    heartbeat never fires on busy connections) - as the coordinator either times requests out."""
 
-    def __init__(self, warmup_s: float = 90.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, warmup_s: float = 90.0, suspect_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self.warmup_s, self.clock = warmup_s, clock
+        self.warmup_s, self.suspect_s, self.clock = warmup_s, suspect_s, clock
         self._up_at: dict[Any, float] = {}
+        self._timed_out_at: dict[Any, float] = {}
+
+    def timed_out(self, host: Any) -> None:
+        """A request coordinated by ``host`` got no answer in time."""
+        if host is not None:
+            self._timed_out_at[host] = self.clock()
 
     def on_up(self, host: Any) -> None:
         self._up_at[host] = self.clock()
@@ -43,13 +52,13 @@ class WarmedUpFirst(RoundRobinPolicy):
         self._up_at[host] = self.clock()
         super().on_add(host)
 
-    def warming(self, host: Any) -> bool:
-        t = self._up_at.get(host)
-        return t is not None and self.clock() - t < self.warmup_s
+    def deferred(self, host: Any) -> bool:
+        now, up, late = self.clock(), self._up_at.get(host), self._timed_out_at.get(host)
+        return (up is not None and now - up < self.warmup_s) or (late is not None and now - late < self.suspect_s)
 
     def make_query_plan(self, working_keyspace: Any = None, query: Any = None) -> Any:
         plan = list(super().make_query_plan(working_keyspace, query))
-        return iter([h for h in plan if not self.warming(h)] + [h for h in plan if self.warming(h)])
+        return iter([h for h in plan if not self.deferred(h)] + [h for h in plan if self.deferred(h)])
 
 
 def cluster(ips: Sequence[str], port: int, *, consistency: int = ConsistencyLevel.QUORUM,
@@ -117,6 +126,10 @@ async def execute(session: Session, stmt: Any, params: Sequence[Any] | None = No
 
     def on_error(e: BaseException) -> None:
         nonlocal finished
+        if isinstance(e, OperationTimedOut):
+            policy = session.cluster.profile_manager.default.load_balancing_policy
+            if isinstance(policy, WarmedUpFirst):
+                policy.timed_out(e.last_host)
         if not finished:
             finished = True
             post(None, e)

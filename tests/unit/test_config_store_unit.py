@@ -134,7 +134,7 @@ def test_warming_node_is_tried_last_until_warmed_up() -> None:
     from contrail_ha.services.cql import WarmedUpFirst
 
     now = [100.0]
-    policy = WarmedUpFirst(warmup_s=60, clock=lambda: now[0])
+    policy = WarmedUpFirst(warmup_s=60, suspect_s=10, clock=lambda: now[0])
     policy.populate(None, ["a", "b", "c"])
     plans = [list(policy.make_query_plan()) for _ in range(3)]
     assert {p[0] for p in plans} == {"a", "b", "c"}  # plain round robin: each node coordinates in turn
@@ -143,6 +143,11 @@ def test_warming_node_is_tried_last_until_warmed_up() -> None:
     now[0] += 59
     assert all(list(policy.make_query_plan())[-1] == "c" for _ in range(6))
     assert sorted(policy.make_query_plan()) == ["a", "b", "c"]  # still a fallback, never dropped
+    now[0] += 2
+    assert {next(policy.make_query_plan()) for _ in range(6)} == {"a", "b", "c"}
+    policy.timed_out("b")  # cut off by a partition: its connections stay open, its requests time out
+    now[0] += 9
+    assert all(list(policy.make_query_plan())[-1] == "b" for _ in range(6))
     now[0] += 2
     assert {next(policy.make_query_plan()) for _ in range(6)} == {"a", "b", "c"}
 
