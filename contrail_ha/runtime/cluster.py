@@ -66,6 +66,7 @@ MODULES: dict[str, tuple[str, str]] = {
 }
 GROUP_ORDER = [Role.CONTROLLER.value, Role.ANALYTICSDB.value, Role.ANALYTICS.value, Role.LB.value, NODE_GROUP]
 ROUTER_ROLE = "router"
+QUORUM_TIMEOUT_S = 90.0  # a ZooKeeper ensemble whose servers all started must settle on a leader within this
 COMPONENT_ORDER = [ZOOKEEPER, RABBITMQ, CONFIG_DB, CONFIG_API, ANALYTICS_DB, KAFKA, COLLECTOR, AGGREGATOR,
                    ANALYTICS_API, HAPROXY, BIRD, LB_AGENT, NODE_AGENT]
 
@@ -306,10 +307,14 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
 
     def zookeeper() -> None:
         wave(plan.of(ZOOKEEPER), 120)
-        ok, detail = _quorum(plan, layout)
-        if not ok:
-            raise UpError(f"ZooKeeper has no quorum: {detail}")
-        progress(f"zookeeper quorum: {detail}")
+        # Every server served once; on starved cores a follower may still miss its leader's epoch
+        # (initLimit) and trigger a new election: wait for a stable quorum, not one sample of it.
+        deadline = time.monotonic() + QUORUM_TIMEOUT_S
+        while not (quorum := _quorum(plan, layout))[0]:
+            if abort.is_set() or time.monotonic() > deadline:
+                raise UpError(f"ZooKeeper has no quorum after {QUORUM_TIMEOUT_S:.0f}s: {quorum[1]}")
+            time.sleep(0.25)
+        progress(f"zookeeper quorum: {quorum[1]}")
 
     def rabbitmq() -> None:
         rabbit = plan.of(RABBITMQ)
