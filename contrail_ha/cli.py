@@ -316,16 +316,28 @@ def status(topology: Path | None, state_root: Path, as_json: bool) -> None:
               help="workload requests per second through the VIP (open loop)")
 @click.option("--keep", is_flag=True, help="keep the objects the drill created (default: delete them after the check)")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--heal", "heal_only", is_flag=True,
+              help="inject nothing: undo what a drill killed mid-fault left (held processes, cables, partitions)")
 def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...], repeat: int, seconds: float,
-          rate: float, keep: bool, as_json: bool) -> None:
+          rate: float, keep: bool, as_json: bool, heal_only: bool) -> None:
     """Inject real faults one at a time under a steady workload through the VIP; check no data is lost."""
     import asyncio
 
     from contrail_ha.operations.drill import FAULTS, as_dict, run_fault, save
+    from contrail_ha.operations.faults import heal_all
     from contrail_ha.runtime import netns
 
     _require_root()
     plan, _ = _load(topology, quiet=True)
+    if heal_only:
+        if not netns.exists(netns.ns_name(plan, netns.CLIENT)):
+            err.print(f"cluster {plan.cluster_id} is not up; nothing to heal")
+            sys.exit(1)
+        healed = heal_all(plan, _layout(plan, state_root))
+        for line in healed:
+            console.print(f"healed: {line}")
+        console.print(f"{len(healed)} fault(s) healed" if healed else "nothing to heal")
+        sys.exit(0)
     unknown = [n for n in fault_names if n not in FAULTS]
     if unknown:
         err.print(f"error: unknown fault(s) {', '.join(unknown)}; faults: {', '.join(FAULTS)}")

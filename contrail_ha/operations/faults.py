@@ -90,3 +90,21 @@ def partition(plan: Plan, host: str, peers: list[str]) -> None:
 def heal_partition(plan: Plan, host: str) -> None:
     # "add" first: deleting a table that is not there is an error, and healing twice is not
     network.nft(plan, host, f"add table inet {PARTITION_TABLE}\ndelete table inet {PARTITION_TABLE}\n")
+
+
+def heal_all(plan: Plan, layout: Layout) -> list[str]:
+    """Undo whatever a drill that died mid-fault may have left: held processes, pulled cables,
+    partition rules. Idempotent; returns what it healed."""
+    healed: list[str] = []
+    dirs = [layout.router_dir] + [layout.host_dir(h.name) for h in plan.topology.hosts]
+    for held in sorted(p for d in dirs for p in (d / "supervisor").glob("*/*.held")):
+        held.unlink(missing_ok=True)
+        healed.append(f"released {held.stem} ({held.parent.parent.parent.name})")
+    for h in plan.topology.hosts:
+        if not network.link_is_up(plan, h.name):
+            network.set_link(plan, h.name, up=True)
+            healed.append(f"plugged the cable of {h.name}")
+        if network.nft_has_table(plan, h.name, PARTITION_TABLE):
+            heal_partition(plan, h.name)
+            healed.append(f"removed the partition of {h.name}")
+    return healed

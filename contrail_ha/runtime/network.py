@@ -177,6 +177,21 @@ def set_link(plan: Plan, node: str, up: bool) -> None:
     _run(["ip", "-n", ns_name(plan, SWITCH), "link", "set", port_name(node), "up" if up else "down"])
 
 
+def link_is_up(plan: Plan, node: str) -> bool:
+    """Whether ``node``'s cable (its port on the bridge) is plugged (administratively up)."""
+    p = subprocess.run(["ip", "-n", ns_name(plan, SWITCH), "-o", "link", "show", port_name(node)],
+                       capture_output=True, text=True)
+    flags = p.stdout.split("<", 1)[-1].split(">", 1)[0].split(",")
+    return p.returncode == 0 and "UP" in flags
+
+
+def nft_has_table(plan: Plan, node: str, table: str, family: str = "inet") -> bool:
+    """Whether ``node``'s namespace has the nftables table."""
+    p = subprocess.run(["ip", "netns", "exec", ns_name(plan, node), "nft", "list", "table", family, table],
+                       capture_output=True, text=True)
+    return p.returncode == 0
+
+
 def nft(plan: Plan, node: str, script: str) -> None:
     """Apply an nftables script inside ``node``'s namespace (the fault drills' partitions)."""
     p = subprocess.run(["ip", "netns", "exec", ns_name(plan, node), "nft", "-f", "-"], input=script,

@@ -1,4 +1,4 @@
-"""Operating the running cluster: idempotent up, degraded status, logs."""
+"""Operating the running cluster: idempotent up, degraded status, logs, healing after a dead drill, scale."""
 
 from __future__ import annotations
 
@@ -56,6 +56,22 @@ def test_logs_command(cluster: Cluster) -> None:
     assert p.returncode == 0 and "bird" in p.stdout
     bad = cluster.cli("logs", "nohost")
     assert bad.returncode == 2 and "unknown host 'nohost'" in bad.stderr
+
+
+def test_drill_heal_undoes_what_a_dead_drill_left(cluster: Cluster) -> None:
+    """A drill killed by SIGKILL cannot heal its fault: `drill --heal` releases held processes, plugs
+    pulled cables and removes partition rules, and the cluster gets healthy again."""
+    plan, layout = cluster.plan, cluster.layout
+    faults.kill(plan, layout, "ctrl3", "analytics-api-1", hold=True)
+    faults.partition(plan, "ctrl3", ["lb2"])
+    faults.cut_link(plan, "lb2")
+    p = cluster.cli("drill", "--heal")
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    for line in ("released analytics-api-1 (ctrl3)", "removed the partition of ctrl3", "plugged the cable of lb2"):
+        assert line in p.stdout, p.stdout
+    again = cluster.cli("drill", "--heal")
+    assert again.returncode == 0 and "nothing to heal" in again.stdout, again.stdout
+    wait(lambda: cluster.cli("status").returncode == 0, 240, "healthy after drill --heal", interval=2)
 
 
 def test_scale_config_api_out_and_back_without_dropping_requests(cluster: Cluster, tmp_path) -> None:
