@@ -163,6 +163,11 @@ class Sample:
     latency: float
     error: str = ""
 
+    @property
+    def sent(self) -> float:
+        """When the request was sent (monotonic)."""
+        return self.t - self.latency
+
 
 @dataclass
 class Result:
@@ -405,13 +410,12 @@ def outage(samples: list[Sample], t_inject: float) -> float:
     failed requests (not before the injection) until the next request that succeeded was sent - how
     long a new request failed, as a poller sees it; a slow success is latency, not outage."""
     longest, start = 0.0, None
-    for x in sorted(samples, key=lambda x: x.t - x.latency):
-        sent = x.t - x.latency
+    for x in sorted(samples, key=lambda x: x.sent):
         if not x.ok:
             if start is None and x.t >= t_inject:
-                start = max(sent, t_inject)
+                start = max(x.sent, t_inject)
         elif start is not None:
-            longest, start = max(longest, sent - start), None
+            longest, start = max(longest, x.sent - start), None
     if start is not None:  # failing until the end of the workload
         longest = max(longest, max(x.t for x in samples) - start)
     return longest

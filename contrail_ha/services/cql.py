@@ -52,13 +52,18 @@ class WarmedUpFirst(RoundRobinPolicy):
         self._up_at[host] = self.clock()
         super().on_add(host)
 
-    def deferred(self, host: Any) -> bool:
-        now, up, late = self.clock(), self._up_at.get(host), self._timed_out_at.get(host)
+    def deferred(self, host: Any, now: float | None = None) -> bool:
+        now = self.clock() if now is None else now
+        up, late = self._up_at.get(host), self._timed_out_at.get(host)
         return (up is not None and now - up < self.warmup_s) or (late is not None and now - late < self.suspect_s)
 
     def make_query_plan(self, working_keyspace: Any = None, query: Any = None) -> Any:
-        plan = list(super().make_query_plan(working_keyspace, query))
-        return iter([h for h in plan if not self.deferred(h)] + [h for h in plan if self.deferred(h)])
+        now = self.clock()
+        first: list[Any] = []
+        last: list[Any] = []
+        for h in super().make_query_plan(working_keyspace, query):
+            (last if self.deferred(h, now) else first).append(h)
+        return iter(first + last)
 
 
 def cluster(ips: Sequence[str], port: int, *, consistency: int = ConsistencyLevel.QUORUM,

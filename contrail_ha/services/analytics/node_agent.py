@@ -283,9 +283,6 @@ def read_state(layout: Layout, host: str, role: str) -> dict[str, Any] | None:
     return d if isinstance(d, dict) else None
 
 
-pid_alive = pids.alive
-
-
 # --- component structs ----------------------------------------------------------------------------------
 def zookeeper_status(address: str, answer: str | None, error: str = "") -> dict[str, Any]:
     """``ZookeeperStatus`` from a ``srvr`` answer (``None``: the server did not answer, ``error`` says why).
@@ -732,7 +729,7 @@ class Agent:
             facts: list[Dependency] = []
         elif st is None:
             facts = [_Fact("supervisor", False, f"{role}: no state.json")]
-        elif not (isinstance(spid, int) and pid_alive(spid)):
+        elif not (isinstance(spid, int) and pids.alive(spid)):
             facts = [_Fact("supervisor", False, f"{role}: supervisor {spid} not running")]
         else:
             facts = [_Fact("supervisor", True, "")]
@@ -742,7 +739,7 @@ class Agent:
         """Read every role's state.json and publish each table's NodeStatus (when it changed)."""
         assert self.publisher is not None
         states = self.read_states()
-        infos = process_infos(states, self.expected, alive=pid_alive)
+        infos = process_infos(states, self.expected, alive=pids.alive)
         for table, entries in sorted(infos.items()):
             for e in entries:
                 before = self._states.get(e["process_name"])
