@@ -104,7 +104,8 @@ def test_reload_restarts_changed_process(group: tuple[Path, subprocess.Popen[byt
     spec_file.write_text(spec.to_json())
     p.send_signal(signal.SIGHUP)
     new = _wait(lambda: (x := _state(run)["first"]["pid"]) and x != pid and x)
-    assert Path(f"/proc/{new}/cmdline").read_bytes().split(b"\0")[1] == b"301"
+    # the state names the child as soon as it is forked; its cmdline is the new one once it has exec'd
+    assert _wait(lambda: Path(f"/proc/{new}/cmdline").read_bytes().split(b"\0")[1:2] == [b"301"])
 
 
 def test_config_change_reloads_by_signal_when_the_process_has_one(tmp_path: Path) -> None:
