@@ -18,7 +18,8 @@ from contrail_ha.services.config_api.defaults import ensure_defaults
 from contrail_ha.services.config_api.ipam import Ipam, complete_subnets
 from contrail_ha.services.config_api.objects import ConfigError, NotFound, Obj
 from contrail_ha.services.config_api.schema import ResourceType
-from contrail_ha.services.config_api.server import REQUESTER, ConfigApi, Hooks, errors
+from contrail_ha.services.config_api.server import ConfigApi, Hooks
+from contrail_ha.services.config_api.wire import REQUESTER, errors
 from contrail_ha.services.deps import Cassandra, Dependency
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ wrapper form (``{"key_value_pair": [...]}``).
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 Obj = dict[str, Any]
@@ -61,3 +62,29 @@ class OutcomeUnknown(ConfigError):
     HAProxy: a retry on another replica could be shadowed by the late undo)."""
 
     status = 504
+
+
+class RequestState:
+    """What one request has done so far; shared by every task and thread it spawns (a mutable
+    object in a context variable, so copies of the context see the same one)."""
+
+    __slots__ = ("wrote",)
+
+    def __init__(self) -> None:
+        self.wrote = False
+
+
+REQUEST_STATE: ContextVar[RequestState | None] = ContextVar("request_state", default=None)
+
+
+def mark_write() -> None:
+    """Called before the first write a request sends (Cassandra or ZooKeeper): from then on a
+    failure may have left a trace, so the request's error is never blamed on its input."""
+    st = REQUEST_STATE.get()
+    if st is not None:
+        st.wrote = True
+
+
+def wrote() -> bool:
+    st = REQUEST_STATE.get()
+    return st is not None and st.wrote

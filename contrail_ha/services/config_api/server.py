@@ -1,4 +1,5 @@
-"""contrail-api's HTTP layer: the VNC wire contract over the store, coordination and notifications.
+"""contrail-api's object writes and their HTTP routes: create, update, delete, ref-update,
+prop-collection, set-tag - each fully applied or not at all.
 
 Every route is generic over the 121 resource types of the schema. Client errors are 4xx with a
 ``text/plain`` message naming the field; nothing a client sends may produce a 500.
@@ -6,19 +7,18 @@ Every route is generic over the 121 resource types of the schema. Client errors 
 
 from __future__ import annotations
 
-import datetime
-import json
 import logging
 import uuid as uuidlib
-from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from typing import Any
 
 from aiohttp import web
 
 from contrail_ha.services.config_api import objects
-from contrail_ha.services.config_api.objects import ConfigError, Conflict, NotFound, Obj, OutcomeUnknown, Unavailable
-from contrail_ha.services.config_api.schema import CONFIG_ROOT, ResourceType, canonical, schema
+from contrail_ha.services.config_api.actions import Actions
+from contrail_ha.services.config_api.core import ApiCore, Hooks, default_id_perms, default_perms2, now
+from contrail_ha.services.config_api.listing import Listing
+from contrail_ha.services.config_api.objects import ConfigError, Conflict, NotFound, Obj, OutcomeUnknown
+from contrail_ha.services.config_api.schema import ResourceType
 from contrail_ha.services.config_api.validation import (
     FieldError,
     resolve_parent_type,
@@ -26,198 +26,14 @@ from contrail_ha.services.config_api.validation import (
     validate_object,
     validate_prop,
 )
+from contrail_ha.services.config_api.wire import REQUEST_ID, TEXT, _csv
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 1024 * 1024
-TEXT = "text/plain"
-PAGINATE_DEFAULT = 256
 
+class ConfigApi(Listing, Actions, ApiCore):
+    """The whole contrail-api: CRUD and the actions over one store, coordinator and notifier."""
 
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
-
-
-def default_id_perms(uuid: str, description: str | None = None, enable: bool = True) -> dict[str, Any]:
-    u = uuidlib.UUID(uuid)
-    ts = now()
-    return {
-        "permissions": {"owner": "cloud-admin", "owner_access": 7, "group": "cloud-admin-group",
-                        "group_access": 7, "other_access": 7},
-        "uuid": {"uuid_mslong": u.int >> 64, "uuid_lslong": u.int & ((1 << 64) - 1)},
-        "enable": enable, "created": ts, "last_modified": ts, "description": description,
-        "user_visible": True, "creator": None,
-    }
-
-
-def default_perms2(owner: str = "cloud-admin") -> dict[str, Any]:
-    return {"owner": owner, "owner_access": 7, "global_access": 0, "share": []}
-
-
-def _bool(v: str | None) -> bool:
-    return v is not None and "true" in v.lower()
-
-
-def _csv(v: str | None) -> list[str]:
-    return [x for x in (v or "").split(",") if x]
-
-
-class Hooks:
-    """Type-specific behaviour around the generic create/update/delete (ids, IPAM ...)."""
-
-    async def pre_create(self, rt: ResourceType, obj: Obj) -> None:
-        """Fill or check type-specific fields; may raise ConfigError."""
-
-    async def undo_create(self, rt: ResourceType, obj: Obj) -> None:
-        """Release what pre_create took when the create fails."""
-
-    async def pre_update(self, rt: ResourceType, old: Obj, changes: Obj, refs: dict[str, Any]) -> None:
-        """Check or complete an update (``refs``: the ref lists it replaces)."""
-
-    async def post_delete(self, rt: ResourceType, obj: Obj) -> None:
-        """Release what the object held."""
-
-
-class ConfigApi:
-    """The API over a store, a coordinator and a notifier (each with the documented async API)."""
-
-    def __init__(self, store: Any, zk: Any, notifier: Any, hooks: Hooks | None = None) -> None:
-        self.schema = schema()
-        self.store = store
-        self.zk = zk
-        self.notifier = notifier
-        self.hooks = hooks or Hooks()
-        self.aaa_mode = "no-auth"
-        self.ipam: Any = None
-        # Called after every change is stored and announced: (oper, type, uuid, fq_name, old, new).
-        self.audit: Callable[[str, str, str, list[str], Obj | None, Obj | None], None] | None = None
-
-    # --- helpers -------------------------------------------------------------------------------
-    def rtype(self, name: str) -> ResourceType:
-        rt = self.schema.get(name)
-        if rt is None or rt.resource_type == CONFIG_ROOT:
-            raise NotFound(f"Unknown resource type {name}")
-        return rt
-
-    async def require_writable(self) -> None:
-        """Refuse a write up front (503) when it could not be coordinated or announced. A ZooKeeper
-        session that is moving to another server (a leader election) is waited for, briefly."""
-        if not self.zk.connected and not await self.zk.wait_writable():
-            raise Unavailable("No connection to zookeeper")
-        if self.notifier is not None:
-            self.notifier.check_capacity()  # too many unconfirmed notifications: refuse before writing
-
-    @staticmethod
-    async def body(request: web.Request) -> Any:
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise ConfigError(f"Request body too large: {request.content_length} > {MAX_BODY} bytes", 413)
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge as e:
-            raise ConfigError(f"Request body too large: more than {MAX_BODY} bytes", 413) from e
-        if len(raw) > MAX_BODY:
-            raise ConfigError(f"Request body too large: {len(raw)} > {MAX_BODY} bytes", 413)
-        if not raw.strip():
-            return None
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ConfigError(f"Malformed JSON body: {e}") from e
-
-    @staticmethod
-    def base(request: web.Request) -> str:
-        return f"{request.scheme}://{request.host}"
-
-    def href(self, base: str, type_name: str, uuid: str) -> str:
-        rt = self.schema.get(type_name)
-        return f"{base}/{rt.resource_type if rt else canonical(type_name)}/{uuid}"
-
-    def present(self, base: str, rt: ResourceType, obj: Obj, exclude_hrefs: bool = False) -> Obj:
-        """An object as the wire shows it: name, hrefs on self, parent, refs, children, back-refs."""
-        out: Obj = {k: v for k, v in obj.items() if k != "type"}
-        out["name"] = obj["fq_name"][-1]
-        if not exclude_hrefs:
-            out["href"] = self.href(base, rt.resource_type, obj["uuid"])
-            if obj.get("parent_type") and obj.get("parent_uuid"):
-                out["parent_href"] = self.href(base, obj["parent_type"], obj["parent_uuid"])
-        for field, links in list(out.items()):
-            if not isinstance(links, list):
-                continue
-            target: str | None = None
-            if field in rt.refs:
-                target = rt.refs[field].target
-            elif field in rt.children:
-                target = rt.children[field].child_type
-            elif field in rt.back_refs:
-                target = rt.back_refs[field].source
-            if target is None:
-                continue
-            shown = []
-            for link in links:
-                item = dict(link)
-                if field in rt.refs and "attr" not in item and rt.refs[field].attr_type:
-                    item["attr"] = None
-                if not exclude_hrefs and item.get("uuid"):
-                    item["href"] = self.href(base, target, item["uuid"])
-                shown.append(item)
-            out[field] = shown
-        return out
-
-    async def lookup(self, rt: ResourceType, uuid: str, fields: list[str] | None = None) -> Obj:
-        obj = await self.store.read(uuid, fields=fields)
-        if obj is None or obj.get("type") != rt.object_type:
-            raise NotFound(f"{rt.resource_type} {uuid} not found")
-        return obj
-
-    async def resolve_refs(self, rt: ResourceType, body: Obj) -> dict[str, list[Obj]]:
-        """Each ref in ``body`` with its target's uuid and fq_name; 400 on a bad or missing target."""
-        out: dict[str, list[Obj]] = {}
-        for field, ref_t in rt.refs.items():
-            if field not in body:
-                continue
-            refs = body[field] or []
-            if not isinstance(refs, list):
-                raise FieldError(field, f"expected a list of refs, got {type(refs).__name__}")
-            target = self.schema[ref_t.target]
-            resolved = []
-            for i, ref in enumerate(refs):
-                if not isinstance(ref, dict):
-                    raise FieldError(f"{field}[{i}]", "expected an object with 'to' or 'uuid'")
-                to = ref.get("to")
-                if isinstance(to, dict) and to.get("uuid"):  # client quirk of set_<ref>_list([obj])
-                    ref = {**ref, "uuid": to["uuid"], "to": None}
-                    to = None
-                ref_uuid = ref.get("uuid")
-                if ref_uuid:
-                    found = await self.store.uuid_to_fq_name(ref_uuid)
-                    if found is None:
-                        raise ConfigError(f"{field}[{i}]: {ref_t.target} {ref_uuid} not found", 404)
-                    fq, otype = found
-                    if otype != target.object_type:
-                        raise FieldError(f"{field}[{i}]",
-                                         f"refers to a {canonical(otype)}, not a {ref_t.target} ({ref_uuid})")
-                elif isinstance(to, list) and to and all(isinstance(x, str) for x in to):
-                    ref_uuid = await self.store.fq_name_to_uuid(target.object_type, to)
-                    if ref_uuid is None:
-                        raise ConfigError(f"{field}[{i}]: {ref_t.target} {to} not found", 404)
-                    fq = list(to)
-                else:
-                    raise FieldError(f"{field}[{i}].to", f"expected the fq_name of a {ref_t.target}, got {to!r}")
-                item: Obj = {"to": fq, "uuid": ref_uuid}
-                if ref_t.attr_type:
-                    item["attr"] = ref.get("attr")
-                resolved.append(item)
-            out[field] = resolved
-        return out
-
-    async def changed(self, oper: str, obj_type: str, uuid: str, fq_name: list[str], *,
-                      obj_dict: Obj | None = None, old: Obj | None = None, new: Obj | None = None) -> None:
-        """A change is stored: notify the other replicas (RabbitMQ), then log it (analytics)."""
-        await self.notifier.publish(oper, obj_type, uuid, fq_name, obj_dict=obj_dict)
-        if self.audit is not None:
-            self.audit(oper, obj_type, uuid, fq_name, old, new)
-
-    # --- CRUD ------------------------------------------------------------------------------------
     async def create(self, rt: ResourceType, body: Any, base: str) -> Obj:
         """Validate, lock the fq_name in ZooKeeper, write Cassandra, notify. Returns the stored object."""
         if not isinstance(body, dict):
@@ -350,107 +166,6 @@ class ConfigApi:
         await self.hooks.post_delete(rt, obj)
         await self.changed("DELETE", rt.object_type, uuid, obj["fq_name"], obj_dict=obj, old=obj)
 
-    # --- list ----------------------------------------------------------------------------------
-    async def list(self, rt: ResourceType, q: dict[str, Any], base: str) -> Obj:
-        def ids(key: str) -> list[str] | None:
-            v = q.get(key)
-            if v is None:
-                return None
-            return [x for x in (v if isinstance(v, list) else _csv(str(v)))]
-
-        parent_uuids = ids("parent_id")
-        if q.get("parent_fq_name_str"):
-            ptype = q.get("parent_type") or rt.default_parent_type
-            if not ptype or ptype == CONFIG_ROOT or self.schema.get(ptype) is None:
-                return {rt.collection: []}
-            puuid = await self.store.fq_name_to_uuid(self.schema[ptype].object_type,
-                                                     str(q["parent_fq_name_str"]).split(":"))
-            if puuid is None:
-                return {rt.collection: []}
-            parent_uuids = [puuid]
-        entries = await self.store.list(rt.object_type, parent_uuids=parent_uuids,
-                                        back_ref_uuids=ids("back_ref_id"), obj_uuids=ids("obj_uuids"))
-        fq_names = ids("fq_names")
-        if fq_names is not None:
-            wanted = {tuple(f.split(":")) for f in fq_names}
-            entries = [e for e in entries if tuple(e[0]) in wanted]
-        filters = self._filters(q.get("filters"))
-        fields = [f for f in (ids("fields") or []) if f in rt.field_names]
-        detail = q.get("detail") is True or _bool(str(q.get("detail"))) if q.get("detail") is not None else False
-        count = q.get("count") is True or (isinstance(q.get("count"), str) and _bool(q["count"]))
-        exclude_hrefs = "exclude_hrefs" in q and q.get("exclude_hrefs") not in (False, "False", "false")
-        entries.sort(key=lambda e: (e[0], e[1]))
-        marker: str | None = None
-        paginate = q.get("page_limit") is not None
-        if paginate:
-            try:
-                limit = int(q["page_limit"])
-            except (TypeError, ValueError) as e:
-                raise FieldError("page_limit", f"must be an integer, got {q['page_limit']!r}") from e
-            if limit < 1:
-                raise FieldError("page_limit", f"must be at least 1, got {limit}")
-            entries.sort(key=lambda e: e[1])  # pages follow uuid order; the marker is the last uuid
-            after = q.get("page_marker")
-            if after:
-                entries = [e for e in entries if e[1] > str(after)]
-            if len(entries) > limit:
-                entries = entries[:limit]
-                marker = entries[-1][1]
-        need_objects = bool(filters) or detail or fields
-        objs: list[Obj] = []
-        if need_objects:
-            want = None if detail else sorted(set(fields) | {k for k, _ in filters})
-            found = await self.store.read_many([u for _, u in entries], fields=want)
-            for o in found:
-                if o is None or o.get("type") != rt.object_type:
-                    continue
-                if filters and not all(any(o.get(k) == v for v in vals) for k, vals in self._group(filters)):
-                    continue
-                objs.append(o)
-        if count:
-            n = len(objs) if filters else len(entries)
-            return {rt.collection: {"count": n}}
-        if not detail:
-            if not need_objects:
-                items = [{"uuid": u, "fq_name": fq} for fq, u in entries]
-            else:
-                items = [{"uuid": o["uuid"], "fq_name": o["fq_name"], **{f: o[f] for f in fields if f in o}}
-                         for o in objs]
-            if not exclude_hrefs:
-                for it in items:
-                    it["href"] = self.href(base, rt.resource_type, it["uuid"])
-            return {rt.collection: items, "marker": marker} if paginate else {rt.collection: items}
-        out = []
-        for o in objs:
-            shown = self.present(base, rt, o, exclude_hrefs)
-            for f in list(shown):
-                if (f in rt.children or f in rt.back_refs) and f not in fields:
-                    del shown[f]
-            out.append({rt.resource_type: shown})
-        return {rt.collection: out, "marker": marker} if paginate else {rt.collection: out}
-
-    @staticmethod
-    def _filters(raw: Any) -> list[tuple[str, Any]]:
-        if not raw:
-            return []
-        out = []
-        for part in str(raw).split(","):
-            if "==" not in part:
-                raise FieldError("filters", f"expected key==<json>, got {part!r}")
-            k, v = part.split("==", 1)
-            try:
-                out.append((k, json.loads(v)))
-            except ValueError:
-                out.append((k, v))
-        return out
-
-    @staticmethod
-    def _group(filters: list[tuple[str, Any]]) -> list[tuple[str, list[Any]]]:
-        grouped: dict[str, list[Any]] = {}
-        for k, v in filters:
-            grouped.setdefault(k, []).append(v)
-        return list(grouped.items())
-
     # --- routes ----------------------------------------------------------------------------------
     def add_routes(self, app: web.Application) -> None:
         r = app.router
@@ -485,12 +200,6 @@ class ConfigApi:
 
     async def h_home(self, request: web.Request) -> web.Response:
         return web.json_response(self.schema.homepage(self.base(request)))
-
-    def _collection(self, request: web.Request) -> ResourceType:
-        rt = self.schema.by_collection(request.match_info["collection"])
-        if rt is None:
-            raise NotFound(f"Unknown collection /{request.match_info['collection']}")
-        return rt
 
     async def h_create(self, request: web.Request) -> web.Response:
         rt = self._collection(request)
@@ -537,40 +246,6 @@ class ConfigApi:
         rt = self.rtype(request.match_info["type"])
         await self.delete(rt, request.match_info["uuid"], self.base(request))
         return web.Response(status=200, text="", content_type=TEXT)
-
-    async def h_list(self, request: web.Request) -> web.Response:
-        rt = self._collection(request)
-        return web.json_response(await self.list(rt, dict(request.query), self.base(request)))
-
-    async def h_list_bulk(self, request: web.Request) -> web.Response:
-        body = await self.body(request)
-        if not isinstance(body, dict) or not body.get("type"):
-            raise FieldError("type", "list-bulk-collection needs a body with 'type'")
-        rt = self.rtype(body["type"])
-        return web.json_response(await self.list(rt, body, self.base(request)))
-
-    async def h_fqname_to_id(self, request: web.Request) -> web.Response:
-        body = await self.body(request)
-        if not isinstance(body, dict):
-            raise ConfigError("Body must be an object with type and fq_name")
-        rt = self.rtype(str(body.get("type") or ""))
-        fq = body.get("fq_name")
-        if not isinstance(fq, list) or not fq or not all(isinstance(x, str) for x in fq):
-            raise FieldError("fq_name", f"expected a list of strings, got {fq!r}")
-        u = await self.store.fq_name_to_uuid(rt.object_type, fq)
-        if u is None:
-            raise NotFound(f"Name {fq} not found")
-        return web.json_response({"uuid": u})
-
-    async def h_id_to_fqname(self, request: web.Request) -> web.Response:
-        body = await self.body(request)
-        u = body.get("uuid") if isinstance(body, dict) else None
-        if not isinstance(u, str):
-            raise FieldError("uuid", "missing")
-        found = await self.store.uuid_to_fq_name(u)
-        if found is None:
-            raise NotFound(f"UUID {u} not found")
-        return web.json_response({"fq_name": found[0], "type": canonical(found[1])})
 
     async def h_ref_update(self, request: web.Request) -> web.Response:
         body = await self.body(request)
@@ -621,13 +296,6 @@ class ConfigApi:
         await self.require_writable()
         await self.store.relax_ref(body["uuid"], body["ref-uuid"])
         return web.json_response({"uuid": body["uuid"]})
-
-    async def _prop_target(self, u: str) -> tuple[ResourceType, Obj]:
-        found = await self.store.uuid_to_fq_name(u)
-        if found is None:
-            raise NotFound(f"UUID {u} not found")
-        rt = self.schema[found[1]]
-        return rt, await self.lookup(rt, u)
 
     async def h_prop_get(self, request: web.Request) -> web.Response:
         q = request.query
@@ -702,121 +370,6 @@ class ConfigApi:
             await self.changed("UPDATE", rt.object_type, obj["uuid"], obj["fq_name"], new=changes)
         return web.Response(status=200, text="", content_type=TEXT)
 
-    async def h_kv(self, request: web.Request) -> web.Response:
-        body = await self.body(request)
-        if not isinstance(body, dict):
-            raise ConfigError("Body must be an object with operation and key")
-        op, key = body.get("operation"), body.get("key")
-        if op == "STORE":
-            await self.require_writable()
-            await self.store.kv_store(key, body.get("value"))
-            return web.Response(status=200, text="", content_type=TEXT)
-        if op == "RETRIEVE":
-            if key is None:
-                return web.json_response({"value": await self.store.kv_all()})
-            value = await self.store.kv_retrieve(key)
-            if value is None:
-                raise NotFound(f"Unknown key {key}")
-            return web.json_response({"value": value})
-        if op == "DELETE":
-            await self.require_writable()
-            await self.store.kv_delete(key)
-            return web.Response(status=200, text="", content_type=TEXT)
-        raise FieldError("operation", f"must be STORE, RETRIEVE or DELETE, got {op!r}")
-
-    async def h_obj_perms(self, request: web.Request) -> web.Response:
-        return web.json_response({"token_info": None, "is_cloud_admin_role": True,
-                                  "is_global_read_only_role": False, "permissions": "RWX"})
-
-    async def _perms_update(self, request: web.Request, fn: Callable[[Obj, Obj], None]) -> web.Response:
-        body = await self.body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("uuid"), str):
-            raise FieldError("uuid", "missing")
-        rt, obj = await self._prop_target(body["uuid"])
-        perms2 = dict(obj.get("perms2") or default_perms2())
-        fn(body, perms2)
-        await self.require_writable()
-        await self.store.update(obj["uuid"], {"perms2": perms2}, None)
-        await self.changed("UPDATE", rt.object_type, obj["uuid"], obj["fq_name"], new={"perms2": perms2})
-        return web.json_response({})
-
-    async def h_chown(self, request: web.Request) -> web.Response:
-        def apply(body: Obj, perms2: Obj) -> None:
-            if not body.get("owner"):
-                raise FieldError("owner", "missing")
-            perms2["owner"] = str(body["owner"]).replace("-", "")
-        return await self._perms_update(request, apply)
-
-    async def h_chmod(self, request: web.Request) -> web.Response:
-        def apply(body: Obj, perms2: Obj) -> None:
-            for k in ("owner", "owner_access", "global_access", "share"):
-                if body.get(k) is not None:
-                    if k.endswith("_access") and (not isinstance(body[k], int) or not 0 <= body[k] <= 7):
-                        raise FieldError(k, f"must be an integer 0-7, got {body[k]!r}")
-                    perms2[k] = body[k]
-        return await self._perms_update(request, apply)
-
-    async def h_aaa_get(self, request: web.Request) -> web.Response:
-        return web.json_response({"aaa-mode": self.aaa_mode})
-
-    async def h_aaa_put(self, request: web.Request) -> web.Response:
-        body = await self.body(request)
-        mode = body.get("aaa-mode") if isinstance(body, dict) else None
-        if mode not in ("no-auth", "cloud-admin", "rbac"):
-            raise FieldError("aaa-mode", f"must be no-auth, cloud-admin or rbac, got {mode!r}")
-        self.aaa_mode = mode
-        return web.json_response({"aaa-mode": mode})
-
-    async def _vn(self, request: web.Request) -> Obj:
-        return await self.lookup(self.schema["virtual-network"], request.match_info["uuid"])
-
-    async def h_ip_alloc(self, request: web.Request) -> web.Response:
-        vn = await self._vn(request)
-        body = await self.body(request) or {}
-        if not isinstance(body, dict):
-            raise ConfigError("Body must be an object with count, subnet, family")
-        count = body.get("count", 1)
-        if not isinstance(count, int) or not 1 <= count <= 4096:
-            raise FieldError("count", f"must be an integer 1-4096, got {count!r}")
-        family = body.get("family")
-        if family not in (None, "v4", "v6"):
-            raise FieldError("family", f"must be v4 or v6, got {family!r}")
-        await self.require_writable()
-        owner = f"ip-alloc:{vn['uuid']}"
-        out = []
-        for _ in range(count):
-            addr, _s = await self.ipam.allocate(vn, owner, family=family, subnet_uuid=body.get("subnet"))
-            out.append(addr)
-        return web.json_response({"ip_addr": out})
-
-    async def h_ip_free(self, request: web.Request) -> web.Response:
-        vn = await self._vn(request)
-        body = await self.body(request) or {}
-        addrs = body.get("ip_addr") if isinstance(body, dict) else None
-        if not isinstance(addrs, list):
-            raise FieldError("ip_addr", "expected a list of addresses")
-        await self.require_writable()
-        for a in addrs:
-            await self.ipam.free(vn, str(a))
-        return web.Response(status=200, text="", content_type=TEXT)
-
-    async def h_subnet_ip_count(self, request: web.Request) -> web.Response:
-        vn = await self._vn(request)
-        body = await self.body(request) or {}
-        subnets = body.get("subnet_list") if isinstance(body, dict) else None
-        if not isinstance(subnets, list):
-            raise FieldError("subnet_list", "expected a list of subnets")
-        return web.json_response({"ip_count_list": [await self.ipam.count(vn, str(c)) for c in subnets]})
-
-    async def _project_fq(self, obj: Obj) -> list[str] | None:
-        """The project an object lives in (its own fq_name for a project), None for global objects."""
-        if obj.get("type") == "project":
-            return list(obj["fq_name"])
-        fq = obj["fq_name"]
-        if len(fq) >= 3 and await self.store.fq_name_to_uuid("project", fq[:2]) is not None:
-            return list(fq[:2])
-        return None
-
     async def h_set_tag(self, request: web.Request) -> web.Response:
         """Set, add or remove the tags of an object by type (R2005 ``set-tag``)."""
         body = await self.body(request)
@@ -874,9 +427,7 @@ class ConfigApi:
         return web.json_response({})
 
 
-# The id HAProxy gives each request (retries of a request keep it); None when not behind HAProxy.
-REQUEST_ID_HEADER = "X-Contrail-HA-Request"
-REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+
 CREATE_NAMESPACE = uuidlib.UUID("6f1c3f0e-5b3a-4f36-9a39-0b1f0c7d2a11")
 
 
@@ -890,34 +441,4 @@ def create_uuid(obj_type: str, fq_name: list[str]) -> str:
     return str(uuidlib.uuid5(CREATE_NAMESPACE, f"{rid}|{obj_type}|{':'.join(fq_name)}"))
 
 
-# Who made the request being served: the config log's "who" (user, user agent, client address).
-REQUESTER: ContextVar[dict[str, str] | None] = ContextVar("requester", default=None)
-
-
-def requester(request: web.Request) -> dict[str, str]:
-    h = request.headers
-    remote = h.get("X-Forwarded-For", "").split(",")[0].strip() or request.remote or ""
-    return {"user": h.get("X-User-Name") or h.get("X-Auth-User") or "anonymous",
-            "useragent": h.get("X-Contrail-Useragent") or h.get("User-Agent", ""), "remote": remote}
-
-
-@web.middleware
-async def errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                 ) -> web.StreamResponse:
-    """ConfigError -> its status, FieldError -> 400 naming the field; never a 500 for client input."""
-    REQUESTER.set(requester(request))
-    REQUEST_ID.set(request.headers.get(REQUEST_ID_HEADER) or None)
-    try:
-        return await handler(request)
-    except FieldError as e:
-        return web.Response(status=400, text=str(e), content_type=TEXT)
-    except ConfigError as e:
-        return web.Response(status=e.status, text=str(e), content_type=TEXT)
-    except web.HTTPRequestEntityTooLarge:
-        return web.Response(status=413, text=f"Request body too large: more than {MAX_BODY} bytes",
-                            content_type=TEXT)
-    except web.HTTPException as e:
-        return web.Response(status=e.status, text=e.text or e.reason, content_type=TEXT)
-
-
-__all__ = ["ConfigApi", "Hooks", "errors", "objects"]
+__all__ = ["ConfigApi", "Hooks", "objects"]

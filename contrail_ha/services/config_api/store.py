@@ -73,7 +73,15 @@ from cassandra.connection import ConnectionException
 from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_factory
 
 from contrail_ha.services import cql
-from contrail_ha.services.config_api.objects import ENVELOPE, ConfigError, Obj, OutcomeUnknown, Unavailable, fq_str
+from contrail_ha.services.config_api.objects import (
+    ENVELOPE,
+    ConfigError,
+    Obj,
+    OutcomeUnknown,
+    Unavailable,
+    fq_str,
+    mark_write,
+)
 
 log = logging.getLogger(__name__)
 
@@ -406,6 +414,7 @@ class ConfigStore:
     async def _send(self, muts: list[Mutation], batch_type: BatchType = BatchType.LOGGED) -> None:
         if not muts:
             return
+        mark_write()
         if len(muts) == 1:
             await self._run(*self._stmt(muts[0]))
             return

@@ -40,7 +40,7 @@ from kazoo.exceptions import (
 from kazoo.protocol.states import ZnodeStat
 from kazoo.retry import KazooRetry
 
-from contrail_ha.services.config_api.objects import Conflict, Unavailable
+from contrail_ha.services.config_api.objects import Conflict, Unavailable, mark_write
 
 log = logging.getLogger(__name__)
 
@@ -284,6 +284,7 @@ class Coordinator:
     def create_unique(self, path: str, value: bytes) -> bool:
         """Create a persistent znode (parents as needed). False if it exists and is not ours: after a
         connection loss during our own create, a node holding exactly ``value`` counts as ours."""
+        mark_write()
         deadline = time.monotonic() + self.op_timeout
         uncertain = False
         while True:
@@ -310,6 +311,7 @@ class Coordinator:
 
     def delete(self, path: str, version: int = -1, recursive: bool = False) -> bool:
         """Delete a znode (only at ``version`` unless -1). False if it was not there or changed."""
+        mark_write()
         try:
             self.call(self.client.delete, path, version=version, recursive=recursive)
             return True
@@ -328,6 +330,7 @@ class Coordinator:
 
     def replace(self, path: str, version: int, value: bytes) -> bool:
         """Atomically delete the znode at ``version`` and create it again with ``value``."""
+        mark_write()
         deadline = time.monotonic() + self.op_timeout
         while True:
             tx = self.client.transaction()
