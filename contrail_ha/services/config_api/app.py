@@ -41,6 +41,14 @@ class TypeHooks(Hooks):
             raise NotFound(f"virtual-network {refs[0]['uuid']} not found")
         return vn
 
+    async def prepare_create(self, rt: ResourceType, body: Obj) -> Obj:
+        if rt.object_type == "tag" and body.get("tag_type_name") and body.get("tag_value"):
+            # R2005 names a tag after its type and value: <type>=<value>, the type in lower case
+            name = f"{str(body['tag_type_name']).lower()}={body['tag_value']}"
+            fq = body.get("fq_name") or [name]
+            body = {**body, "fq_name": [*fq[:-1], name], "tag_type_name": str(body["tag_type_name"]).lower()}
+        return body
+
     async def pre_create(self, rt: ResourceType, obj: Obj) -> None:
         fq = ":".join(obj["fq_name"])
         if rt.object_type == "virtual_network":

@@ -44,6 +44,11 @@ def default_perms2(owner: str = "cloud-admin") -> dict[str, Any]:
 class Hooks:
     """Type-specific behaviour around the generic create/update/delete (ids, IPAM ...)."""
 
+    async def prepare_create(self, rt: ResourceType, body: Obj) -> Obj:
+        """The create body completed before anything is validated or locked (e.g. a tag's name from
+        its type and value); may raise ConfigError. Must not write anything."""
+        return body
+
     async def pre_create(self, rt: ResourceType, obj: Obj) -> None:
         """Fill or check type-specific fields; may raise ConfigError."""
 

@@ -38,11 +38,7 @@ class ConfigApi(Listing, Actions, ApiCore):
         """Validate, lock the fq_name in ZooKeeper, write Cassandra, notify. Returns the stored object."""
         if not isinstance(body, dict):
             raise ConfigError(f"Body must be an object with key {rt.resource_type!r}")
-        if rt.object_type == "tag" and body.get("tag_type_name") and body.get("tag_value"):
-            # R2005 names a tag after its type and value: <type>=<value>, the type in lower case
-            name = f"{str(body['tag_type_name']).lower()}={body['tag_value']}"
-            fq = body.get("fq_name") or [name]
-            body = {**body, "fq_name": [*fq[:-1], name], "tag_type_name": str(body["tag_type_name"]).lower()}
+        body = await self.hooks.prepare_create(rt, body)
         fq_name = validate_fq_name(rt, body.get("fq_name"))
         parent_type = resolve_parent_type(rt, body.get("parent_type"), fq_name)
         clean = validate_object(rt, body, "CREATE")
