@@ -14,11 +14,13 @@ from contrail_ha.services import base
 from contrail_ha.services.analytics.generator import Generator
 from contrail_ha.services.analytics.nodestatus import NodeStatusReporter
 from contrail_ha.services.analytics.protocol import CONFIG_OBJECT_TABLE, Origin
+from contrail_ha.services.config_api.core import collection_layout
 from contrail_ha.services.config_api.defaults import ensure_defaults
 from contrail_ha.services.config_api.ipam import Ipam, complete_subnets
 from contrail_ha.services.config_api.objects import ConfigError, NotFound, Obj
 from contrail_ha.services.config_api.schema import ResourceType
 from contrail_ha.services.config_api.server import ConfigApi, Hooks
+from contrail_ha.services.config_api.tags import TagAllocators, TagHooks
 from contrail_ha.services.config_api.wire import REQUESTER, errors
 from contrail_ha.services.deps import Cassandra, Dependency
 
@@ -26,10 +28,16 @@ log = logging.getLogger(__name__)
 
 
 class TypeHooks(Hooks):
-    """What the original does per type: VN and SG ids from the ZooKeeper allocators, IPAM."""
+    """What the original does per type: VN and SG ids from the ZooKeeper allocators, IPAM; tags
+    and tag-types (names, ids, their tag-type) in :mod:`tags`."""
 
-    def __init__(self, vn_ids: Any, sg_ids: Any, ipam: Ipam, store: Any) -> None:
+    def __init__(self, vn_ids: Any, sg_ids: Any, ipam: Ipam, store: Any, tags: TagHooks | None = None) -> None:
         self.vn_ids, self.sg_ids, self.ipam, self.store = vn_ids, sg_ids, ipam, store
+        self.tags = tags
+
+    def _tags(self, rt: ResourceType) -> TagHooks | None:
+        """The tag hooks when ``rt`` is theirs."""
+        return self.tags if self.tags is not None and rt.object_type in TagHooks.handles else None
 
     async def _vn_of(self, obj: Obj) -> Obj | None:
         """The instance-ip's virtual network; None when it has none (no address is allocated then)."""
@@ -42,14 +50,14 @@ class TypeHooks(Hooks):
         return vn
 
     async def prepare_create(self, rt: ResourceType, body: Obj) -> Obj:
-        if rt.object_type == "tag" and body.get("tag_type_name") and body.get("tag_value"):
-            # R2005 names a tag after its type and value: <type>=<value>, the type in lower case
-            name = f"{str(body['tag_type_name']).lower()}={body['tag_value']}"
-            fq = body.get("fq_name") or [name]
-            body = {**body, "fq_name": [*fq[:-1], name], "tag_type_name": str(body["tag_type_name"]).lower()}
+        if (tags := self._tags(rt)) is not None:
+            return await tags.prepare_create(rt, body)
         return body
 
     async def pre_create(self, rt: ResourceType, obj: Obj) -> None:
+        if (tags := self._tags(rt)) is not None:
+            await tags.pre_create(rt, obj)
+            return
         fq = ":".join(obj["fq_name"])
         if rt.object_type == "virtual_network":
             complete_subnets(obj)
@@ -67,13 +75,18 @@ class TypeHooks(Hooks):
             obj.setdefault("instance_ip_family", subnet.family)
 
     async def pre_update(self, rt: ResourceType, old: Obj, changes: Obj, refs: dict[str, Any]) -> None:
-        if rt.object_type == "virtual_network" and "network_ipam_refs" in refs:
+        if (tags := self._tags(rt)) is not None:
+            await tags.pre_update(rt, old, changes, refs)
+        elif rt.object_type == "virtual_network" and "network_ipam_refs" in refs:
             complete_subnets({"network_ipam_refs": refs["network_ipam_refs"]})
 
     async def undo_create(self, rt: ResourceType, obj: Obj) -> None:
         await self.post_delete(rt, obj)
 
     async def post_delete(self, rt: ResourceType, obj: Obj) -> None:
+        if (tags := self._tags(rt)) is not None:
+            await tags.post_delete(rt, obj)
+            return
         fq = ":".join(obj["fq_name"])
         if rt.object_type == "virtual_network" and obj.get("virtual_network_network_id"):
             await asyncio.to_thread(self.vn_ids.free_id, obj["virtual_network_network_id"], fq)
@@ -128,7 +141,7 @@ async def _start(cfg: base.ServiceConfig, api: ConfigApi, deps: list[Dependency]
     replica = f"{cfg.host}-{cfg.listen_port}"
     while True:
         try:
-            store = ConfigStore(cfg.config_db, cfg.config_db_port, cfg.config_db_rf)
+            store = ConfigStore(cfg.config_db, cfg.config_db_port, cfg.config_db_rf, layout=collection_layout)
             await store.start()
             break
         except Exception as e:
@@ -141,7 +154,9 @@ async def _start(cfg: base.ServiceConfig, api: ConfigApi, deps: list[Dependency]
     sg_ids = security_group_allocator(zk)
     api.store, api.zk = store, zk
     api.ipam = Ipam(zk)
-    api.hooks = TypeHooks(vn_ids, sg_ids, api.ipam, store)
+    tag_ids = TagAllocators(zk)
+    tag_hooks = TagHooks(api, tag_ids)  # creates a tag's missing tag-type through api.create
+    api.hooks = TypeHooks(vn_ids, sg_ids, api.ipam, store, tag_hooks)
 
     async def on_message(msg: dict[str, Any]) -> None:
         """Another replica changed an object: drop what this replica caches about it."""
@@ -151,7 +166,7 @@ async def _start(cfg: base.ServiceConfig, api: ConfigApi, deps: list[Dependency]
     async def on_resync() -> None:
         """Messages may have been missed: trust nothing cached (fq_names are immutable, uuids are not reused)."""
         store.forget_all()
-        for alloc in (vn_ids, sg_ids):
+        for alloc in (vn_ids, sg_ids, tag_ids):
             await asyncio.to_thread(alloc.refresh)
 
     # the local broker first: replicas spread over the brokers and fail over to the others in turn
@@ -163,6 +178,7 @@ async def _start(cfg: base.ServiceConfig, api: ConfigApi, deps: list[Dependency]
     while True:
         try:
             await ensure_defaults(api)
+            await tag_hooks.ensure_predefined()  # R2005 creates the well-known tag-types at start
             break
         except Exception as e:
             ready._set(False, f"defaults: {e.__class__.__name__}: {e}"[:200])

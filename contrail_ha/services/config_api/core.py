@@ -3,15 +3,18 @@ hooks), and the object's wire presentation."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
+import re
 import uuid as uuidlib
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from contrail_ha.services.config_api.objects import ConfigError, NotFound, Obj, Unavailable
+from contrail_ha.services.config_api.objects import NotFound, Obj, Unavailable
+from contrail_ha.services.config_api.rows import Collection
 from contrail_ha.services.config_api.schema import CONFIG_ROOT, ResourceType, canonical, schema
 from contrail_ha.services.config_api.validation import (
     FieldError,
@@ -19,6 +22,15 @@ from contrail_ha.services.config_api.validation import (
 from contrail_ha.services.config_api.wire import read_body
 
 log = logging.getLogger(__name__)
+
+
+MAX_REFS = 1000  # refs per request: each costs a lookup and a claim on its target's row
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def is_uuid(value: object) -> bool:
+    """A uuid as every stored object has one (canonical 8-4-4-4-12 hex)."""
+    return isinstance(value, str) and _UUID.fullmatch(value) is not None
 
 
 def now() -> str:
@@ -35,6 +47,15 @@ def default_id_perms(uuid: str, description: str | None = None, enable: bool = T
         "enable": enable, "created": ts, "last_modified": ts, "description": description,
         "user_visible": True, "creator": None,
     }
+
+
+def collection_layout(obj_type: str, prop: str) -> Collection | None:
+    """The store's layout of a property from the schema: list and map properties element-wise."""
+    rt = schema().get(obj_type)
+    p = rt.props.get(prop) if rt is not None else None
+    if p is None or not (p.is_list or p.is_map):
+        return None
+    return Collection("list" if p.is_list else "map", p.wrapper if p.has_wrapper else None, p.map_key)
 
 
 def default_perms2(owner: str = "cloud-admin") -> dict[str, Any]:
@@ -133,22 +154,29 @@ class ApiCore:
         return out
 
     async def lookup(self, rt: ResourceType, uuid: str, fields: list[str] | None = None) -> Obj:
+        if not is_uuid(uuid):  # every stored object has a canonical uuid: nothing else names one
+            raise NotFound(f"{rt.resource_type} {str(uuid)[:100]!r} not found")
         obj = await self.store.read(uuid, fields=fields)
         if obj is None or obj.get("type") != rt.object_type:
             raise NotFound(f"{rt.resource_type} {uuid} not found")
         return obj
 
     async def resolve_refs(self, rt: ResourceType, body: Obj) -> dict[str, list[Obj]]:
-        """Each ref in ``body`` with its target's uuid and fq_name; 400 on a bad or missing target."""
+        """Each ref in ``body`` with its target's uuid and fq_name; 400 on a bad ref, 404 on a missing
+        target. The form is checked for every ref before any lookup; lookups run concurrently."""
         out: dict[str, list[Obj]] = {}
+        wanted: list[tuple[str, int, str, str | None, list[str] | None, Any]] = []
+        total = 0
         for field, ref_t in rt.refs.items():
             if field not in body:
                 continue
             refs = body[field] or []
             if not isinstance(refs, list):
                 raise FieldError(field, f"expected a list of refs, got {type(refs).__name__}")
-            target = self.schema[ref_t.target]
-            resolved = []
+            total += len(refs)
+            if total > MAX_REFS:
+                raise FieldError(field, f"at most {MAX_REFS} refs per request")
+            out[field] = []
             for i, ref in enumerate(refs):
                 if not isinstance(ref, dict):
                     raise FieldError(f"{field}[{i}]", "expected an object with 'to' or 'uuid'")
@@ -157,26 +185,41 @@ class ApiCore:
                     ref = {**ref, "uuid": to["uuid"], "to": None}
                     to = None
                 ref_uuid = ref.get("uuid")
-                if ref_uuid:
-                    found = await self.store.uuid_to_fq_name(ref_uuid)
-                    if found is None:
-                        raise ConfigError(f"{field}[{i}]: {ref_t.target} {ref_uuid} not found", 404)
-                    fq, otype = found
-                    if otype != target.object_type:
-                        raise FieldError(f"{field}[{i}]",
-                                         f"refers to a {canonical(otype)}, not a {ref_t.target} ({ref_uuid})")
+                if ref_uuid is not None and ref_uuid != "":
+                    if not isinstance(ref_uuid, str) or not is_uuid(ref_uuid):
+                        raise FieldError(f"{field}[{i}].uuid", f"expected a UUID string, got {ref_uuid!r}"[:200])
+                    wanted.append((field, i, ref_t.target, ref_uuid, None, ref.get("attr")))
                 elif isinstance(to, list) and to and all(isinstance(x, str) for x in to):
-                    ref_uuid = await self.store.fq_name_to_uuid(target.object_type, to)
-                    if ref_uuid is None:
-                        raise ConfigError(f"{field}[{i}]: {ref_t.target} {to} not found", 404)
-                    fq = list(to)
+                    wanted.append((field, i, ref_t.target, None, list(to), ref.get("attr")))
                 else:
-                    raise FieldError(f"{field}[{i}].to", f"expected the fq_name of a {ref_t.target}, got {to!r}")
-                item: Obj = {"to": fq, "uuid": ref_uuid}
-                if ref_t.attr_type:
-                    item["attr"] = ref.get("attr")
-                resolved.append(item)
-            out[field] = resolved
+                    raise FieldError(f"{field}[{i}].to", f"expected the fq_name of a {ref_t.target}, got {to!r}"[:300])
+
+        async def one(w: tuple[str, int, str, str | None, list[str] | None, Any]) -> Obj:
+            field, i, target_name, ref_uuid, to, attr = w
+            target = self.schema[target_name]
+            if ref_uuid is not None:
+                found = await self.store.uuid_to_fq_name(ref_uuid)
+                if found is None:
+                    raise NotFound(f"{field}[{i}]: {target_name} {ref_uuid} not found")
+                fq, otype = found
+                if otype != target.object_type:
+                    raise FieldError(f"{field}[{i}]",
+                                     f"refers to a {canonical(otype)}, not a {target_name} ({ref_uuid})")
+            else:
+                assert to is not None
+                ref_uuid = await self.store.fq_name_to_uuid(target.object_type, to)
+                if ref_uuid is None:
+                    raise NotFound(f"{field}[{i}]: {target_name} {to} not found"[:300])
+                fq = to
+            item: Obj = {"to": fq, "uuid": ref_uuid}
+            if rt.refs[field].attr_type:
+                item["attr"] = attr
+            return item
+
+        for k in range(0, len(wanted), 64):
+            chunk = wanted[k:k + 64]
+            for w, item in zip(chunk, await asyncio.gather(*(one(w) for w in chunk)), strict=True):
+                out[w[0]].append(item)
         return out
 
     async def changed(self, oper: str, obj_type: str, uuid: str, fq_name: list[str], *,
@@ -184,7 +227,10 @@ class ApiCore:
         """A change is stored: notify the other replicas (RabbitMQ), then log it (analytics)."""
         await self.notifier.publish(oper, obj_type, uuid, fq_name, obj_dict=obj_dict)
         if self.audit is not None:
-            self.audit(oper, obj_type, uuid, fq_name, old, new)
+            try:  # the change is done and announced: its log record must never undo that answer
+                self.audit(oper, obj_type, uuid, fq_name, old, new)
+            except Exception:
+                log.exception("config log record of %s %s %s not sent", oper, obj_type, uuid)
 
     def _collection(self, request: web.Request) -> ResourceType:
         rt = self.schema.by_collection(request.match_info["collection"])
@@ -193,6 +239,8 @@ class ApiCore:
         return rt
 
     async def _prop_target(self, u: str) -> tuple[ResourceType, Obj]:
+        if not is_uuid(u):
+            raise NotFound(f"UUID {str(u)[:100]!r} not found")
         found = await self.store.uuid_to_fq_name(u)
         if found is None:
             raise NotFound(f"UUID {u} not found")

@@ -15,16 +15,26 @@ from aiohttp import web
 
 from contrail_ha.services.config_api import objects
 from contrail_ha.services.config_api.actions import Actions
-from contrail_ha.services.config_api.core import ApiCore, Hooks, default_id_perms, default_perms2, now
+from contrail_ha.services.config_api.core import (
+    ApiCore,
+    Hooks,
+    collection_layout,
+    default_id_perms,
+    default_perms2,
+    is_uuid,
+    now,
+)
 from contrail_ha.services.config_api.listing import Listing
 from contrail_ha.services.config_api.objects import ConfigError, Conflict, NotFound, Obj, OutcomeUnknown
-from contrail_ha.services.config_api.schema import ResourceType
+from contrail_ha.services.config_api.rows import Links, link_is_fresh, new_position
+from contrail_ha.services.config_api.schema import ResourceType, canonical
 from contrail_ha.services.config_api.validation import (
     FieldError,
     resolve_parent_type,
+    validate_collection_element,
     validate_fq_name,
     validate_object,
-    validate_prop,
+    validate_ref_attr,
 )
 from contrail_ha.services.config_api.wire import REQUEST_ID, TEXT, _csv
 
@@ -132,7 +142,7 @@ class ConfigApi(Listing, Actions, ApiCore):
         refs = await self.resolve_refs(rt, clean)
         await self.require_writable()
         await self.hooks.pre_update(rt, old, changes, refs)
-        await self.store.update(uuid, changes, refs or None)
+        await self.store.update(uuid, changes, refs or None, modified=id_perms["last_modified"])
         await self.changed("UPDATE", rt.object_type, uuid, old["fq_name"], old=old,
                            new={**changes, **(refs or {})})
         for field, new in refs.items():  # the other side of a ref between objects of one type
@@ -142,25 +152,51 @@ class ConfigApi(Listing, Actions, ApiCore):
         return {**old, **changes}
 
     async def delete(self, rt: ResourceType, uuid: str, base: str) -> None:
+        """Mark the row as being deleted, then decide on its links as read now (QUORUM, no cache):
+        a create that claimed a link here either is seen (409) or sees the mark (and waits, then
+        finds the row gone: 404). See ``ConfigStore.create``."""
         obj = await self.lookup(rt, uuid)
-        children = [c for f, links in obj.items() if f in rt.children and f not in rt.derived_children
-                    for c in links if not c["to"][-1].startswith("default-")]
-        if children:
-            hrefs = [self.href(base, rt.children[f].child_type, c["uuid"])
-                     for f, links in obj.items() if f in rt.children and f not in rt.derived_children
-                     for c in links if not c["to"][-1].startswith("default-")]
-            raise Conflict(f"Delete when children still present: {hrefs}")
-        relaxed = set(obj.get("relaxed_back_refs") or [])
-        back = [self.href(base, rt.back_refs[f].source, b["uuid"])
-                for f, links in obj.items() if f in rt.back_refs and f not in rt.derived_back_refs
-                for b in links if b["uuid"] not in relaxed]
-        if back:
-            raise Conflict(f"Delete when resource still referred: {back}")
         await self.require_writable()
-        await self.store.delete(uuid)
+        await self.store.mark_deleting(uuid)
+        done = False
+        try:
+            decoded = await self.store.read_row(uuid)
+            if decoded is None or decoded[0].get("type") != rt.object_type:
+                raise NotFound(f"{rt.resource_type} {uuid} not found")
+            await self._refuse_if_linked(rt, base, *decoded)
+            await self.store.delete(uuid, decoded)
+            done = True
+        finally:
+            if not done:
+                await self.store.unmark_deleting(uuid)
         await self.zk.delete_fq_lock(rt.object_type, obj["fq_name"], uuid)
         await self.hooks.post_delete(rt, obj)
         await self.changed("DELETE", rt.object_type, uuid, obj["fq_name"], obj_dict=obj, old=obj)
+
+    async def _refuse_if_linked(self, rt: ResourceType, base: str, row: Obj, links: Links) -> None:
+        """409 while the object has children or referrers that exist now (a link to an object that
+        does not exist is either a create in progress - 409 too - or a dead create's leftover)."""
+        relaxed = set(links.relaxed)
+        children = [(t, u) for t, u, _ in links.children
+                    if f"{t}s" in rt.children and f"{t}s" not in rt.derived_children]
+        back = [(t, u) for t, u, _ in links.backrefs
+                if f"{t}_back_refs" in rt.back_refs and f"{t}_back_refs" not in rt.derived_back_refs
+                and u not in relaxed]
+        for kind, found in (("children", children), ("back", back)):
+            for k in range(0, len(found), 64):
+                chunk = found[k:k + 64]
+                seen = await self.store.visible([u for _, u in chunk])
+                blocking = [(t, u) for t, u in chunk if u in seen
+                            and not (kind == "children" and seen[u][0][-1].startswith("default-"))]
+                if blocking:
+                    hrefs = [self.href(base, t, u) for t, u in blocking]
+                    if kind == "children":
+                        raise Conflict(f"Delete when children still present: {hrefs}")
+                    raise Conflict(f"Delete when resource still referred: {hrefs}")
+                pending = [u for _, u in chunk if u not in seen and link_is_fresh(links.written.get(u))]
+                if pending:
+                    what = "child" if kind == "children" else "reference to it"
+                    raise Conflict(f"Delete while a {what} is being created ({pending[0]}); try again")
 
     # --- routes ----------------------------------------------------------------------------------
     def add_routes(self, app: web.Application) -> None:
@@ -216,6 +252,10 @@ class ConfigApi(Listing, Actions, ApiCore):
         q = request.query
         fields = _csv(q.get("fields")) or None
         obj = await self.lookup(rt, request.match_info["uuid"], fields=fields)
+        modified = (obj.get("id_perms") or {}).get("last_modified") if isinstance(obj.get("id_perms"), dict) else None
+        etag = f'"{modified}"' if isinstance(modified, str) else None
+        if etag is not None and _etag_matches(request.headers.get("If-None-Match"), modified):
+            return web.Response(status=304, headers={"ETag": etag})
         shown = self.present(self.base(request), rt, obj, "exclude_hrefs" in q)
         if fields is None:
             for key, group in (("exclude_children", rt.children), ("exclude_back_refs", rt.back_refs)):
@@ -223,7 +263,7 @@ class ConfigApi(Listing, Actions, ApiCore):
                     for f in group:
                         shown.pop(f, None)
         shown.pop("relaxed_back_refs", None)
-        return web.json_response({rt.resource_type: shown})
+        return web.json_response({rt.resource_type: shown}, headers={"ETag": etag} if etag else None)
 
     async def h_update(self, request: web.Request) -> web.Response:
         rt = self.rtype(request.match_info["type"])
@@ -244,45 +284,53 @@ class ConfigApi(Listing, Actions, ApiCore):
         return web.Response(status=200, text="", content_type=TEXT)
 
     async def h_ref_update(self, request: web.Request) -> web.Response:
+        """Add or remove one ref: only that ref's columns are written (concurrent ref-updates of
+        different refs all survive); an ADD claims its target, which must exist."""
         body = await self.body(request)
         if not isinstance(body, dict):
             raise ConfigError("Body must be an object")
-        rt = self.rtype(str(body.get("type") or ""))
+        type_name = body.get("type")
+        if not isinstance(type_name, str):
+            raise FieldError("type", f"expected a resource type, got {type_name!r}"[:200])
+        rt = self.rtype(type_name)
         u = body.get("uuid")
         if not isinstance(u, str):
             raise FieldError("uuid", "missing")
-        ref_type = str(body.get("ref-type") or "")
-        ref_t = rt.ref_to(ref_type)
+        ref_type = body.get("ref-type")
+        ref_t = rt.ref_to(ref_type) if isinstance(ref_type, str) else None
         if ref_t is None:
-            raise FieldError("ref-type", f"{rt.resource_type} has no reference to {ref_type!r}")
+            raise FieldError("ref-type", f"{rt.resource_type} has no reference to {ref_type!r}"[:200])
         op = body.get("operation")
         if op not in ("ADD", "DELETE"):
-            raise FieldError("operation", f"must be ADD or DELETE, got {op!r}")
-        obj = await self.lookup(rt, u)
+            raise FieldError("operation", f"must be ADD or DELETE, got {op!r}"[:200])
+        obj = await self.lookup(rt, u, fields=[])
+        target = self.schema[ref_t.target]
         ref_uuid = body.get("ref-uuid")
-        if not ref_uuid:
+        if ref_uuid is None or ref_uuid == "":
             fq = body.get("ref-fq-name")
-            if not isinstance(fq, list) or not fq:
-                raise FieldError("ref-uuid", "ref-uuid or ref-fq-name is required")
-            ref_uuid = await self.store.fq_name_to_uuid(self.schema[ref_t.target].object_type, fq)
+            if not isinstance(fq, list) or not fq or not all(isinstance(x, str) for x in fq):
+                raise FieldError("ref-uuid", "ref-uuid or ref-fq-name (a list of strings) is required")
+            ref_uuid = await self.store.fq_name_to_uuid(target.object_type, fq)
             if ref_uuid is None:
-                raise NotFound(f"Name {fq} not found")
-        current = [dict(r) for r in obj.get(ref_t.name) or []]
-        current = [r for r in current if r["uuid"] != ref_uuid]
+                raise NotFound(f"Name {fq} not found"[:300])
+        elif not is_uuid(ref_uuid):
+            raise FieldError("ref-uuid", f"expected a UUID string, got {ref_uuid!r}"[:200])
+        attr = None
         if op == "ADD":
+            found = await self.store.uuid_to_fq_name(ref_uuid)
+            if found is None:
+                raise NotFound(f"{ref_t.target} {ref_uuid} not found")
+            if found[1] != target.object_type:
+                raise FieldError("ref-uuid", f"refers to a {canonical(found[1])}, not a {ref_t.target}")
             attr = body.get("attr")
             if ref_t.attr_type and attr is not None:
-                from contrail_ha.services.config_api.validation import validate_ref_attr
-
-                attr = validate_ref_attr(rt, ref_t.name, attr, path=f"{ref_t.name}.attr")
-            item: Obj = {"uuid": ref_uuid}
-            if ref_t.attr_type:
-                item["attr"] = attr
-            current.append(item)
-        resolved = await self.resolve_refs(rt, {ref_t.name: current})
+                attr = validate_ref_attr(rt, ref_t.name, attr, path="attr")
+            elif not ref_t.attr_type:
+                attr = None
         await self.require_writable()
-        await self.store.update(u, {"id_perms": {**obj["id_perms"], "last_modified": now()}}, resolved)
-        await self.changed("UPDATE", rt.object_type, u, obj["fq_name"], new=resolved)
+        await self.store.ref_update(u, target.object_type, ref_uuid, attr, op, modified=now())
+        await self.changed("UPDATE", rt.object_type, u, obj["fq_name"],
+                           new={ref_t.name: [{"uuid": ref_uuid, "attr": attr, "operation": op}]})
         return web.json_response({"uuid": u})
 
     async def h_ref_relax(self, request: web.Request) -> web.Response:
@@ -294,6 +342,7 @@ class ConfigApi(Listing, Actions, ApiCore):
         return web.json_response({"uuid": body["uuid"]})
 
     async def h_prop_get(self, request: web.Request) -> web.Response:
+        """``[[element, position or key], ...]`` of list and map properties, in stored order."""
         q = request.query
         u = q.get("uuid")
         if not u:
@@ -304,66 +353,80 @@ class ConfigApi(Listing, Actions, ApiCore):
         for f in fields:
             p = rt.props.get(f)
             if p is None or not (p.is_list or p.is_map):
-                raise FieldError("fields", f"{f} is not a list or map property of {rt.resource_type}")
-            value = obj.get(f) or {}
-            elems = value.get(p.wrapper, []) if p.has_wrapper and isinstance(value, dict) else (value or [])
-            if p.is_list:
-                pairs = [[e, str(i)] for i, e in enumerate(elems)]
-            else:
-                pairs = [[e, e.get(p.map_key)] for e in elems if isinstance(e, dict)]
+                raise FieldError("fields", f"{f} is not a list or map property of {rt.resource_type}"[:300])
+            items = await self.store.read_elements(obj["uuid"], f) or []
+            pairs = [[e, pos] for pos, e in items]
             if q.get("position") is not None:
                 pairs = [pr for pr in pairs if pr[1] == q["position"]]
             out[f] = pairs
         return web.json_response(out)
 
     async def h_prop_update(self, request: web.Request) -> web.Response:
+        """Element updates of list and map properties: each element is its own column, so concurrent
+        updates of different elements (map keys, list positions) all survive."""
         body = await self.body(request)
         if not isinstance(body, dict) or not isinstance(body.get("uuid"), str):
             raise FieldError("uuid", "missing")
+        updates = body.get("updates")
+        if updates is None:
+            updates = []
+        if not isinstance(updates, list):
+            raise FieldError("updates", f"expected a list of updates, got {type(updates).__name__}")
+        if len(updates) > MAX_ELEMENT_UPDATES:
+            raise FieldError("updates", f"at most {MAX_ELEMENT_UPDATES} updates per request")
         rt, obj = await self._prop_target(body["uuid"])
-        changes: Obj = {}
-        for i, upd in enumerate(body.get("updates") or []):
-            f = upd.get("field") if isinstance(upd, dict) else None
-            p = rt.props.get(f) if f else None
-            if p is None or not (p.is_list or p.is_map):
-                raise FieldError(f"updates[{i}].field", f"{f!r} is not a list or map property of {rt.resource_type}")
-            cur = changes.get(f, obj.get(f)) or {}
-            elems = list(cur.get(p.wrapper, []) if p.has_wrapper and isinstance(cur, dict) else (cur or []))
+        changes: list[tuple[str, str, Any]] = []
+        shells: Obj = {}
+        current: dict[str, set[str]] = {}
+
+        async def existing(f: str) -> set[str]:
+            if f not in current:
+                current[f] = {pos for pos, _ in await self.store.read_elements(obj["uuid"], f) or []}
+            return current[f]
+
+        for i, upd in enumerate(updates):
+            if not isinstance(upd, dict):
+                raise FieldError(f"updates[{i}]", "expected an object with field, operation, value, position")
+            f = upd.get("field")
+            p = rt.props.get(f) if isinstance(f, str) else None
+            coll = collection_layout(rt.object_type, f) if p is not None and isinstance(f, str) else None
+            if p is None or coll is None or not isinstance(f, str):
+                raise FieldError(f"updates[{i}].field",
+                                 f"{f!r} is not a list or map property of {rt.resource_type}"[:300])
             op, pos, val = upd.get("operation"), upd.get("position"), upd.get("value")
+            shells.setdefault(f, coll.shell(obj.get(f)))
+            if op in ("set", "add", "modify"):
+                if val is None:
+                    raise FieldError(f"updates[{i}].value", "missing")
+                val = validate_collection_element(rt, f, val, path=f"updates[{i}].value")
             if p.is_map:
                 if op == "set":
-                    key = (val or {}).get(p.map_key) if isinstance(val, dict) else None
-                    if key is None:
+                    key = val.get(p.map_key) if isinstance(val, dict) and p.map_key else None
+                    if not isinstance(key, (str, int)) or isinstance(key, bool) or key == "":
                         raise FieldError(f"updates[{i}].value.{p.map_key}", "map element needs its key")
-                    elems = [e for e in elems if e.get(p.map_key) != key] + [val]
+                    changes.append((f, _position(str(key), f"updates[{i}].value.{p.map_key}"), val))
                 elif op == "delete":
-                    if not any(e.get(p.map_key) == pos for e in elems):
-                        raise NotFound(f"{f}: no element with key {pos!r}")
-                    elems = [e for e in elems if e.get(p.map_key) != pos]
+                    key = _position(pos, f"updates[{i}].position")
+                    if key not in await existing(f):
+                        raise NotFound(f"{f}: no element with key {key!r}"[:300])
+                    changes.append((f, key, None))
                 else:
-                    raise FieldError(f"updates[{i}].operation", f"map operations are set/delete, got {op!r}")
+                    raise FieldError(f"updates[{i}].operation", f"map operations are set/delete, got {op!r}"[:200])
+            elif op == "add":
+                changes.append((f, new_position() if pos is None else _position(pos, f"updates[{i}].position"), val))
+            elif op in ("modify", "delete"):
+                at = _position(pos, f"updates[{i}].position")
+                if at not in await existing(f):
+                    raise FieldError(f"updates[{i}].position", f"no list element at {at!r}"[:200])
+                changes.append((f, at, val if op == "modify" else None))
             else:
-                if op == "add":
-                    elems.append(val)
-                elif op in ("modify", "delete"):
-                    try:
-                        idx = int(pos)
-                        elems[idx]
-                    except (TypeError, ValueError, IndexError) as e:
-                        raise FieldError(f"updates[{i}].position", f"no list element at {pos!r}") from e
-                    if op == "modify":
-                        elems[idx] = val
-                    else:
-                        del elems[idx]
-                else:
-                    raise FieldError(f"updates[{i}].operation", f"list operations are add/modify/delete, got {op!r}")
-            new = {p.wrapper: elems} if p.has_wrapper else elems
-            changes[f] = validate_prop(rt, f, new)
+                raise FieldError(f"updates[{i}].operation",
+                                 f"list operations are add/modify/delete, got {op!r}"[:200])
         if changes:
             await self.require_writable()
-            changes["id_perms"] = {**obj["id_perms"], "last_modified": now()}
-            await self.store.update(obj["uuid"], changes, None)
-            await self.changed("UPDATE", rt.object_type, obj["uuid"], obj["fq_name"], new=changes)
+            await self.store.update_elements(obj["uuid"], changes, shells=shells, modified=now())
+            await self.changed("UPDATE", rt.object_type, obj["uuid"], obj["fq_name"],
+                               new={"updates": [{"field": f, "position": pos, "value": v} for f, pos, v in changes]})
         return web.Response(status=200, text="", content_type=TEXT)
 
     async def h_set_tag(self, request: web.Request) -> web.Response:
@@ -410,6 +473,9 @@ class ConfigApi(Listing, Actions, ApiCore):
                 continue
             if tag_type != "label" and ("add_values" in spec or "delete_values" in spec):
                 raise FieldError(key, "only label tags take add_values/delete_values")
+            for name in ("add_values", "delete_values"):
+                if not isinstance(spec.get(name) or [], list):
+                    raise FieldError(f"{key}.{name}", f"expected a list of tag values, got {spec[name]!r}"[:200])
             for v in spec.get("add_values") or []:
                 new = await tag_ref(tag_type, v, is_global)
                 if all(r["uuid"] != new["uuid"] for r in refs):
@@ -417,14 +483,49 @@ class ConfigApi(Listing, Actions, ApiCore):
             for v in spec.get("delete_values") or []:
                 gone = await tag_ref(tag_type, v, is_global)
                 refs = [r for r in refs if r["uuid"] != gone["uuid"]]
+        # Only the refs this request adds or removes are written: set-tags of other tag types on
+        # the same object at the same moment all survive.
+        before = {r["uuid"] for r in obj.get("tag_refs") or []}
+        after = {r["uuid"] for r in refs}
         await self.require_writable()
-        await self.store.update(u, {"id_perms": {**obj["id_perms"], "last_modified": now()}}, {"tag_refs": refs})
+        await self.store.ref_ops(u, adds=[("tag", t, None) for t in sorted(after - before)],
+                                 deletes=[("tag", t) for t in sorted(before - after)], modified=now())
         await self.changed("UPDATE", rt.object_type, u, obj["fq_name"], new={"tag_refs": refs})
         return web.json_response({})
 
 
 
 CREATE_NAMESPACE = uuidlib.UUID("6f1c3f0e-5b3a-4f36-9a39-0b1f0c7d2a11")
+
+
+MAX_ELEMENT_UPDATES = 1000
+MAX_POSITION = 512  # characters of a list position or map key (a column name: far below Cassandra's 64 KiB)
+
+
+def _position(value: Any, path: str) -> str:
+    """A list position or map key as its column stores it."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise FieldError(path, f"expected a string or integer, got {value!r}"[:200])
+    text = str(value)
+    if not text or len(text) > MAX_POSITION:
+        raise FieldError(path, f"must be 1-{MAX_POSITION} characters")
+    return text
+
+
+def _etag_matches(header: str | None, modified: str | None) -> bool:
+    """``If-None-Match`` against an object's ``last_modified`` (quotes and weak prefixes ignored,
+    ``*`` matches), as the original compares them."""
+    if not header or not modified:
+        return False
+    for tag in header.split(","):
+        tag = tag.strip()
+        if tag == "*":
+            return True
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        if tag.strip('"') == modified:
+            return True
+    return False
 
 
 def create_uuid(obj_type: str, fq_name: list[str]) -> str:

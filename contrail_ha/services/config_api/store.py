@@ -53,11 +53,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid as uuidlib
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from cassandra import (
     ConsistencyLevel,
@@ -76,11 +76,45 @@ from contrail_ha.services import cql
 from contrail_ha.services.config_api.objects import (
     ENVELOPE,
     ConfigError,
+    Conflict,
+    NotFound,
     Obj,
     OutcomeUnknown,
     Unavailable,
     fq_str,
     mark_write,
+)
+from contrail_ha.services.config_api.rows import (
+    DELETING,
+    LAST_MODIFIED,
+    LATEST,
+    NULL,
+    Collection,
+    Layout,
+    Links,
+    Mutation,
+    _share_rwx,
+    bounds,
+    col_backref,
+    col_child,
+    col_fq,
+    col_parent,
+    col_prop,
+    col_ref,
+    col_relax,
+    col_shared,
+    decode_row,
+    deleting_mark,
+    dumps,
+    fq_hits,
+    mark_is_fresh,
+    otype,
+    parse_fq_col,
+    position_order,
+    ref_type_of,
+    ref_value,
+    share_entries,
+    whole_values,
 )
 
 log = logging.getLogger(__name__)
@@ -93,179 +127,37 @@ SHARED_TABLE = "obj_shared_table"
 KV_TABLE = "useragent_keyval_table"
 GC_GRACE_SECONDS = 864000
 BATCH_LIMIT = 40 * 1024  # below Cassandra's default 50 KiB multi-partition batch failure threshold
-NULL = "null"  # JSON null, the value of marker columns
 FQ_CACHE_SIZE = 100_000
+FANOUT = 64  # reads one request runs at once (the rest of the store's 256 stay for other requests)
+CLAIM_WAIT_S = 2.0  # how long a write waits for a delete in progress on a row it points to
 
-# --------------------------------------------------------------------------------------------
-# Column names (pure; unit-tested)
+T = TypeVar("T")
 
-
-def otype(name: str) -> str:
-    """An object type in underscore form (``virtual-network`` -> ``virtual_network``)."""
-    return name.replace("-", "_")
-
-
-def col_prop(name: str) -> str:
-    return f"prop:{name}"
-
-
-def col_parent(parent_type: str, parent_uuid: str) -> str:
-    return f"parent:{otype(parent_type)}:{parent_uuid}"
-
-
-def col_child(child_type: str, child_uuid: str) -> str:
-    return f"children:{otype(child_type)}:{child_uuid}"
-
-
-def col_ref(ref_type: str, ref_uuid: str) -> str:
-    return f"ref:{otype(ref_type)}:{ref_uuid}"
-
-
-def col_backref(obj_type: str, obj_uuid: str) -> str:
-    return f"backref:{otype(obj_type)}:{obj_uuid}"
-
-
-def col_relax(obj_uuid: str) -> str:
-    return f"relaxbackref:{obj_uuid}"
-
-
-def col_fq(fq_name: Sequence[str], obj_uuid: str) -> str:
-    """The ``obj_fq_name_table`` column of an object: ``<fq:name:joined>:<uuid>``."""
-    return f"{fq_str(list(fq_name))}:{obj_uuid}"
-
-
-def col_shared(share_type: str, share_id: str, obj_uuid: str) -> str:
-    return f"{share_type}:{share_id}:{obj_uuid}"
-
-
-def bounds(prefix: str) -> tuple[str, str]:
-    """The column slice of everything under ``prefix:`` (``;`` sorts right after ``:``)."""
-    return prefix + ":", prefix + ";"
-
-
-def ref_value(attr: Any) -> str:
-    return json.dumps({"attr": attr, "is_weakref": False}, separators=(",", ":"))
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def ref_type_of(field_name: str) -> str | None:
-    """``network_ipam_refs`` -> ``network_ipam`` (None for other names, incl. back-refs)."""
-    if field_name.endswith("_refs") and not field_name.endswith("_back_refs"):
-        return field_name[: -len("_refs")]
-    return None
-
-
-def fq_hits(fq_name: Sequence[str], columns: Iterable[str]) -> list[str]:
-    """Uuids of the fq-name columns that name exactly ``fq_name`` (the prefix-slice result filtered:
-    ``a:b:<uuid>`` but neither ``a:bc:…`` nor ``a:b:c:<uuid>``)."""
-    start, _ = bounds(fq_str(list(fq_name)))
-    out = []
-    for c in columns:
-        if c.startswith(start):
-            rest = c[len(start):]
-            if rest and ":" not in rest:
-                out.append(rest)
-    return out
-
-
-def parse_fq_col(column: str) -> tuple[list[str], str]:
-    """``a:b:<uuid>`` -> (["a", "b"], uuid)."""
-    fq, _, u = column.rpartition(":")
-    return fq.split(":"), u
-
-
-def share_entries(perms2: dict[str, Any] | None) -> list[tuple[str, str, int]]:
-    """``(share_type, share_id, rwx)`` of a perms2: each ``share`` item plus ``global`` if global_access."""
-    out: list[tuple[str, str, int]] = []
-    if not isinstance(perms2, dict):
-        return out
-    for item in perms2.get("share") or []:
-        if not isinstance(item, dict) or not item.get("tenant"):
-            continue
-        parts = str(item["tenant"]).split(":", 1)
-        share_type, share_id = (parts[0], parts[1]) if len(parts) == 2 else ("tenant", parts[0])
-        out.append((share_type, share_id, int(item.get("tenant_access") or 0)))
-    if perms2.get("global_access"):
-        out.append(("global", "", int(perms2["global_access"])))
-    return out
-
-
-@dataclass
-class Mutation:
-    """One change: ``value`` set, column deleted (``value`` None) or whole row dropped (``column`` None)."""
-
-    table: str
-    key: str
-    column: str | None
-    value: str | None = None
-
-    def size(self) -> int:
-        return len(self.key) + len(self.column or "") + len(self.value or "") + 24
-
-
-@dataclass
-class Links:
-    """The link columns of one object row."""
-
-    refs: list[tuple[str, str, Any]] = field(default_factory=list)  # (ref type, uuid, attr)
-    children: list[tuple[str, str, int]] = field(default_factory=list)  # (child type, uuid, writetime)
-    backrefs: list[tuple[str, str, Any]] = field(default_factory=list)  # (source type, uuid, attr)
-    relaxed: list[str] = field(default_factory=list)
-
-
-def decode_row(uuid: str, cols: Iterable[tuple[str, str, int | None]]) -> tuple[Obj, Links] | None:
-    """An object's own fields and its link columns from its row (None without a ``type`` column)."""
-    obj: Obj = {"uuid": uuid}
-    links = Links()
-    for name, value, ts in cols:
-        kind, _, rest = name.partition(":")
-        if kind == "prop":
-            obj[rest] = json.loads(value)
-        elif kind == "ref":
-            t, _, u = rest.partition(":")
-            links.refs.append((t, u, _attr(value)))
-        elif kind == "children":
-            t, _, u = rest.partition(":")
-            links.children.append((t, u, ts or 0))
-        elif kind == "backref":
-            t, _, u = rest.partition(":")
-            links.backrefs.append((t, u, _attr(value)))
-        elif kind == "relaxbackref":
-            links.relaxed.append(rest)
-        elif kind == "parent":
-            t, _, u = rest.partition(":")
-            obj["parent_type"] = t.replace("_", "-")
-            obj["parent_uuid"] = u
-        elif name == "fq_name":
-            obj["fq_name"] = json.loads(value)
-        elif name == "type":
-            obj["type"] = json.loads(value)
-        elif name == "parent_type" and "parent_type" not in obj:
-            pt = json.loads(value)
-            if pt:
-                obj["parent_type"] = str(pt).replace("_", "-")
-    if "type" not in obj or "fq_name" not in obj:
-        return None
-    return obj, links
-
-
-def _attr(value: str | None) -> Any:
-    try:
-        data = json.loads(value) if value else None
-    except ValueError:
-        return None
-    return data.get("attr") if isinstance(data, dict) else None
-
-
-def _share_rwx(value: str) -> int:
-    try:
-        return int(json.loads(value))
-    except (TypeError, ValueError):
-        return 0
-
+# Re-exported: the row codec's names are part of the store's interface.
+__all__ = [
+    "Collection",
+    "ConfigStore",
+    "Layout",
+    "Links",
+    "MultiMatch",
+    "Mutation",
+    "bounds",
+    "col_backref",
+    "col_child",
+    "col_fq",
+    "col_parent",
+    "col_prop",
+    "col_ref",
+    "col_relax",
+    "col_shared",
+    "decode_row",
+    "fq_hits",
+    "otype",
+    "parse_fq_col",
+    "ref_type_of",
+    "ref_value",
+    "share_entries",
+]
 
 class MultiMatch(ConfigError):
     """More than one object of a type holds one fq_name (a corrupt index, as the original's 'Multi match')."""
@@ -312,7 +204,9 @@ class ConfigStore:
                  consistency: int = ConsistencyLevel.QUORUM, connect_timeout: float = 5.0,
                  request_timeout: float = 5.0, batch_limit: int = BATCH_LIMIT,
                  gc_grace_seconds: int = GC_GRACE_SECONDS, fq_cache_size: int = FQ_CACHE_SIZE,
-                 max_in_flight: int = 256, schema_agreement_wait: float = 30.0, page_size: int = 5000) -> None:
+                 max_in_flight: int = 256, schema_agreement_wait: float = 30.0, page_size: int = 5000,
+                 layout: Layout = whole_values) -> None:
+        self.layout = layout
         self.ips, self.port, self.rf = list(ips), port, rf
         self.keyspace = f"{prefix}_{KEYSPACE}" if prefix else KEYSPACE
         self.ua_keyspace = f"{prefix}_{USERAGENT_KEYSPACE}" if prefix else USERAGENT_KEYSPACE
@@ -530,7 +424,7 @@ class ConfigStore:
 
     async def _fq_many(self, uuids: Iterable[str]) -> dict[str, tuple[list[str], str]]:
         wanted = list(dict.fromkeys(uuids))
-        found = await asyncio.gather(*(self.uuid_to_fq_name(u) for u in wanted))
+        found = await self._bounded(self.uuid_to_fq_name, wanted)
         return {u: f for u, f in zip(wanted, found, strict=True) if f is not None}
 
     async def exists(self, uuid: str) -> bool:
@@ -539,17 +433,30 @@ class ConfigStore:
 
     # --- create / read / update / delete --------------------------------------------------------
     async def create(self, obj: Obj) -> None:
-        """Write a new object (the dict of objects.py: envelope, props, ``<type>_refs`` with uuids)."""
+        """Write a new object (the dict of objects.py: envelope, props, ``<type>_refs`` with uuids).
+
+        First the *claim*: the link columns on the rows the object points to (its parent's
+        ``children:``, each target's ``backref:``), then a QUORUM read of those rows - each must
+        exist with no delete in progress (:meth:`_check_targets`) - and only then the object's
+        own row and fq-name column. A delete marks its row before reading its links, so of a
+        create and a delete racing on one row at least one sees the other (QUORUM write then
+        QUORUM read on both sides): no orphan, no dangling ref.
+        """
         u, t, fq = obj["uuid"], otype(obj["type"]), list(obj["fq_name"])
         body: list[Mutation] = []
         links: list[Mutation] = []
+        targets: dict[str, str] = {}
+        modified = (obj.get("id_perms") or {}).get("last_modified") if isinstance(obj.get("id_perms"), dict) else None
         commit = [Mutation(UUID_TABLE, u, "fq_name", dumps(fq)), Mutation(UUID_TABLE, u, "type", dumps(t)),
-                  Mutation(UUID_TABLE, u, "META:latest_col_ts", NULL)]
+                  Mutation(UUID_TABLE, u, LATEST, NULL)]
+        if modified:
+            commit.append(Mutation(UUID_TABLE, u, LAST_MODIFIED, dumps(modified)))
         if obj.get("parent_type") and obj.get("parent_uuid"):
             pt, pu = otype(obj["parent_type"]), obj["parent_uuid"]
             commit += [Mutation(UUID_TABLE, u, "parent_type", dumps(pt)),
                        Mutation(UUID_TABLE, u, col_parent(pt, pu), NULL)]
             links.append(Mutation(UUID_TABLE, pu, col_child(t, u), NULL))
+            targets[pu] = f"Parent {obj['parent_type']} {pu}"
         for k, v in obj.items():
             if k in ENVELOPE or k.endswith("_back_refs") or k == "relaxed_back_refs":
                 continue
@@ -558,18 +465,87 @@ class ConfigStore:
                 for r in v:
                     body.append(Mutation(UUID_TABLE, u, col_ref(rtype, r["uuid"]), ref_value(r.get("attr"))))
                     links.append(self._other_side(t, u, rtype, r["uuid"], ref_value(r.get("attr"))))
+                    targets.setdefault(r["uuid"], f"{k}: {rtype.replace('_', '-')} {r['uuid']}")
             elif v is not None:
-                body.append(Mutation(UUID_TABLE, u, col_prop(k), dumps(v)))
+                body += self._prop_columns(t, u, k, v)
         commit.append(Mutation(FQ_TABLE, t, col_fq(fq, u), NULL))
+        await self._claim(links, targets)
         try:
-            await self._write(body + links, commit)
+            await self._write(body, commit)
         except Unavailable as e:
-            if isinstance(e.__cause__, (Timeout, OperationTimedOut)) and \
-                    not await self._undo_create(u, t, fq, links):  # it may still apply
+            if not isinstance(e.__cause__, (Timeout, OperationTimedOut)):
+                await self._unclaim(links)
+            elif not await self._undo_create(u, t, fq, links):  # it may still apply
                 raise OutcomeUnknown(f"The create of {t} {u} timed out and may still apply "
                                      f"(retry it after reading the object): {e}") from e
             raise
+        except BaseException:
+            await self._unclaim(links)
+            raise
         self._cache_put(u, fq, t)
+
+    def _prop_columns(self, obj_type: str, uuid: str, name: str, value: Any) -> list[Mutation]:
+        """The columns of a property value: one, or a collection's shell and one per element."""
+        coll = self.layout(obj_type, name)
+        if coll is None:
+            return [Mutation(UUID_TABLE, uuid, col_prop(name), dumps(value))]
+        shell, items = coll.split(value)
+        return [Mutation(UUID_TABLE, uuid, col_prop(name), dumps(shell))] + \
+            [Mutation(UUID_TABLE, uuid, coll.column(name, pos), dumps(e)) for pos, e in items]
+
+    async def _claim(self, links: list[Mutation], targets: dict[str, str]) -> None:
+        """Write ``links`` on the targets' rows, then check the targets (see :meth:`create`)."""
+        if not links:
+            return
+        await self._write_links(links)
+        try:
+            await self._check_targets(targets)
+        except BaseException:
+            await self._unclaim(links)
+            raise
+
+    async def _write_links(self, links: list[Mutation]) -> None:
+        """Link columns on other rows: unlogged (each is idempotent and undone on failure), in
+        batches under the batch limit, concurrently."""
+        chunks: list[list[Mutation]] = [[]]
+        size = 0
+        for m in links:
+            if chunks[-1] and size + m.size() > self.batch_limit:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(m)
+            size += m.size()
+        await asyncio.gather(*(self._send(c, BatchType.UNLOGGED) for c in chunks if c))
+
+    async def _unclaim(self, links: list[Mutation]) -> None:
+        """Remove claimed link columns (best effort: a leftover is invisible and goes stale)."""
+        if not links:
+            return
+        try:
+            await self._write_links([Mutation(m.table, m.key, m.column) for m in links])
+        except Exception as e:
+            log.warning("could not remove %d claimed link columns: %s", len(links), e)
+
+    async def _check_targets(self, targets: dict[str, str]) -> None:
+        """Every target row exists and is not being deleted. A delete in progress is waited for
+        briefly (it either finishes - the target is gone: 404 - or gives up: go on)."""
+        deadline = time.monotonic() + CLAIM_WAIT_S
+        pending = dict(targets)
+        while pending:
+            rows = await self._bounded(lambda u: self._cols(UUID_TABLE, u, ("type", DELETING)), list(pending))
+            busy: dict[str, str] = {}
+            for (u, what), cols in zip(pending.items(), rows, strict=True):
+                have = {c: v for c, v, _ in cols}
+                if "type" not in have:  # a missing parent is a bad request (as R2005), a missing target 404
+                    raise ConfigError(f"{what} does not exist") if what.startswith("Parent") \
+                        else NotFound(f"{what} not found")
+                if mark_is_fresh(have.get(DELETING)):
+                    busy[u] = what
+            if busy and time.monotonic() > deadline:
+                raise Conflict(f"{next(iter(busy.values()))} is being deleted; try again")
+            pending = busy
+            if pending:
+                await asyncio.sleep(0.05)
 
     async def _undo_create(self, u: str, t: str, fq: list[str], links: list[Mutation]) -> bool:
         """Delete what a timed-out create may have written (later timestamp); False if that failed too."""
@@ -602,8 +578,13 @@ class ConfigStore:
             cols = await self._read_fields(uuid, fields)
         return await self._assemble(uuid, cols, full=fields is None)
 
+    async def read_row(self, uuid: str) -> tuple[Obj, Links] | None:
+        """The object's own fields and raw link columns, read now at QUORUM (no cache): what a
+        delete decides on."""
+        return decode_row(uuid, await self._row(UUID_TABLE, uuid), self.layout)
+
     async def _read_fields(self, uuid: str, fields: Sequence[str]) -> list[tuple[str, str, int | None]]:
-        names = ["fq_name", "type", "parent_type", col_prop("id_perms"), col_prop("perms2")]
+        names = ["fq_name", "type", "parent_type", col_prop("id_perms"), col_prop("perms2"), LAST_MODIFIED]
         slices = ["parent"]
         for f in dict.fromkeys(fields):
             if f in ENVELOPE:
@@ -615,12 +596,13 @@ class ConfigStore:
                 slices.append(f"ref:{f[: -len('_refs')]}")
             elif f.endswith("s"):
                 slices.append(f"children:{f[:-1]}")
+            slices += [f"propl:{f}", f"propm:{f}"]
         parts = await asyncio.gather(self._cols(UUID_TABLE, uuid, dict.fromkeys(names)),
                                      *(self._slice(UUID_TABLE, uuid, p) for p in slices))
         return [c for part in parts for c in part]
 
     async def _assemble(self, uuid: str, cols: list[tuple[str, str, int | None]], full: bool) -> Obj | None:
-        decoded = decode_row(uuid, cols)
+        decoded = decode_row(uuid, cols, self.layout)
         if decoded is None:
             return None
         obj, links = decoded
@@ -641,45 +623,111 @@ class ConfigStore:
         return obj
 
     async def read_many(self, uuids: Sequence[str], fields: Sequence[str] | None = None) -> list[Obj | None]:
-        """:meth:`read` of each uuid, concurrently; the result is aligned with ``uuids``."""
-        return list(await asyncio.gather(*(self.read(u, fields=fields) for u in uuids)))
+        """:meth:`read` of each uuid; the result is aligned with ``uuids``. At most :data:`FANOUT`
+        reads of one request run at once, so a huge request cannot starve the others."""
+        return await self._bounded(lambda u: self.read(u, fields=fields), list(uuids))
 
-    async def update(self, uuid: str, changes: Obj, refs: dict[str, list[Obj]] | None = None) -> None:
-        """Set props (None deletes ``prop:<name>``) and replace whole ref lists (``{field: [{"uuid", "attr"}]}``).
+    async def _bounded(self, fn: Callable[[str], Awaitable[T]], items: list[str]) -> list[T]:
+        out: list[T] = []
+        for i in range(0, len(items), FANOUT):
+            out += await asyncio.gather(*(fn(x) for x in items[i:i + FANOUT]))
+        return out
+
+    async def update(self, uuid: str, changes: Obj, refs: dict[str, list[Obj]] | None = None, *,
+                     modified: str | None = None) -> None:
+        """Set props (None deletes the property) and replace whole ref lists (``{field: [{"uuid", "attr"}]}``).
 
         Envelope keys in ``changes`` are ignored (fq_name, type and parent never change); a
-        ``<t>_refs`` key in ``changes`` is treated as a ref-list replacement. ``id_perms.last_modified``
-        is the caller's to bump. Raises NotFound-style ``ConfigError(404)`` when refs change on a
-        missing object.
+        ``<t>_refs`` key in ``changes`` is treated as a ref-list replacement. A list or map
+        property is replaced element-wise (the elements it had and no longer has are deleted).
+        ``modified`` is the new ``id_perms.last_modified``. New refs are claimed on their targets
+        first (as in :meth:`create`). Raises ``NotFound`` when the object does not exist.
         """
-        muts = [Mutation(UUID_TABLE, uuid, "META:latest_col_ts", NULL)]
+        found = await self.uuid_to_fq_name(uuid)
+        if found is None:
+            raise NotFound(f"{uuid} not found")
+        t = found[1]
+        muts = [Mutation(UUID_TABLE, uuid, LATEST, NULL)]
+        if modified:
+            muts.append(Mutation(UUID_TABLE, uuid, LAST_MODIFIED, dumps(modified)))
         refs = dict(refs or {})
+        whole: dict[str, Any] = {}
         for k, v in changes.items():
             if k in ENVELOPE or k.endswith("_back_refs") or k == "relaxed_back_refs":
                 continue
             if ref_type_of(k) is not None and isinstance(v, list):
                 refs[k] = v
                 continue
+            if self.layout(t, k) is not None:
+                whole[k] = v
+                continue
             muts.append(Mutation(UUID_TABLE, uuid, col_prop(k), None if v is None else dumps(v)))
-        if refs:
-            found = await self.uuid_to_fq_name(uuid)
-            if found is None:
-                raise ConfigError(f"{uuid} not found", 404)
-            t = found[1]
-            current = await asyncio.gather(*(self._slice(UUID_TABLE, uuid, f"ref:{ref_type_of(f)}") for f in refs))
-            for (f, new), cols in zip(refs.items(), current, strict=True):
-                rtype = ref_type_of(f)
-                if rtype is None:
-                    raise ValueError(f"{f} is not a ref field")
-                have = {c.rsplit(":", 1)[1]: v for c, v, _ in cols}
-                want = {r["uuid"]: ref_value(r.get("attr")) for r in new or []}
-                for ru in have.keys() - want.keys():
-                    muts += self._unlink(t, uuid, rtype, ru)
-                for ru, val in want.items():
-                    if have.get(ru) != val:
-                        muts += [Mutation(UUID_TABLE, uuid, col_ref(rtype, ru), val),
-                                 self._other_side(t, uuid, rtype, ru, val)]
+        reads = [self._slice(UUID_TABLE, uuid, f"{self.layout(t, k).prefix}:{k}") for k in whole]  # type: ignore[union-attr]
+        reads += [self._slice(UUID_TABLE, uuid, f"ref:{ref_type_of(f)}") for f in refs]
+        current = await asyncio.gather(*reads)
+        for (k, v), cols in zip(whole.items(), current[:len(whole)], strict=True):
+            new = self._prop_columns(t, uuid, k, v) if v is not None else [Mutation(UUID_TABLE, uuid, col_prop(k))]
+            keep = {m.column for m in new}
+            muts += new + [Mutation(UUID_TABLE, uuid, c) for c, _, _ in cols if c not in keep]
+        links: list[Mutation] = []
+        targets: dict[str, str] = {}
+        for (f, new_refs), cols in zip(refs.items(), current[len(whole):], strict=True):
+            rtype = ref_type_of(f)
+            if rtype is None:
+                raise ValueError(f"{f} is not a ref field")
+            have = {c.rsplit(":", 1)[1]: v for c, v, _ in cols}
+            want = {r["uuid"]: ref_value(r.get("attr")) for r in new_refs or []}
+            for ru in have.keys() - want.keys():
+                muts += self._unlink(t, uuid, rtype, ru)
+            for ru, val in want.items():
+                if have.get(ru) != val:
+                    muts.append(Mutation(UUID_TABLE, uuid, col_ref(rtype, ru), val))
+                    links.append(self._other_side(t, uuid, rtype, ru, val))
+                    if ru not in have:
+                        targets[ru] = f"{f}: {rtype.replace('_', '-')} {ru}"
+        await self._claim(links, targets)
+        try:
+            await self._write(muts)
+        except BaseException:
+            await self._unclaim([m for m in links if m.key in targets])
+            raise
+
+    async def update_elements(self, uuid: str, changes: Sequence[tuple[str, str, Any]], *,
+                              shells: Obj | None = None, modified: str | None = None) -> None:
+        """Set (value) or delete (value None) single elements: ``(property, position or key, value)``.
+
+        Each element is its own column, so concurrent changes of different elements all survive.
+        ``shells``: the ``prop:<name>`` shell of each touched collection (so the property reads
+        back as set). Raises ``NotFound`` when the object does not exist.
+        """
+        found = await self.uuid_to_fq_name(uuid)
+        if found is None:
+            raise NotFound(f"{uuid} not found")
+        t = found[1]
+        muts = [Mutation(UUID_TABLE, uuid, LATEST, NULL)]
+        if modified:
+            muts.append(Mutation(UUID_TABLE, uuid, LAST_MODIFIED, dumps(modified)))
+        for name, shell in (shells or {}).items():
+            muts.append(Mutation(UUID_TABLE, uuid, col_prop(name), dumps(shell)))
+        for name, pos, value in changes:
+            coll = self.layout(t, name)
+            if coll is None:
+                raise ValueError(f"{name} is not a list or map property of {t}")
+            muts.append(Mutation(UUID_TABLE, uuid, coll.column(name, pos), None if value is None else dumps(value)))
         await self._write(muts)
+
+    async def read_elements(self, uuid: str, name: str) -> list[tuple[str, Any]] | None:
+        """``(position or key, element)`` of a list or map property in order; None when the
+        object does not exist or the property is not a collection."""
+        found = await self.uuid_to_fq_name(uuid)
+        coll = self.layout(found[1], name) if found else None
+        if found is None or coll is None:
+            return None
+        cols = await self._slice(UUID_TABLE, uuid, f"{coll.prefix}:{name}")
+        items = [(c[len(coll.prefix) + len(name) + 2:], json.loads(v)) for c, v, _ in cols]
+        if coll.kind == "list":
+            items.sort(key=lambda pe: position_order(pe[0]))
+        return items
 
     def _unlink(self, obj_type: str, obj_uuid: str, ref_type: str, ref_uuid: str) -> list[Mutation]:
         """Deletes of a ref on both rows (and the relaxed marker on the target)."""
@@ -689,31 +737,76 @@ class ConfigStore:
             out.append(Mutation(UUID_TABLE, ref_uuid, col_relax(obj_uuid)))
         return out
 
-    async def ref_update(self, uuid: str, ref_type: str, ref_uuid: str, attr: Any, op: str) -> None:
+    async def ref_update(self, uuid: str, ref_type: str, ref_uuid: str, attr: Any, op: str, *,
+                         modified: str | None = None) -> None:
         """Add (or re-attribute) one ref with ``op`` ``ADD``, remove it with ``DELETE``."""
-        found = await self.uuid_to_fq_name(uuid)
-        if found is None:
-            raise ConfigError(f"{uuid} not found", 404)
-        t, rtype = found[1], otype(ref_type)
-        muts = [Mutation(UUID_TABLE, uuid, "META:latest_col_ts", NULL)]
         if op.upper() == "ADD":
-            val = ref_value(attr)
-            muts += [Mutation(UUID_TABLE, uuid, col_ref(rtype, ref_uuid), val),
-                     self._other_side(t, uuid, rtype, ref_uuid, val)]
+            await self.ref_ops(uuid, adds=[(ref_type, ref_uuid, attr)], modified=modified)
         elif op.upper() == "DELETE":
-            muts += self._unlink(t, uuid, rtype, ref_uuid)
+            await self.ref_ops(uuid, deletes=[(ref_type, ref_uuid)], modified=modified)
         else:
             raise ConfigError(f"ref-update operation must be ADD or DELETE, got {op!r}")
-        await self._write(muts)
+
+    async def ref_ops(self, uuid: str, adds: Sequence[tuple[str, str, Any]] = (),
+                      deletes: Sequence[tuple[str, str]] = (), *, modified: str | None = None) -> None:
+        """Add refs ``(ref type, uuid, attr)`` and remove refs ``(ref type, uuid)``: only those refs'
+        columns are written, so concurrent changes of different refs all survive. Added refs claim
+        their targets first (each must exist and not be being deleted)."""
+        found = await self.uuid_to_fq_name(uuid)
+        if found is None:
+            raise NotFound(f"{uuid} not found")
+        t = found[1]
+        muts = [Mutation(UUID_TABLE, uuid, LATEST, NULL)]
+        if modified:
+            muts.append(Mutation(UUID_TABLE, uuid, LAST_MODIFIED, dumps(modified)))
+        links: list[Mutation] = []
+        targets: dict[str, str] = {}
+        for ref_type, ref_uuid, attr in adds:
+            rtype, val = otype(ref_type), ref_value(attr)
+            muts.append(Mutation(UUID_TABLE, uuid, col_ref(rtype, ref_uuid), val))
+            links.append(self._other_side(t, uuid, rtype, ref_uuid, val))
+            targets[ref_uuid] = f"{rtype.replace('_', '-')} {ref_uuid}"
+        for ref_type, ref_uuid in deletes:
+            muts += self._unlink(t, uuid, otype(ref_type), ref_uuid)
+        await self._claim(links, targets)
+        try:
+            await self._write(muts)
+        except BaseException:
+            await self._unclaim(links)
+            raise
 
     async def relax_ref(self, uuid: str, ref_uuid: str) -> None:
         """Mark ``uuid``'s ref to ``ref_uuid`` as relaxed for delete (``relaxbackref:<uuid>`` on ``ref_uuid``)."""
         await self._send([Mutation(UUID_TABLE, ref_uuid, col_relax(uuid), NULL)])
 
-    async def delete(self, uuid: str) -> bool:
+    # --- guarded delete -------------------------------------------------------------------------
+    async def mark_deleting(self, uuid: str) -> None:
+        """Announce a delete on the object's row before its links are read (see :meth:`create`)."""
+        await self._send([Mutation(UUID_TABLE, uuid, DELETING, deleting_mark())])
+
+    async def unmark_deleting(self, uuid: str) -> None:
+        """The delete gave up (409 or an error): creates pointing here may go on."""
+        try:
+            await self._send([Mutation(UUID_TABLE, uuid, DELETING)])
+        except Exception as e:  # the mark goes stale by itself
+            log.warning("could not remove the delete mark of %s: %s", uuid, e)
+
+    async def visible(self, uuids: Sequence[str]) -> dict[str, tuple[list[str], str]]:
+        """``(fq_name, type)`` of those uuids whose object exists now (QUORUM reads, no cache)."""
+        found = await self._bounded(lambda u: self._cols(UUID_TABLE, u, ("fq_name", "type")), list(uuids))
+        out: dict[str, tuple[list[str], str]] = {}
+        for u, cols in zip(uuids, found, strict=True):
+            have = {c: v for c, v, _ in cols}
+            if "fq_name" in have and "type" in have:
+                out[u] = (json.loads(have["fq_name"]), json.loads(have["type"]))
+        return out
+
+    async def delete(self, uuid: str, decoded: tuple[Obj, Links] | None = None) -> bool:
         """Remove an object: its row, the parent's child column, its refs' other sides, relaxed
-        referrers' refs, its fq-name and shared columns. False if it did not exist."""
-        decoded = decode_row(uuid, await self._row(UUID_TABLE, uuid))
+        referrers' refs, its fq-name and shared columns. False if it did not exist. ``decoded``:
+        the row as :meth:`read_row` just read it (saves reading it again)."""
+        if decoded is None:
+            decoded = await self.read_row(uuid)
         if decoded is None:
             return False
         obj, links = decoded
