@@ -26,7 +26,8 @@ from contrail_ha.rendering import cassandra as crender
 from contrail_ha.rendering import zookeeper as zrender
 from contrail_ha.rendering.base import Layout, ProcessSpec
 from contrail_ha.rendering.cassandra import cluster_of
-from contrail_ha.services.config_api.objects import Unavailable
+from contrail_ha.services.config_api.core import collection_layout
+from contrail_ha.services.config_api.objects import ConfigError, Conflict, NotFound, Unavailable
 from contrail_ha.services.config_api.store import ConfigStore, MultiMatch
 from contrail_ha.services.config_api.zk import (
     SG_RESERVED,
@@ -110,7 +111,7 @@ class Env:
 def env(servers: Servers) -> Iterator[Env]:
     loop = Loop()
     c = cluster_of(servers.plan, CONFIG_DB)
-    store = ConfigStore([str(h.ip) for h in c.hosts], c.cql_port, 1)
+    store = ConfigStore([str(h.ip) for h in c.hosts], c.cql_port, 1, layout=collection_layout)
     zk = Coordinator(servers.plan.zookeeper_servers, servers.plan.cluster_id, stale_check=store)
     zk2 = Coordinator(servers.plan.zookeeper_servers, servers.plan.cluster_id, stale_check=store)
     try:
@@ -188,7 +189,9 @@ def test_create_read_update_delete_layout(env: Env) -> None:
     assert row["META:latest_col_ts"] == "null"
     assert row[f"parent:project:{p['uuid']}"] == "null"
     assert json.loads(row["prop:display_name"]) == "VN 3"
-    assert json.loads(row["prop:annotations"]) == {"key_value_pair": [{"key": "k", "value": "3"}]}
+    # a map property: its shell, and one column per element (concurrent element updates all survive)
+    assert json.loads(row["prop:annotations"]) == {"key_value_pair": []}
+    assert json.loads(row["propm:annotations:k"]) == {"key": "k", "value": "3"}
     assert json.loads(row[f"ref:network_ipam:{ipam['uuid']}"]) == {"attr": attr, "is_weakref": False}
     assert not any(k.startswith(("children:", "backref:")) for k in row)
     assert raw_row(s, "obj_uuid_table", p["uuid"])[f"children:virtual_network:{u}"] == "null"
@@ -451,6 +454,77 @@ def test_large_object_is_split_below_the_batch_limit(env: Env) -> None:
     assert len(got["annotations"]["key_value_pair"]) == 500
     back = env.run(store.read(ipam["uuid"]))
     assert back is not None and back["virtual_network_back_refs"][0]["attr"]["v"] == 2
+
+
+def test_concurrent_element_and_ref_updates_all_survive(env: Env) -> None:
+    """Element updates and ref adds write only their own columns: 20 concurrent ones all survive,
+    on both sides of each ref; a whole-value update replaces the elements it had."""
+    store = env.store
+    _, p = env.run(make_project(store, "elems"))
+    pols = [obj("network_policy", ["elems", "p", f"np{i}"], ("project", p["uuid"])) for i in range(10)]
+    vn = obj("virtual_network", ["elems", "p", "vn"], ("project", p["uuid"]),
+             annotations={"key_value_pair": [{"key": "a", "value": "0"}]})
+
+    async def go() -> None:
+        for o in [*pols, vn]:
+            await store.create(o)
+        await asyncio.gather(
+            *(store.update_elements(vn["uuid"], [("annotations", f"k{i}", {"key": f"k{i}", "value": str(i)})],
+                                    shells={"annotations": {"key_value_pair": []}}) for i in range(10)),
+            *(store.ref_ops(vn["uuid"], adds=[("network_policy", np["uuid"], {"sequence": None})]) for np in pols))
+
+    env.run(go())
+    got = env.run(store.read(vn["uuid"]))
+    assert got is not None
+    assert sorted(e["key"] for e in got["annotations"]["key_value_pair"]) == ["a", *sorted(f"k{i}" for i in range(10))]
+    assert sorted(r["uuid"] for r in got["network_policy_refs"]) == sorted(np["uuid"] for np in pols)
+    for np in pols:
+        back = env.run(store.read(np["uuid"]))
+        assert back is not None and [b["uuid"] for b in back["virtual_network_back_refs"]] == [vn["uuid"]]
+    # a whole value replaces the elements (a is kept, k0.. are gone), positions keep numeric order
+    env.run(store.update(vn["uuid"], {"annotations": {"key_value_pair": [{"key": "a", "value": "1"}]}}))
+    got = env.run(store.read(vn["uuid"]))
+    assert got is not None and got["annotations"] == {"key_value_pair": [{"key": "a", "value": "1"}]}
+    assert env.run(store.read_elements(vn["uuid"], "annotations")) == [("a", {"key": "a", "value": "1"})]
+
+
+def test_claims_refuse_rows_being_deleted_or_gone(env: Env) -> None:
+    """A create or ref add claims the rows it points to: a row marked as being deleted is waited
+    for, then refused (409); a gone parent is 400, a gone target 404; the refused write leaves no
+    column behind on the target."""
+    s, store = env.servers, env.store
+    _, p = env.run(make_project(store, "claims"))
+    np = obj("network_policy", ["claims", "p", "np"], ("project", p["uuid"]))
+    env.run(store.create(np))
+    env.run(store.mark_deleting(p["uuid"]))
+    vn = obj("virtual_network", ["claims", "p", "vn"], ("project", p["uuid"]))
+    t0 = time.monotonic()
+    with pytest.raises(Conflict, match="being deleted"):
+        env.run(store.create(vn))
+    assert time.monotonic() - t0 >= 1.5  # it waited for the delete to finish or give up
+    assert f"children:virtual_network:{vn['uuid']}" not in raw_row(s, "obj_uuid_table", p["uuid"])
+    assert env.run(store.read(vn["uuid"])) is None
+    env.run(store.unmark_deleting(p["uuid"]))  # the delete gave up: the create goes through
+    env.run(store.create(vn))
+    row = env.run(store.read_row(p["uuid"]))
+    assert row is not None and vn["uuid"] in row[1].written and row[1].deleting is None
+    # a target deleted: ref add 404, create with a ref to it 404, nothing left on either row
+    env.run(store.delete(np["uuid"]))
+    with pytest.raises(NotFound):
+        env.run(store.ref_ops(vn["uuid"], adds=[("network_policy", np["uuid"], None)]))
+    vn2 = obj("virtual_network", ["claims", "p", "vn2"], ("project", p["uuid"]),
+              network_policy_refs=[{"uuid": np["uuid"], "attr": None}])
+    with pytest.raises(NotFound):
+        env.run(store.create(vn2))
+    assert raw_row(s, "obj_uuid_table", np["uuid"]) == {}
+    assert env.run(store.read(vn2["uuid"])) is None
+    # a parent that is gone: 400 (as R2005's "Parent ... does not exist")
+    gone = obj("project", ["claims", "gone"], ("domain", p["parent_uuid"]))
+    env.run(store.create(gone))
+    env.run(store.delete(gone["uuid"]))
+    with pytest.raises(ConfigError, match="does not exist") as info:
+        env.run(store.create(obj("virtual_network", ["claims", "gone", "vn"], ("project", gone["uuid"]))))
+    assert info.value.status == 400
 
 
 # --- ZooKeeper ---------------------------------------------------------------------------------------

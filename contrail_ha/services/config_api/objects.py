@@ -13,8 +13,8 @@ hrefs, e.g.::
 
 ``type`` is the object type (underscore form). ``parent_type`` is a resource type (hyphen
 form) as the client sends it, absent for top-level objects. Ref lists hold the target's
-uuid and fq_name; ``attr`` may be null. List and map properties are stored whole in their
-wrapper form (``{"key_value_pair": [...]}``).
+uuid and fq_name; ``attr`` may be null. List and map properties are in their wrapper form
+(``{"key_value_pair": [...]}``) here; the store keeps each element in a column of its own.
 """
 
 from __future__ import annotations

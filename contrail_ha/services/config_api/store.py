@@ -16,9 +16,14 @@ column1))``:
 
 Choices (documented deviations are marked *):
 
-* *List and map properties are stored whole as ``prop:<name>`` in their wrapper form
-  (``{"key_value_pair": [...]}``), never as ``propl:``/``propm:`` element columns: the layer
-  stays schema-free and a whole-value write is what the HTTP layer produces anyway.
+* List and map properties are element columns ``propl:<name>:<position>`` /
+  ``propm:<name>:<key>`` as in the original, beside a ``prop:<name>`` shell (see :mod:`rows`):
+  concurrent element updates of different elements all survive.
+* Writes that point at other rows (a create's parent and ref targets, an update's or
+  ref-update's new refs) *claim* them first: the link columns are written on the target rows,
+  then each target row is read back (QUORUM) and must exist without a fresh delete mark. A
+  delete writes its mark first, then reads its links. Of a racing pair at least one sees the
+  other, so no child outlives its parent and no ref outlives its target (docs/integrity.md).
 * Children are ordered by the ``WRITETIME`` of their ``children:`` column (the original reads
   the thrift column timestamp); the column value stays JSON null as in the original.
 * A create is one LOGGED batch holding the object's row, the parent's ``children:`` column,
@@ -768,6 +773,8 @@ class ConfigStore:
             targets[ref_uuid] = f"{rtype.replace('_', '-')} {ref_uuid}"
         for ref_type, ref_uuid in deletes:
             muts += self._unlink(t, uuid, otype(ref_type), ref_uuid)
+        if links:  # the object itself must still be there (not being deleted) when refs are added
+            targets[uuid] = f"{t.replace('_', '-')} {uuid}"
         await self._claim(links, targets)
         try:
             await self._write(muts)
