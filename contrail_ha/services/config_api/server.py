@@ -327,6 +327,10 @@ class ConfigApi(Listing, Actions, ApiCore):
                 attr = validate_ref_attr(rt, ref_t.name, attr, path="attr")
             elif not ref_t.attr_type:
                 attr = None
+        if op == "ADD":  # the type's rules (e.g. a tag's tag_type_refs cannot change, a VN's subnets completed)
+            item: Obj = {"uuid": ref_uuid, "attr": attr}
+            await self.hooks.pre_update(rt, obj, {}, {ref_t.name: [item]})
+            attr = item.get("attr")
         await self.require_writable()
         await self.store.ref_update(u, target.object_type, ref_uuid, attr, op, modified=now())
         await self.changed("UPDATE", rt.object_type, u, obj["fq_name"],
