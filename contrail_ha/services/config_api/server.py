@@ -52,6 +52,7 @@ class ConfigApi(Listing, Actions, ApiCore):
         fq_name = validate_fq_name(rt, body.get("fq_name"))
         parent_type = resolve_parent_type(rt, body.get("parent_type"), fq_name)
         clean = validate_object(rt, body, "CREATE")
+        _check_collections(rt, clean)
         obj: Obj = {"type": rt.object_type, "fq_name": fq_name}
         if parent_type:
             parent_rt = self.schema[parent_type]
@@ -124,6 +125,7 @@ class ConfigApi(Listing, Actions, ApiCore):
         if not isinstance(body, dict):
             raise ConfigError(f"Body must be an object with key {rt.resource_type!r}")
         clean = validate_object(rt, body, "UPDATE")
+        _check_collections(rt, clean)
         changes: Obj = {}
         for name in rt.props:
             if name not in clean or name in ("id_perms", "perms2"):
@@ -504,6 +506,26 @@ CREATE_NAMESPACE = uuidlib.UUID("6f1c3f0e-5b3a-4f36-9a39-0b1f0c7d2a11")
 
 MAX_ELEMENT_UPDATES = 1000
 MAX_POSITION = 512  # characters of a list position or map key (a column name: far below Cassandra's 64 KiB)
+
+
+MAX_ELEMENTS = 10_000  # elements of one list or map property (each is a column of the object's row)
+
+
+def _check_collections(rt: ResourceType, values: Obj) -> None:
+    """Bound list and map properties before anything is written: their element count and map keys
+    (a key is a column name)."""
+    for name, value in values.items():
+        coll = collection_layout(rt.object_type, name) if value is not None else None
+        if coll is None:
+            continue
+        elems = coll.elements(value)
+        if len(elems) > MAX_ELEMENTS:
+            raise FieldError(name, f"{len(elems)} elements, at most {MAX_ELEMENTS} are allowed")
+        if coll.kind == "map":
+            for i, e in enumerate(elems):
+                key = e.get(coll.key) if isinstance(e, dict) and coll.key else None
+                if key is not None:
+                    _position(key, f"{name}.{coll.wrapper or ''}[{i}].{coll.key}")
 
 
 def _position(value: Any, path: str) -> str:

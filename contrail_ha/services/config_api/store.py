@@ -133,6 +133,7 @@ KV_TABLE = "useragent_keyval_table"
 GC_GRACE_SECONDS = 864000
 BATCH_LIMIT = 40 * 1024  # below Cassandra's default 50 KiB multi-partition batch failure threshold
 FQ_CACHE_SIZE = 100_000
+MAX_STATEMENTS = 4096  # statements in one unlogged batch (a huge collection is sent in several)
 FANOUT = 64  # reads one request runs at once (the rest of the store's 256 stay for other requests)
 CLAIM_WAIT_S = 2.0  # how long a write waits for a delete in progress on a row it points to
 
@@ -316,6 +317,10 @@ class ConfigStore:
         mark_write()
         if len(muts) == 1:
             await self._run(*self._stmt(muts[0]))
+            return
+        if batch_type == BatchType.UNLOGGED and len(muts) > MAX_STATEMENTS:  # the protocol's limit is 65535
+            await asyncio.gather(*(self._send(muts[i:i + MAX_STATEMENTS], batch_type)
+                                   for i in range(0, len(muts), MAX_STATEMENTS)))
             return
         if batch_type == BatchType.LOGGED and self.node_down():
             # A node is down (the driver lost it): the coordinator may still pick it for the batchlog
@@ -590,6 +595,7 @@ class ConfigStore:
 
     async def _read_fields(self, uuid: str, fields: Sequence[str]) -> list[tuple[str, str, int | None]]:
         names = ["fq_name", "type", "parent_type", col_prop("id_perms"), col_prop("perms2"), LAST_MODIFIED]
+        known = self._fq_cache.get(uuid)
         slices = ["parent"]
         for f in dict.fromkeys(fields):
             if f in ENVELOPE:
@@ -601,7 +607,10 @@ class ConfigStore:
                 slices.append(f"ref:{f[: -len('_refs')]}")
             elif f.endswith("s"):
                 slices.append(f"children:{f[:-1]}")
-            slices += [f"propl:{f}", f"propm:{f}"]
+            if known is None:  # type not cached: the field may be a collection of either kind
+                slices += [f"propl:{f}", f"propm:{f}"]
+            elif (coll := self.layout(known[1], f)) is not None:
+                slices.append(f"{coll.prefix}:{f}")
         parts = await asyncio.gather(self._cols(UUID_TABLE, uuid, dict.fromkeys(names)),
                                      *(self._slice(UUID_TABLE, uuid, p) for p in slices))
         return [c for part in parts for c in part]
