@@ -20,12 +20,28 @@ from contrail_ha.topology.plan import (
 HTTP_SERVICES = (CONFIG_API, ANALYTICS_API, COLLECTOR, AGGREGATOR, NODE_AGENT)
 
 
-def health(inst: Instance, timeout: float = 2.0) -> tuple[bool, str]:
+def health(inst: Instance, timeout: float = 2.0, *, degraded_fails: bool = False) -> tuple[bool, str]:
+    """A service's /health; ``degraded_fails``: a dependency that serves but is degraded (e.g. a
+    stalled analytics generator) fails too. ``up`` waits without it: a replica that started
+    before the analytics plane is ready counts as ready."""
     try:
-        r = httpx.get(f"http://{inst.address}/health", params={"text": "1"}, timeout=timeout)
+        r = httpx.get(f"http://{inst.address}/health", timeout=timeout)
     except httpx.HTTPError as e:
         return False, f"no answer: {e.__class__.__name__}"
-    return r.status_code == 200, r.text.strip()[:200] if r.status_code != 200 else "healthy"
+    try:
+        deps = r.json().get("dependencies", {})
+    except (ValueError, AttributeError):
+        deps = {}
+    if not isinstance(deps, dict):
+        deps = {}
+    if r.status_code != 200:
+        bad = "; ".join(f"{n}: {d.get('reason', '')}" for n, d in deps.items()
+                        if isinstance(d, dict) and not d.get("ok"))
+        return False, (bad or r.text.strip())[:200]
+    degraded = [f"{n}: {d.get('reason', '')}" for n, d in deps.items() if isinstance(d, dict) and d.get("degraded")]
+    if degraded_fails and degraded:
+        return False, "; ".join(degraded)[:200]
+    return True, "healthy"
 
 
 def agent(layout: Layout, host: str) -> tuple[bool, str, dict]:
@@ -53,7 +69,7 @@ def checks(plan: Plan, layout: Layout) -> list[Check]:
     out = []
     for comp in HTTP_SERVICES:
         for inst in plan.of(comp):
-            ok, detail = health(inst)
+            ok, detail = health(inst, degraded_fails=True)
             target = f"{inst.host.name}/{inst.name}" if inst.name != comp else inst.host.name
             out.append(Check(comp, target, ok, detail, {"address": inst.address}))
     for inst in plan.of(LB_AGENT):

@@ -487,7 +487,7 @@ def test_service_process(env: Env, tmp_path: Path) -> None:
         health = proc.wait_for(healthy, 60, "analytics-api /health")
         TIMINGS["service_healthy_s"] = f"{time.monotonic() - t0:.1f}"
         assert isinstance(health, dict)
-        assert set(health["dependencies"]) == {"analytics-db", "analytics-store"}
+        assert set(health["dependencies"]) == {"analytics-db", "analytics-store", "analytics-generator"}
         assert health["dependencies"]["analytics-db"]["reason"] == "1/1 nodes up, quorum 1"
         r = httpx.get(f"{url}/analytics/uves/config-nodes", timeout=10)
         assert [x["name"] for x in r.json()] == ["ctrl1", "ctrl2"]

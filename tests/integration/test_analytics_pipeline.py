@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +33,11 @@ from contrail_ha.rendering import zookeeper as zrender
 from contrail_ha.rendering.base import DEFAULT_CACHE, Layout, ProcessSpec
 from contrail_ha.services.analytics.generator import Generator
 from contrail_ha.services.analytics.protocol import (
+    MAX_RECORD_BYTES,
     MESSAGE_PARTITIONS,
     PROCESS_RUNNING,
     PROCESS_STOPPED,
+    TRUNCATED,
     Origin,
     messages_topic,
     uve_partition,
@@ -307,3 +310,111 @@ def test_collector_and_aggregator_killed_nothing_lost(pipeline: Pipeline) -> Non
     pl.start(pl.plan.instance(COLLECTOR, "n1"))
     pl.start(pl.plan.instance(AGGREGATOR, "n1"))
     proc.wait_for(lambda: pl.healthy(AGGREGATOR, "n1") and pl.healthy(COLLECTOR, "n1"), 60, "restarted n1")
+
+
+# --- record limits: one oversized record blocks nothing ----------------------------------------------------
+def _objectlogs(pl: Pipeline, since_us: int) -> list[dict[str, Any]]:
+    return pl.loop.run(pl.store.objectlogs("ConfigObjectTable", since_us, int(time.time() * 1e6) + 1, 10_000))
+
+
+def test_oversized_config_log_is_truncated_and_blocks_nothing(pipeline: Pipeline) -> None:
+    """A ~1 MiB config log (as a ~1 MiB create through contrail-api makes) and normal records behind it:
+    the normal ones arrive promptly, the big one arrives truncated (with its original size), nothing is
+    refused or dropped, and the generator never stalls."""
+    pl = pipeline
+    since = int(time.time() * 1e6)
+    big_name = "".join(chr(ord("a") + i % 26) for i in range(1024 * 1024))
+    gen = Generator(_origin("gen-big", "contrail-api", "Config"), pl.collectors())
+
+    async def go() -> tuple[str, list[str], float]:
+        gen.start()
+        t0 = time.monotonic()
+        oid = gen.objectlog("ConfigObjectTable", "virtual_network:default-domain:p:big", "VncApiConfigLog",
+                            {"operation": "CREATE", "type": "virtual_network", "uuid": "u-big",
+                             "fq_name": ["default-domain", "p", "big"], "old": None,
+                             "new": {"display_name": big_name, "uuid": "u-big"}})
+        ids = [gen.message("PipelineTest", {"tag": "behind-big", "n": i}) for i in range(200)]
+        assert await gen.flush(20), f"generator blocked: {gen.reason} {gen.state()}"
+        return oid, ids, time.monotonic() - t0
+
+    try:
+        oid, ids, took = pl.loop.run(go())
+        assert took < 10, f"delivering behind the big record took {took:.1f}s"
+        assert gen.stats["truncated"] == 1 and gen.stats["refused"] == gen.stats["dropped"] == 0
+        assert gen.stall() is None
+    finally:
+        pl.loop.run(gen.stop())
+    rows = proc.wait_for(lambda: (r := _stored(pl, "behind-big", since)) and len(r) >= 200 and r, 60,
+                         "the records behind the big one")
+    assert sorted(r["id"] for r in rows) == sorted(ids)
+    [big] = proc.wait_for(lambda: [r for r in _objectlogs(pl, since) if r["id"] == oid], 60, "the big config log")
+    body = big["body"]
+    assert body["operation"] == "CREATE" and body["uuid"] == "u-big" and body["new"]["uuid"] == "u-big"
+    assert body[TRUNCATED]["bytes"] > 1024 * 1024 and body[TRUNCATED]["limit"] == MAX_RECORD_BYTES
+    prefix = body["new"]["display_name"].partition("...[truncated")[0]
+    assert big_name.startswith(prefix) and len(prefix) > 400_000
+    assert len(json.dumps(body, separators=(",", ":"))) <= MAX_RECORD_BYTES
+
+
+def test_collector_refuses_only_the_bad_record_of_a_batch(pipeline: Pipeline) -> None:
+    """The real collector, given one oversized and one invalid record among good ones: 200, the bad ones
+    named (413, 400), the good ones produced and stored."""
+    pl = pipeline
+    since = int(time.time() * 1e6)
+    url = f"http://{pl.plan.instance(COLLECTOR, 'n1').address}/generator/records"
+    ts = int(time.time() * 1e6)
+
+    def msg(n: int, **extra: Any) -> dict[str, Any]:
+        return {"kind": "message", "id": uuid.uuid4().hex, "ts": ts + n, "seq": n, "messagetype": "PipelineTest",
+                "body": {"tag": "one-bad", "n": n, **extra}}
+    records = [msg(0), msg(1, pad="x" * (MAX_RECORD_BYTES + 10)), msg(2), {**msg(3), "level": 99}, msg(4)]
+    r = httpx.post(url, json={"origin": _origin("gen-onebad").model_dump(), "records": records}, timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["accepted"] == 3
+    assert [(x["index"], x["status"], x["id"]) for x in body["refused"]] == [
+        (1, 413, records[1]["id"]), (3, 400, records[3]["id"])]
+    assert "over the limit" in body["refused"][0]["error"] and "records.3.message.level" in body["refused"][1]["error"]
+    rows = proc.wait_for(lambda: (r := _stored(pl, "one-bad", since)) and len(r) >= 3 and r, 60, "the good records")
+    assert sorted(r["body"]["n"] for r in rows) == [0, 2, 4]
+
+
+def test_kafka_refusing_one_record_refuses_only_that_record(pipeline: Pipeline) -> None:
+    """The collector's code with a real producer whose message.max.bytes is small, on the real broker:
+    Kafka's MSG_SIZE_TOO_LARGE for one record is a 413 for that record; the others are produced."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from contrail_ha.services import base
+    from contrail_ha.services.analytics.collector import Collector, KafkaProducer
+
+    pl = pipeline
+    since = int(time.time() * 1e6)
+    inst = pl.plan.instance(COLLECTOR, "n1")
+    cfg = base.ServiceConfig.model_validate(srender.service_config(pl.plan, inst))
+    collector = Collector(cfg)
+    ts = int(time.time() * 1e6)
+    records = [{"kind": "message", "id": uuid.uuid4().hex, "ts": ts + n, "seq": n, "messagetype": "PipelineTest",
+                "body": {"tag": "kafka-too-large", "n": n, "pad": "y" * (20_000 if n == 1 else 10)}}
+               for n in range(3)]
+
+    async def go() -> tuple[int, dict[str, Any]]:
+        collector.kafka = KafkaProducer(cfg.kafka, max_message_bytes=8_000)
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app.router.add_post("/generator/records", collector.h_records)
+        try:
+            async with TestClient(TestServer(app)) as client:
+                r = await client.post("/generator/records",
+                                      json={"origin": _origin("gen-kafka-big").model_dump(), "records": records})
+                return r.status, await r.json()
+        finally:
+            await asyncio.to_thread(collector.kafka.close)
+
+    status, body = pl.loop.run(go())
+    assert status == 200 and body["accepted"] == 2, body
+    [refused] = body["refused"]
+    assert refused["index"] == 1 and refused["status"] == 413 and "Kafka refused" in refused["error"]
+    assert "MSG_SIZE_TOO_LARGE" in refused["error"] or "too large" in refused["error"].lower()
+    rows = proc.wait_for(lambda: (r := _stored(pl, "kafka-too-large", since)) and len(r) >= 2 and r, 60,
+                         "the two small records")
+    assert sorted(r["body"]["n"] for r in rows) == [0, 2]

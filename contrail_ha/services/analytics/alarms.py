@@ -56,6 +56,21 @@ def process_connectivity(u: Uve) -> tuple[int, str] | None:
     return MAJOR, "Process connectivity: " + "; ".join(bad)
 
 
+def generator_stalled(u: Uve) -> tuple[int, str] | None:
+    """A process whose analytics records do not get through (waiting over 30 s, or its queue full and
+    dropping): its config logs and messages are late or lost, though the process itself may be fine."""
+    bad: list[str] = []
+    for ps in u.value.get("NodeStatus", {}).get("process_status", []):
+        g = ps.get("generator") or {}
+        if g.get("stalled"):
+            counts = ", ".join(f"{g[k]} {k}" for k in ("dropped", "refused", "truncated") if g.get(k))
+            bad.append(f"{ps.get('module_id')}:{ps.get('instance_id')} ({g.get('reason', '')}"
+                       f"{'; ' + counts if counts else ''})")
+    if not bad:
+        return None
+    return MAJOR, "Generator(s) stalled, analytics records not delivered: " + "; ".join(bad)
+
+
 def node_status(u: Uve, stale_after_s: float = 30.0) -> tuple[int, str] | None:
     if u.agent_age_s is None or u.agent_age_s <= stale_after_s:
         return None
@@ -124,6 +139,7 @@ RULES: dict[str, Rule] = {
     "process-status": process_status,
     "process-connectivity": process_connectivity,
     "node-status": node_status,
+    "generator-stalled": generator_stalled,
     "zookeeper-quorum": zookeeper_quorum,
     "cassandra-node-down": cassandra_node_down,
     "kafka-under-replicated": kafka_under_replicated,

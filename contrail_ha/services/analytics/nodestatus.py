@@ -3,7 +3,11 @@
 Each service replica (contrail-api, contrail-analytics-api, collector, aggregator) reports one
 ``process_status`` entry in the NodeStatus of its node's UVE (``config-node`` or
 ``analytics-node``, key = host name), with one ``connection_infos`` entry per dependency and
-one for the collector link. The node agent reports ``process_info`` for the same UVE.
+one for the collector link, and ``generator``: whether its generator is stalled (records not
+delivered for ``STALL_AFTER_S``, or its queue full) and its drop/truncation counters, which the
+``generator-stalled`` alarm reads. The node agent reports ``process_info`` for the same UVE.
+The reporter also puts a ``GeneratorHealth`` in the service's health dependencies, so its
+``/health`` shows the generator's queue (``degraded`` while stalled) without failing the check.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from contrail_ha.services.analytics.generator import Generator
+from contrail_ha.services.analytics.generator import Generator, GeneratorHealth
 from contrail_ha.services.analytics.protocol import (
     CONN_DOWN,
     CONN_UP,
@@ -36,15 +40,19 @@ def connection(dep: Dependency, servers: list[str] | None = None) -> dict[str, A
 
 def process_status(origin: Origin, deps: list[Dependency], gen: Generator | None,
                    extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """One ``process_status`` entry: Functional only when every dependency is up."""
+    """One ``process_status`` entry: Functional only when every dependency is up; ``generator`` says
+    whether this process's records reach the collectors."""
     conns = [connection(d) for d in deps if d.name in CONNECTION_TYPES]
     conns += extra or []
     if gen is not None:
         conns.append(gen.connection_info())
     bad = [f"{d.name}: {d.reason}" for d in deps if not d.ok]
-    return {"module_id": origin.module, "instance_id": origin.instance_id,
-            "state": NON_FUNCTIONAL if bad else FUNCTIONAL, "description": "; ".join(bad),
-            "connection_infos": sorted(conns, key=lambda c: (c["type"], c["name"]))}
+    out = {"module_id": origin.module, "instance_id": origin.instance_id,
+           "state": NON_FUNCTIONAL if bad else FUNCTIONAL, "description": "; ".join(bad),
+           "connection_infos": sorted(conns, key=lambda c: (c["type"], c["name"]))}
+    if gen is not None:
+        out["generator"] = gen.report()
+    return out
 
 
 class NodeStatusReporter:
@@ -52,8 +60,11 @@ class NodeStatusReporter:
 
     def __init__(self, gen: Generator, deps: list[Dependency], *,
                  extra_structs: Callable[[], dict[str, dict[str, Any]]] | None = None,
-                 interval: float = 1.0) -> None:
+                 interval: float = 1.0, health: bool = True) -> None:
         self.gen, self.deps, self.interval = gen, deps, interval
+        # ``deps`` is the service's /health list: show the generator there (not gating, see GeneratorHealth)
+        if health and not any(isinstance(d, GeneratorHealth) and d.gen is gen for d in deps):
+            deps.append(GeneratorHealth(gen))
         self.extra_structs = extra_structs
         self.table = NODE_TYPE_TABLE[gen.origin.node_type]
         self._last: dict[str, Any] = {}

@@ -15,7 +15,14 @@ A generator (a service replica, a node agent) sends batches to a collector over 
 
 The collector answers 200 ``{"accepted": n}`` only once Kafka has acknowledged every record
 (acks=all), 400/413 for a bad batch (nothing produced), 503 when Kafka cannot take it (the
-generator then tries the next collector). Record ids make re-sends idempotent downstream.
+generator then tries the next collector). Records are judged one by one: a batch with some bad
+records gets 200 ``{"accepted": n, "refused": [{"index": i, "id": ..., "status": 400|413,
+"error": ...}]}`` (only the good ones produced); 400/413 when every record is bad. Record ids
+make re-sends idempotent downstream.
+
+Limits: a record (its compact JSON, :func:`record_json`) is at most ``MAX_RECORD_BYTES``; the
+generator truncates bigger ones (:func:`bound_record`) before queueing them, the collector
+refuses them (413 for that record). A batch body is at most ``MAX_BATCH_BYTES``.
 
 Kafka: a UVE goes to topic ``<cluster>-uve-<p>`` (one partition each; ``p`` = djb2 of
 ``<table>:<key>`` modulo ``uve_partitions``, as the original collector), keyed
@@ -68,10 +75,21 @@ LEVELS = {"SYS_EMERG": 0, "SYS_ALERT": 1, "SYS_CRIT": 2, "SYS_ERR": 3, "SYS_WARN
           "SYS_INFO": 6, "SYS_DEBUG": 7}
 
 MAX_BATCH_BYTES = 4 * 1024 * 1024  # a collector refuses bigger batches with 413
+# The collector's producer message.max.bytes (librdkafka's default, set explicitly): the largest Kafka
+# message (key + value) it produces. Below the broker's message.max.bytes / topic max.message.bytes
+# (Kafka's default 1048588; rendering/kafka.py leaves it), so the broker never refuses one.
+KAFKA_MESSAGE_MAX_BYTES = 1_000_000
+# One record's compact JSON. Half the Kafka limit: the Kafka value adds the origin (<300 B) and the
+# key (<1 KiB) to the record, and a batch still holds several records of this size.
+MAX_RECORD_BYTES = 512 * 1024
+TRUNCATED = "_truncated"  # the key a truncated record's body/data gets: {"bytes": original, "limit": ...}
 MAX_BATCH_RECORDS = 5000
 MESSAGE_PARTITIONS = 8
 UVE_REFRESH_S = 10.0  # generators re-send their UVE state this often
 UVE_STALE_S = 35.0  # an origin not heard from for this long drops out of the aggregated UVE
+# A generator whose oldest queued record waits longer than this is stalled (NodeStatus, alarm): longer
+# than a collector fail-over plus a Kafka leader election (~15 s), shorter than UVE_STALE_S.
+STALL_AFTER_S = 30.0
 
 
 def now_us() -> int:
@@ -180,3 +198,105 @@ def decode(value: bytes) -> tuple[Origin, UveRecord | MessageRecord | ObjectLogR
     d = json.loads(value)
     batch = Batch.model_validate({"origin": d["origin"], "records": [d["record"]]})
     return batch.origin, batch.records[0]
+
+
+# --- record limits -------------------------------------------------------------------------------------
+AnyRecord = UveRecord | MessageRecord | ObjectLogRecord
+_MIN_CUT = 256  # a field is cut to no less than this; below it a container becomes one JSON prefix
+_MAX_CHILDREN = 1000  # a bigger oversized container is cut as one JSON prefix (sizing each child is slow)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
+def _json(value: Any) -> str:
+    """Compact JSON, ASCII (so characters = bytes); odd values (datetimes, sets...) as their str."""
+    return _ENCODER.encode(value)
+
+
+def record_json(record: AnyRecord) -> str:
+    """A record as the generator sends it and the collector measures it (what ``MAX_RECORD_BYTES`` bounds)."""
+    return _json(record.model_dump())
+
+
+def _mark(size: int) -> str:
+    return f"...[truncated by the generator: {size} bytes]"
+
+
+def _fit(text: str, budget: int, size: int) -> str:
+    """The longest prefix of ``text`` that, with the marker, encodes in ``budget`` bytes (the marker alone if none)."""
+    mark = _mark(size)
+    k = min(len(text), budget - len(mark) - 2)
+    while k > 0:
+        cut = text[:k] + mark
+        encoded = len(_json(cut))
+        if encoded <= budget:
+            return cut
+        k = min(k - 1, k * (budget - len(mark) - 2) // encoded)  # escapes take several bytes a character
+    return mark
+
+
+def _cut_json(value: Any, budget: int, size: int) -> dict[str, Any]:
+    """A container too big to shrink field by field: a prefix of its JSON, and its size."""
+    room = budget - len(_json({TRUNCATED: size, "json_prefix": ""}))
+    return {TRUNCATED: size, "json_prefix": _fit(_json(value), max(room, 0), size)}
+
+
+def shrink(value: Any, budget: int, size: int | None = None) -> Any:
+    """``value`` with its largest strings/containers cut so that its JSON fits ``budget`` bytes.
+
+    Deterministic: the biggest children share the room fairly (each child over a common cap is
+    cut to the cap; smaller ones are kept whole); a string keeps its prefix plus a marker with
+    its original size; a container that cannot be cut that way becomes a prefix of its JSON.
+    """
+    if size is None:
+        size = len(_json(value))
+    if size <= budget:
+        return value
+    if isinstance(value, str):
+        return _fit(value, budget, size)
+    if isinstance(value, dict | list) and 0 < len(value) <= _MAX_CHILDREN:
+        keys: list[Any] = list(value) if isinstance(value, dict) else list(range(len(value)))
+        sizes = {k: len(_json(value[k])) for k in keys}
+        avail = budget - (size - sum(sizes.values()))  # minus the keys and punctuation
+        cap: int | None = None
+        ordered = sorted(sizes.values())
+        for i, s in enumerate(ordered):
+            left = len(ordered) - i
+            if s * left > avail:
+                cap = avail // left
+                break
+            avail -= s
+        if cap is not None and cap >= _MIN_CUT:
+            out: Any = dict(value) if isinstance(value, dict) else list(value)
+            for k in keys:
+                if sizes[k] > cap:
+                    out[k] = shrink(value[k], cap, sizes[k])
+            if len(_json(out)) <= budget:
+                return out
+    return _cut_json(value, budget, size)
+
+
+def bound_record(record: AnyRecord, limit: int = MAX_RECORD_BYTES) -> tuple[AnyRecord, str, int | None]:
+    """``(record, its JSON, original size if it was truncated)``: the record fits ``limit`` bytes.
+
+    Only the free-form payload (a UVE's ``data``, a message's or object log's ``body``) is cut; it
+    gets ``TRUNCATED: {"bytes": <original record size>, "limit": limit}`` so readers know.
+    """
+    text = record_json(record)
+    size = len(text)
+    if size <= limit:
+        return record, text, None
+    field = "data" if isinstance(record, UveRecord) else "body"
+    payload = getattr(record, field)
+    marker = {"bytes": size, "limit": limit}
+    payload_size = len(_json(payload))
+    budget = limit - (size - payload_size) - len(_json({TRUNCATED: marker})) - 1
+    cut = shrink(payload, budget, payload_size)
+    if not isinstance(cut, dict):
+        cut = _cut_json(payload, budget, payload_size)
+    cut = {**cut, TRUNCATED: marker}
+    out = record.model_copy(update={field: cut})
+    text = record_json(out)
+    if len(text) > limit:  # only if the fixed fields alone are near the limit: keep the marker only
+        out = record.model_copy(update={field: {TRUNCATED: marker}})
+        text = record_json(out)
+    return out, text, size
