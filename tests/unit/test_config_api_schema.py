@@ -18,7 +18,7 @@ from vnc_api.gen import resource_xsd  # noqa: E402
 from vnc_api.gen.vnc_api_client_gen import all_resource_type_tuples  # noqa: E402
 from vnc_api.utils import _obj_serializer_all, obj_type_to_vnc_class  # noqa: E402
 
-from contrail_ha.services.config_api.schema import ACTIONS, schema  # noqa: E402
+from contrail_ha.services.config_api.schema import SERVED_ACTIONS, schema  # noqa: E402
 from contrail_ha.services.config_api.validation import (  # noqa: E402
     FieldError,
     check_update_allowed,
@@ -223,9 +223,12 @@ def test_homepage_links() -> None:
         assert by_rel["resource-base"][rtype.resource_type]["href"] == f"{BASE}/{rtype.resource_type}"
     assert len(by_rel["collection"]) == len(by_rel["resource-base"]) == 121
     for name, (uri, method) in {**CLIENT_ACTIONS, **R2005_EXTRA_ACTIONS}.items():
+        if name not in SERVED_ACTIONS:  # an action that is not served is not advertised
+            assert name not in by_rel["action"], name
+            continue
         action = by_rel["action"][name]
         assert (action["href"], action["method"]) == (BASE + uri, method), name
-    assert len(by_rel["action"]) == len(ACTIONS)
+    assert set(by_rel["action"]) == SERVED_ACTIONS
     assert by_rel["root"]["config-root"]["href"] == f"{BASE}/config-root"
 
 
@@ -265,7 +268,10 @@ def test_real_client_parses_the_homepage(client_classes: None) -> None:
         assert cls.create_uri == f"/{resource_type}s", resource_type
         assert cls.resource_uri_base[resource_type] == f"/{resource_type}"
     for name, (uri, _) in CLIENT_ACTIONS.items():
-        assert api._action_uri[name] == uri
+        if name in SERVED_ACTIONS:
+            assert api._action_uri[name] == uri
+        else:
+            assert name not in api._action_uri
     assert api._action_uri["virtual-network-ip-alloc"] % "u1" == "/virtual-network/u1/ip-alloc"
 
 
@@ -274,7 +280,7 @@ def test_real_client_calls_use_the_advertised_uris(client_classes: None) -> None
     sent: list[tuple[str, str, Any]] = []
     replies = {"/fqname-to-id": {"uuid": "u1"}, "/virtual-networks": {"virtual-network": {
         "uuid": "u2", "fq_name": ["default-domain", "p", "vn"], "parent_type": "project", "parent_uuid": "u0"}},
-        "/virtual-network/u2/ip-alloc": {"ip_addr": ["10.0.0.3"]}, "/int-pool": {"value": 7}}
+        "/virtual-network/u2/ip-alloc": {"ip_addr": ["10.0.0.3"]}}
 
     def request_server(op: Any, url: str, data: Any = None, *args: Any, **kwargs: Any) -> str:
         sent.append((op, url, data))
@@ -286,9 +292,7 @@ def test_real_client_calls_use_the_advertised_uris(client_classes: None) -> None
     vn = vnc_api.VirtualNetwork("vn", parent_obj=vnc_api.Project("p"))
     api._object_create("virtual-network", vn)
     assert api.virtual_network_ip_alloc(vn) == ["10.0.0.3"]
-    assert api.allocate_int("pool", "me") == 7
-    assert [url for _, url, _ in sent] == ["/fqname-to-id", "/virtual-networks", "/virtual-network/u2/ip-alloc",
-                                           "/int-pool"]
+    assert [url for _, url, _ in sent] == ["/fqname-to-id", "/virtual-networks", "/virtual-network/u2/ip-alloc"]
     body = json.loads(sent[1][2])["virtual-network"]
     assert validate_object("virtual-network", body) == body
 

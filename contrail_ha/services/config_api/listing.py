@@ -1,22 +1,62 @@
-"""contrail-api's list and list-bulk-collection: filters, fields, detail, count, pagination."""
+"""contrail-api's list and list-bulk-collection: filters, fields, detail, count, pagination.
+
+Both take the same parameters (a query string, or the JSON body of list-bulk-collection) and
+parse them with the typed helpers of ``wire`` before any lookup: id lists hold at most
+``MAX_IDS`` uuids (the bound on one request's work: a list-bulk-collection of 25,000 ids would
+hold a replica for half a minute), ``fields`` and ``filters`` are bounded likewise.
+
+Pagination (R2005): active when ``page_limit`` or ``page_marker`` is given; pages follow uuid
+order and the marker is the last uuid of the page (null when done). A marker that is empty or
+``None`` (any case) starts from the beginning; otherwise its last ``:`` segment must be a UUID
+(R2005's unanchored markers ``<fq:name>:<uuid>`` are accepted that way), else 400.
+``page_limit`` is an integer > 0 (default 256, R2005's ``paginate_count``).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from aiohttp import web
 
 from contrail_ha.services.config_api.core import ApiCore
-from contrail_ha.services.config_api.objects import Obj
+from contrail_ha.services.config_api.objects import ConfigError, Obj
 from contrail_ha.services.config_api.schema import CONFIG_ROOT, ResourceType
 from contrail_ha.services.config_api.validation import (
     FieldError,
 )
-from contrail_ha.services.config_api.wire import _bool, _csv
+from contrail_ha.services.config_api.wire import (
+    MAX_FIELDS,
+    MAX_IDS,
+    bool_param,
+    fq_name_str_param,
+    id_list,
+    int_param,
+    object_body,
+    parse_json,
+    show,
+    str_list,
+    str_param,
+    uuid_param,
+)
 
 log = logging.getLogger(__name__)
+
+PAGE_LIMIT_DEFAULT = 256
+PAGE_LIMIT_MAX = 10**9
+
+
+def page_marker(value: Any) -> str | None:
+    """The uuid a page starts after; None to start from the beginning."""
+    if value is None:
+        return None
+    marker = str_param(value, "page_marker", 4096)
+    if not marker or marker.lower() == "none":
+        return None
+    try:
+        return uuid_param(marker.rsplit(":", 1)[-1], "page_marker")
+    except FieldError:
+        raise FieldError("page_marker", f"{show(marker)}: its last ':' segment must be a UUID") from None
 
 
 class Listing(ApiCore):
@@ -25,45 +65,45 @@ class Listing(ApiCore):
     async def list(self, rt: ResourceType, q: dict[str, Any], base: str) -> Obj:
         def ids(key: str) -> list[str] | None:
             v = q.get(key)
-            if v is None:
-                return None
-            return [x for x in (v if isinstance(v, list) else _csv(str(v)))]
+            return None if v is None else id_list(v, key)
 
         parent_uuids = ids("parent_id")
+        back_ref_uuids = ids("back_ref_id")
+        obj_uuids = ids("obj_uuids")
+        fq_names = None
+        if q.get("fq_names") is not None:
+            raw = q["fq_names"]
+            names = str_list(raw, "fq_names", MAX_IDS, 4096)
+            fq_names = {tuple(fq_name_str_param(f, f"fq_names[{i}]")) for i, f in enumerate(names)}
+        filters = self._filters(q.get("filters"))
+        fields = [f for f in str_list(q.get("fields") or [], "fields") if f in rt.field_names]
+        detail = bool_param(q.get("detail"))
+        count = bool_param(q.get("count"))
+        exclude_hrefs = "exclude_hrefs" in q and q.get("exclude_hrefs") not in (False, "False", "false")
+        paginate = q.get("page_limit") is not None or q.get("page_marker") is not None
+        limit = PAGE_LIMIT_DEFAULT
+        if q.get("page_limit") is not None:
+            limit = int_param(q["page_limit"], "page_limit", 1, PAGE_LIMIT_MAX)
+        after = page_marker(q.get("page_marker"))
         if q.get("parent_fq_name_str"):
-            ptype = q.get("parent_type") or rt.default_parent_type
+            pfq = fq_name_str_param(q["parent_fq_name_str"], "parent_fq_name_str")
+            ptype = str_param(q.get("parent_type") or rt.default_parent_type or "", "parent_type", 128)
             if not ptype or ptype == CONFIG_ROOT or self.schema.get(ptype) is None:
                 return {rt.collection: []}
-            puuid = await self.store.fq_name_to_uuid(self.schema[ptype].object_type,
-                                                     str(q["parent_fq_name_str"]).split(":"))
+            puuid = await self.store.fq_name_to_uuid(self.schema[ptype].object_type, pfq)
             if puuid is None:
                 return {rt.collection: []}
             parent_uuids = [puuid]
         entries = await self.store.list(rt.object_type, parent_uuids=parent_uuids,
-                                        back_ref_uuids=ids("back_ref_id"), obj_uuids=ids("obj_uuids"))
-        fq_names = ids("fq_names")
+                                        back_ref_uuids=back_ref_uuids, obj_uuids=obj_uuids)
         if fq_names is not None:
-            wanted = {tuple(f.split(":")) for f in fq_names}
-            entries = [e for e in entries if tuple(e[0]) in wanted]
-        filters = self._filters(q.get("filters"))
-        fields = [f for f in (ids("fields") or []) if f in rt.field_names]
-        detail = q.get("detail") is True or _bool(str(q.get("detail"))) if q.get("detail") is not None else False
-        count = q.get("count") is True or (isinstance(q.get("count"), str) and _bool(q["count"]))
-        exclude_hrefs = "exclude_hrefs" in q and q.get("exclude_hrefs") not in (False, "False", "false")
+            entries = [e for e in entries if tuple(e[0]) in fq_names]
         entries.sort(key=lambda e: (e[0], e[1]))
         marker: str | None = None
-        paginate = q.get("page_limit") is not None
         if paginate:
-            try:
-                limit = int(q["page_limit"])
-            except (TypeError, ValueError) as e:
-                raise FieldError("page_limit", f"must be an integer, got {q['page_limit']!r}") from e
-            if limit < 1:
-                raise FieldError("page_limit", f"must be at least 1, got {limit}")
             entries.sort(key=lambda e: e[1])  # pages follow uuid order; the marker is the last uuid
-            after = q.get("page_marker")
-            if after:
-                entries = [e for e in entries if e[1] > str(after)]
+            if after is not None:
+                entries = [e for e in entries if e[1] > after]
             if len(entries) > limit:
                 entries = entries[:limit]
                 marker = entries[-1][1]
@@ -102,16 +142,22 @@ class Listing(ApiCore):
 
     @staticmethod
     def _filters(raw: Any) -> list[tuple[str, Any]]:
+        """``k==<json>,k==<json>`` (a value that is not JSON is taken as a string); at most
+        ``MAX_FIELDS`` terms."""
         if not raw:
             return []
+        text = str_param(raw, "filters")
+        parts = text.split(",")
+        if len(parts) > MAX_FIELDS:
+            raise FieldError("filters", f"{len(parts)} terms, at most {MAX_FIELDS} are allowed")
         out = []
-        for part in str(raw).split(","):
+        for part in parts:
             if "==" not in part:
-                raise FieldError("filters", f"expected key==<json>, got {part!r}")
+                raise FieldError("filters", f"expected key==<json>, got {show(part)}")
             k, v = part.split("==", 1)
             try:
-                out.append((k, json.loads(v)))
-            except ValueError:
+                out.append((k, parse_json(v)))
+            except ConfigError:
                 out.append((k, v))
         return out
 
@@ -127,9 +173,9 @@ class Listing(ApiCore):
         return web.json_response(await self.list(rt, dict(request.query), self.base(request)))
 
     async def h_list_bulk(self, request: web.Request) -> web.Response:
-        body = await self.body(request)
-        if not isinstance(body, dict) or not body.get("type"):
+        body = object_body(await self.body(request), "type and the list parameters")
+        if not body.get("type"):
             raise FieldError("type", "list-bulk-collection needs a body with 'type'")
-        rt = self.rtype(body["type"])
+        rt = self.rtype(str_param(body["type"], "type", 128))
         return web.json_response(await self.list(rt, body, self.base(request)))
 

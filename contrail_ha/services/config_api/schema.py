@@ -282,6 +282,18 @@ ACTIONS: tuple[ActionLink, ...] = (
 )
 
 
+# The actions this server implements (server.py's routes), the only ones the homepage advertises:
+# a client that finds an action link must be able to call it. The others of ``ACTIONS``
+# (job, AMQP, draft, profiling, int-pool calls ...) are left out, so that the client raises
+# its own clear KeyError instead of getting a 404 (tests/unit/test_config_inputs.py checks
+# that each one has a route).
+SERVED_ACTIONS = frozenset({
+    "prop-collection-get", "prop-collection-update", "ref-update", "ref-relax-for-delete", "name-to-id",
+    "id-to-name", "useragent-keyvalue", "list-bulk-collection", "obj-perms", "chown", "chmod", "aaa-mode",
+    "virtual-network-ip-alloc", "virtual-network-ip-free", "virtual-network-subnet-ip-count", "set-tag",
+})
+
+
 def _link(rel: str, base: str, uri: str, name: str, method: str | None) -> dict[str, Any]:
     return {"link": {"rel": rel, "href": base + uri, "name": name, "method": method}}
 
@@ -331,12 +343,13 @@ class Schema:
 
     def homepage(self, base_url: str) -> dict[str, Any]:
         """``GET /`` as the client requires it: every type's collection and resource-base link
-        and every action link, all under ``base_url`` (any trailing slash is dropped)."""
+        and the link of every action served (``SERVED_ACTIONS``), all under ``base_url`` (any
+        trailing slash is dropped)."""
         base = base_url.rstrip("/")
         links = [_link("root", base, f"/{CONFIG_ROOT}", CONFIG_ROOT, None)]
         links += [_link("collection", base, f"/{t.collection}", t.resource_type, None) for t in self]
         links += [_link("resource-base", base, f"/{t.resource_type}", t.resource_type, None) for t in self]
-        links += [_link("action", base, a.uri, a.name, a.method) for a in self.actions]
+        links += [_link("action", base, a.uri, a.name, a.method) for a in self.actions if a.name in SERVED_ACTIONS]
         return {"href": base, "links": links}
 
 

@@ -21,7 +21,6 @@ from contrail_ha.services.config_api.core import (
     collection_layout,
     default_id_perms,
     default_perms2,
-    is_uuid,
     now,
 )
 from contrail_ha.services.config_api.listing import Listing
@@ -36,7 +35,15 @@ from contrail_ha.services.config_api.validation import (
     validate_object,
     validate_ref_attr,
 )
-from contrail_ha.services.config_api.wire import REQUEST_ID, TEXT, _csv
+from contrail_ha.services.config_api.wire import (
+    REQUEST_ID,
+    TEXT,
+    _csv,
+    fq_name_param,
+    object_body,
+    optional_uuid,
+    uuid_param,
+)
 
 log = logging.getLogger(__name__)
 
@@ -295,9 +302,7 @@ class ConfigApi(Listing, Actions, ApiCore):
         if not isinstance(type_name, str):
             raise FieldError("type", f"expected a resource type, got {type_name!r}"[:200])
         rt = self.rtype(type_name)
-        u = body.get("uuid")
-        if not isinstance(u, str):
-            raise FieldError("uuid", "missing")
+        u = uuid_param(body.get("uuid"), "uuid")
         ref_type = body.get("ref-type")
         ref_t = rt.ref_to(ref_type) if isinstance(ref_type, str) else None
         if ref_t is None:
@@ -307,16 +312,14 @@ class ConfigApi(Listing, Actions, ApiCore):
             raise FieldError("operation", f"must be ADD or DELETE, got {op!r}"[:200])
         obj = await self.lookup(rt, u, fields=[])
         target = self.schema[ref_t.target]
-        ref_uuid = body.get("ref-uuid")
-        if ref_uuid is None or ref_uuid == "":
-            fq = body.get("ref-fq-name")
-            if not isinstance(fq, list) or not fq or not all(isinstance(x, str) for x in fq):
-                raise FieldError("ref-uuid", "ref-uuid or ref-fq-name (a list of strings) is required")
+        ref_uuid = optional_uuid(body.get("ref-uuid"), "ref-uuid")
+        if ref_uuid is None:
+            if body.get("ref-fq-name") is None:
+                raise FieldError("ref-uuid", "ref-uuid or ref-fq-name is required")
+            fq = fq_name_param(body.get("ref-fq-name"), "ref-fq-name")
             ref_uuid = await self.store.fq_name_to_uuid(target.object_type, fq)
             if ref_uuid is None:
                 raise NotFound(f"Name {fq} not found"[:300])
-        elif not is_uuid(ref_uuid):
-            raise FieldError("ref-uuid", f"expected a UUID string, got {ref_uuid!r}"[:200])
         attr = None
         if op == "ADD":
             found = await self.store.uuid_to_fq_name(ref_uuid)
@@ -340,20 +343,21 @@ class ConfigApi(Listing, Actions, ApiCore):
         return web.json_response({"uuid": u})
 
     async def h_ref_relax(self, request: web.Request) -> web.Response:
-        body = await self.body(request)
-        if not isinstance(body, dict) or not body.get("uuid") or not body.get("ref-uuid"):
-            raise FieldError("ref-uuid", "uuid and ref-uuid are required")
+        """Mark a ref as relaxed for delete: both objects must exist (nothing is written otherwise)."""
+        body = object_body(await self.body(request), "uuid and ref-uuid")
+        u = uuid_param(body.get("uuid"), "uuid")
+        ref_u = uuid_param(body.get("ref-uuid"), "ref-uuid")
+        for field, x in (("uuid", u), ("ref-uuid", ref_u)):
+            if await self.store.uuid_to_fq_name(x) is None:
+                raise NotFound(f"{field}: UUID {x} not found")
         await self.require_writable()
-        await self.store.relax_ref(body["uuid"], body["ref-uuid"])
-        return web.json_response({"uuid": body["uuid"]})
+        await self.store.relax_ref(u, ref_u)
+        return web.json_response({"uuid": u})
 
     async def h_prop_get(self, request: web.Request) -> web.Response:
         """``[[element, position or key], ...]`` of list and map properties, in stored order."""
         q = request.query
-        u = q.get("uuid")
-        if not u:
-            raise FieldError("uuid", "missing")
-        rt, obj = await self._prop_target(u)
+        rt, obj = await self._prop_target(uuid_param(q.get("uuid"), "uuid"))
         fields = _csv(q.get("fields"))
         out: Obj = {}
         for f in fields:
@@ -370,9 +374,8 @@ class ConfigApi(Listing, Actions, ApiCore):
     async def h_prop_update(self, request: web.Request) -> web.Response:
         """Element updates of list and map properties: each element is its own column, so concurrent
         updates of different elements (map keys, list positions) all survive."""
-        body = await self.body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("uuid"), str):
-            raise FieldError("uuid", "missing")
+        body = object_body(await self.body(request), "uuid and updates")
+        target = uuid_param(body.get("uuid"), "uuid")
         updates = body.get("updates")
         if updates is None:
             updates = []
@@ -380,7 +383,7 @@ class ConfigApi(Listing, Actions, ApiCore):
             raise FieldError("updates", f"expected a list of updates, got {type(updates).__name__}")
         if len(updates) > MAX_ELEMENT_UPDATES:
             raise FieldError("updates", f"at most {MAX_ELEMENT_UPDATES} updates per request")
-        rt, obj = await self._prop_target(body["uuid"])
+        rt, obj = await self._prop_target(target)
         changes: list[tuple[str, str, Any]] = []
         shells: Obj = {}
         current: dict[str, set[str]] = {}
@@ -443,9 +446,7 @@ class ConfigApi(Listing, Actions, ApiCore):
         rt = self.rtype(str(body.get("obj_type") or ""))
         if "tag_refs" not in rt.refs:
             raise FieldError("obj_type", f"{rt.resource_type} cannot be tagged")
-        u = body.get("obj_uuid")
-        if not isinstance(u, str):
-            raise FieldError("obj_uuid", "missing")
+        u = uuid_param(body.get("obj_uuid"), "obj_uuid")
         obj = await self.lookup(rt, u)
         refs = [dict(r) for r in obj.get("tag_refs") or []]
         project_fq = await self._project_fq(obj)

@@ -59,6 +59,21 @@ _COMMUNITY_NAMES = ("no-export", "accept-own", "no-advertise", "no-export-subcon
 _SERVICE_INTERFACES = ("management", "left", "right")
 # cfgm_common.illegal_xml_chars_RE
 _ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_UUID_FORM = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+# Name limits (docs/api-limits.md). The tightest consumer is the config log: its object id
+# ``<obj_type>:<fq:name>`` may hold 1024 characters, and the longest object type has 36, so the
+# joined fq_name stays at or below 900. The Cassandra fq-name column ``<fq:name>:<uuid>`` is then
+# at most 3.6 KiB of UTF-8 (limit 64 KiB) and the escaped ZooKeeper lock path ~11 KiB.
+MAX_NAME_CHARS = 255  # one fq_name element
+MAX_FQ_NAME_CHARS = 900  # the fq_name joined with ':'
+MAX_FQ_NAME_ELEMENTS = 8  # the deepest parent chain has 5 (floating-ip)
+MAX_REFS = 1000  # refs of one ref field in one create/update
+# perms2.share: ``[tenant:|domain:]<id>``
+MAX_SHARE_ID_CHARS = 255
+MAX_SHARES = 1000
+SHARE_TYPES = ("tenant", "domain")
 _INT_STRING = re.compile(r"\s*[+-]?\d+\s*")
 
 
@@ -224,7 +239,28 @@ def validate_xsd(value: Any, type_name: str, path: str) -> Any:
         out = _normalise_subnet(out, path)
     if out and type_name == "AllowedAddressPair":
         _check_allowed_address_pair(out, path)
+    if type_name == "ShareType" and out.get("tenant") is not None:
+        check_share_tenant(out["tenant"], _join(path, "tenant"))
+    if type_name == "PermType2" and isinstance(out.get("share"), list) and len(out["share"]) > MAX_SHARES:
+        raise FieldError(_join(path, "share"), f"{len(out['share'])} entries, at most {MAX_SHARES} are allowed")
     return out
+
+
+def check_share_tenant(value: Any, path: str) -> tuple[str, str]:
+    """A perms2 share's ``tenant``: ``[tenant:|domain:]<id>`` (R2005 ``shareinfo_from_perms2_tenant``),
+    the id a non-empty printable string of at most ``MAX_SHARE_ID_CHARS``; returns (share_type, id).
+    It becomes part of an ``obj_shared_table`` column name, hence the bound."""
+    if not isinstance(value, str) or not value:
+        raise FieldError(path, f"expected [tenant:|domain:]<project or domain id>, got {_show(value)}")
+    share_type, sep, share_id = value.partition(":")
+    if not sep:
+        share_type, share_id = "tenant", value
+    if share_type not in SHARE_TYPES:
+        raise FieldError(path, f"share type {share_type!r} is not one of {list(SHARE_TYPES)}")
+    if not share_id or len(share_id) > MAX_SHARE_ID_CHARS or not share_id.isprintable() or ":" in share_id:
+        raise FieldError(path, f"expected a {share_type} id of 1-{MAX_SHARE_ID_CHARS} printable characters "
+                               f"without ':', got {_show(share_id)}")
+    return share_type, share_id
 
 
 def _validate_item(attr_type: str, is_complex: bool, simple_type: str | None, restriction_type: str | None,
@@ -298,12 +334,22 @@ def validate_refs(rtype: ResourceType | str, ref_field: str, refs: Any, *, path:
         return None
     if not isinstance(refs, list):
         raise FieldError(path, f"expected a list of refs, got {_show(refs)}")
+    if len(refs) > MAX_REFS:
+        raise FieldError(path, f"{len(refs)} refs, at most {MAX_REFS} are allowed per request")
     out = []
     for i, ref in enumerate(refs):
         here = f"{path}[{i}]"
         if not isinstance(ref, dict):
             raise FieldError(here, f"expected a ref {{'to', 'uuid', 'attr'}}, got {_show(ref)}")
         ref = dict(ref)
+        to = ref.get("to")
+        if isinstance(to, dict):  # client quirk of set_<ref>_list([obj]): {"to": {"uuid": ...}}
+            check_uuid(to.get("uuid"), f"{here}.to.uuid", optional=True)
+        elif to is not None:
+            if not isinstance(to, list) or not to or not all(isinstance(x, str) for x in to):
+                raise FieldError(f"{here}.to", f"expected an fq_name (a list of strings), got {_show(to)}")
+            check_fq_name_limits(to, f"{here}.to")
+        check_uuid(ref.get("uuid"), f"{here}.uuid", optional=True)
         if "attr" in ref:
             ref["attr"] = validate_ref_attr(rt, ref_field, ref["attr"], path=f"{here}.attr")
         out.append(ref)
@@ -343,14 +389,46 @@ def validate_object(rtype: ResourceType | str, obj: Mapping[str, Any], operation
 # Names, parents, operations
 
 
+def check_uuid(value: Any, path: str, *, optional: bool = False) -> str | None:
+    """A uuid field: a string in UUID form (None or '' when ``optional``)."""
+    if optional and (value is None or value == ""):
+        return None
+    if not isinstance(value, str):
+        raise FieldError(path, f"expected a uuid string, got {_show(value)}")
+    if not _UUID_FORM.fullmatch(value):
+        raise FieldError(path, f"{_show(value)} is not a UUID")
+    return value
+
+
+def check_fq_name_limits(fq_name: Sequence[str], path: str = "fq_name") -> None:
+    """The length limits of any fq_name (created or looked up): at most ``MAX_FQ_NAME_ELEMENTS``
+    non-empty elements of at most ``MAX_NAME_CHARS``, joined at most ``MAX_FQ_NAME_CHARS``, and
+    no lone surrogate (not encodable). Checked before anything is written or looked up."""
+    if len(fq_name) > MAX_FQ_NAME_ELEMENTS:
+        raise FieldError(path, f"{len(fq_name)} elements, at most {MAX_FQ_NAME_ELEMENTS} are allowed")
+    for i, part in enumerate(fq_name):
+        if not part:
+            raise FieldError(f"{path}[{i}]", "a name must not be empty")
+        if len(part) > MAX_NAME_CHARS:
+            raise FieldError(f"{path}[{i}]", f"name of {len(part)} characters, at most {MAX_NAME_CHARS} are allowed")
+        if _SURROGATES.search(part):
+            raise FieldError(f"{path}[{i}]", f"name {_show(part)} holds a lone surrogate")
+    total = sum(len(p) for p in fq_name) + len(fq_name) - 1
+    if total > MAX_FQ_NAME_CHARS:
+        raise FieldError(path, f"fq_name of {total} characters (joined with ':'), "
+                               f"at most {MAX_FQ_NAME_CHARS} are allowed")
+
+
 def validate_fq_name(rtype: ResourceType | str, fq_name: Any) -> list[str]:
     """A create's ``fq_name`` (R2005 ``_post_validate``): a non-empty list of strings whose
-    last element has no ':' (route-target excepted) and no illegal XML characters."""
+    last element has no ':' (route-target excepted) and no illegal XML characters, within
+    the name limits (``check_fq_name_limits``)."""
     rt = _resource(rtype)
     if not fq_name:
         raise FieldError("fq_name", "missing")
     if not isinstance(fq_name, list) or not all(isinstance(part, str) for part in fq_name):
         raise FieldError("fq_name", f"expected a list of strings, got {_show(fq_name)}")
+    check_fq_name_limits(fq_name)
     name = fq_name[-1]
     if _ILLEGAL_XML.search(name):
         raise FieldError("fq_name", f"name {name!r} has illegal XML characters")

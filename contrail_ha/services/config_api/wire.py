@@ -1,22 +1,38 @@
 """contrail-api's HTTP boundary: request bodies, request context (ids, requester), errors -> responses.
 
 One place decides how a request's bytes become Python values and how every ``ConfigError``
-becomes a response, so that handlers only ever see parsed, bounded input.
+becomes a response, so that handlers only ever see parsed, bounded input:
+
+- ``read_body`` is strict: at most ``MAX_BODY`` bytes, UTF-8 JSON only (no ``NaN``/``Infinity``,
+  no float overflowing to infinity), nested at most ``MAX_DEPTH`` deep, no lone surrogate
+  (``"\\ud800"``) in any string or key. Any failure to read or decode the body (a bad
+  ``Content-Encoding`` included) is a 400.
+- The ``*_param`` helpers turn one untrusted value into a typed one or raise a ``FieldError``
+  (400 naming the field): a uuid is a string in UUID form, an id list has at most ``MAX_IDS``
+  entries, strings and integers are bounded. The limits are documented in docs/api-limits.md.
+- The ``errors`` middleware maps ``ConfigError``/``FieldError`` to their status; an unexpected
+  exception from a request that has written nothing yet (``objects.wrote()`` False) is the
+  input's fault and becomes a 400 (logged with its traceback at WARNING, so the bug stays
+  visible); after a write it stays a 500, logged at ERROR.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
 
 from aiohttp import web
 
+from contrail_ha.services.config_api import objects
 from contrail_ha.services.config_api.objects import ConfigError
 from contrail_ha.services.config_api.validation import (
     FieldError,
+    check_fq_name_limits,
 )
 
 log = logging.getLogger(__name__)
@@ -24,6 +40,13 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
 TEXT = "text/plain"
+MAX_DEPTH = 64  # JSON nesting (the deepest XSD value, wrappers included, is ~12)
+MAX_IDS = 1000  # ids (or fq_names) in one id-list parameter
+MAX_FIELDS = 1000  # names in a fields= parameter
+MAX_PARAM = 64 * 1024  # characters of one free-form string parameter (filters, ...)
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def _bool(v: str | None) -> bool:
@@ -34,21 +57,175 @@ def _csv(v: str | None) -> list[str]:
     return [x for x in (v or "").split(",") if x]
 
 
+def show(value: Any, limit: int = 80) -> str:
+    """A value for an error message, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------------------------
+# Bodies
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def check_tree(value: Any, max_depth: int = MAX_DEPTH) -> None:
+    """Refuse a decoded JSON value nested deeper than ``max_depth`` or holding a lone surrogate
+    in a string or key (it cannot be encoded as UTF-8: Cassandra, ZooKeeper and the notification
+    would fail on it after the request's first write). Iterative: no recursion on hostile input."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                raise ConfigError(f"Malformed JSON body: lone surrogate in string {show(item)}")
+        elif isinstance(item, (dict, list)):
+            if depth > max_depth:
+                raise ConfigError(f"Malformed JSON body: nested deeper than {max_depth} levels")
+            if isinstance(item, dict):
+                for k, v in item.items():
+                    if _SURROGATE.search(k):
+                        raise ConfigError(f"Malformed JSON body: lone surrogate in key {show(k)}")
+                    stack.append((v, depth + 1))
+            else:
+                stack.extend((v, depth + 1) for v in item)
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """Strict JSON (see the module doc); ``ConfigError`` 400 on anything else."""
+    try:
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ConfigError(f"Malformed JSON body: nested deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, UnicodeError) as e:  # JSONDecodeError, invalid UTF-8, int digits limit
+        raise ConfigError(f"Malformed JSON body: {e}") from e
+    check_tree(value)
+    return value
+
+
 async def read_body(request: web.Request) -> Any:
+    """The request's JSON body, or None when it is empty (413 over ``MAX_BODY``, else 400)."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise ConfigError(f"Request body too large: {request.content_length} > {MAX_BODY} bytes", 413)
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as e:
         raise ConfigError(f"Request body too large: more than {MAX_BODY} bytes", 413) from e
+    except (ConnectionError, TimeoutError):
+        raise
+    except Exception as e:  # RequestPayloadError: bad Content-Encoding, truncated chunked body ...
+        # the rest of the stream cannot be trusted: answer, then close the connection
+        request[CLOSE] = True
+        try:
+            request.content.feed_eof()  # nothing more to drain after the response
+        except Exception:
+            pass
+        raise ConfigError(f"Unreadable request body: {str(e).strip() or type(e).__name__}") from e
     if len(raw) > MAX_BODY:
         raise ConfigError(f"Request body too large: {len(raw)} > {MAX_BODY} bytes", 413)
     if not raw.strip():
         return None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ConfigError(f"Malformed JSON body: {e}") from e
+    return parse_json(raw)
+
+
+# --------------------------------------------------------------------------------------------
+# Typed parameters (each raises FieldError naming the field)
+
+
+def object_body(body: Any, what: str) -> dict[str, Any]:
+    """The body as a JSON object; 400 saying what it must hold otherwise."""
+    if not isinstance(body, dict):
+        raise ConfigError(f"Body must be an object with {what}")
+    return body
+
+
+def uuid_param(value: Any, field: str) -> str:
+    """A uuid parameter: a string in UUID form (lower-cased, as every stored uuid is)."""
+    if not isinstance(value, str):
+        raise FieldError(field, f"expected a uuid string, got {show(value)}")
+    if not _UUID.fullmatch(value):
+        raise FieldError(field, f"{show(value)} is not a UUID")
+    return value.lower()
+
+
+def optional_uuid(value: Any, field: str) -> str | None:
+    """A uuid parameter that may be absent (None or '')."""
+    if value is None or value == "":
+        return None
+    return uuid_param(value, field)
+
+
+def id_list(value: Any, field: str, limit: int = MAX_IDS) -> list[str]:
+    """A list of uuids: a JSON list of uuid strings or a comma-separated string; at most ``limit``."""
+    items = _csv(value) if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise FieldError(field, f"expected a list of uuids, got {show(value)}")
+    if len(items) > limit:
+        raise FieldError(field, f"{len(items)} ids, at most {limit} are allowed per request")
+    return [uuid_param(x, f"{field}[{i}]") for i, x in enumerate(items)]
+
+
+def str_param(value: Any, field: str, max_len: int = MAX_PARAM) -> str:
+    """A string parameter of at most ``max_len`` characters."""
+    if not isinstance(value, str):
+        raise FieldError(field, f"expected a string, got {show(value)}")
+    if len(value) > max_len:
+        raise FieldError(field, f"{len(value)} characters, at most {max_len} are allowed")
+    return value
+
+
+def str_list(value: Any, field: str, limit: int = MAX_FIELDS, max_len: int = 1024) -> list[str]:
+    """A list of strings (a JSON list or a comma-separated string), bounded in count and length."""
+    items = _csv(value) if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise FieldError(field, f"expected a list of strings, got {show(value)}")
+    if len(items) > limit:
+        raise FieldError(field, f"{len(items)} entries, at most {limit} are allowed")
+    return [str_param(x, f"{field}[{i}]", max_len) for i, x in enumerate(items)]
+
+
+def int_param(value: Any, field: str, lo: int, hi: int) -> int:
+    """An integer in ``[lo, hi]``: a JSON integer or an integral decimal string (not a bool)."""
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,18}\s*", value):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FieldError(field, f"expected an integer {lo}-{hi}, got {show(value)}")
+    if not lo <= value <= hi:
+        raise FieldError(field, f"must be an integer {lo}-{hi}, got {value}")
+    return value
+
+
+def bool_param(value: Any) -> bool:
+    """The client's booleans: native in JSON bodies, ``True``/``False`` strings in queries."""
+    if isinstance(value, bool):
+        return value
+    return isinstance(value, str) and "true" in value.lower()
+
+
+def fq_name_param(value: Any, field: str) -> list[str]:
+    """An fq_name to look up: a non-empty list of strings within the name limits."""
+    if not isinstance(value, list) or not value or not all(isinstance(x, str) for x in value):
+        raise FieldError(field, f"expected a list of strings, got {show(value)}")
+    check_fq_name_limits(value, field)
+    return list(value)
+
+
+def fq_name_str_param(value: Any, field: str) -> list[str]:
+    """An fq_name given as ``a:b:c`` (query strings, ``fq_names``)."""
+    return fq_name_param(str_param(value, field).split(":"), field)
+
+
+# --------------------------------------------------------------------------------------------
+# Request context and errors
 
 
 # The id HAProxy gives each request (retries of a request keep it); None when not behind HAProxy.
@@ -56,6 +233,11 @@ REQUEST_ID_HEADER = "X-Contrail-HA-Request"
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 # Who made the request being served: the config log's "who" (user, user agent, client address).
 REQUESTER: ContextVar[dict[str, str] | None] = ContextVar("requester", default=None)
+# request key: the connection must be closed after the response (its stream is broken)
+CLOSE = web.RequestKey("contrail_ha_close", bool)
+
+# What a bug triggered by odd input raises; before any write it is answered 400, after one 500.
+UNEXPECTED = (TypeError, ValueError, LookupError, AttributeError, RecursionError, UnicodeError, OverflowError)
 
 
 def requester(request: web.Request) -> dict[str, str]:
@@ -65,21 +247,39 @@ def requester(request: web.Request) -> dict[str, str]:
             "useragent": h.get("X-Contrail-Useragent") or h.get("User-Agent", ""), "remote": remote}
 
 
+def _text(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text, content_type=TEXT)
+
+
+async def _answer(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                  ) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except FieldError as e:
+        return _text(400, str(e))
+    except ConfigError as e:
+        return _text(e.status, str(e))
+    except web.HTTPRequestEntityTooLarge:
+        return _text(413, f"Request body too large: more than {MAX_BODY} bytes")
+    except web.HTTPException as e:
+        return _text(e.status, e.text or e.reason)
+    except UNEXPECTED as e:
+        what = f"{request.method} {request.path_qs[:200]}"
+        if not objects.wrote():
+            log.warning("%s: %s: %s, nothing written: answered 400", what, type(e).__name__, e, exc_info=True)
+            return _text(400, f"invalid request: {type(e).__name__}: {str(e)[:300]}")
+        log.error("%s: %s: %s after a write: 500", what, type(e).__name__, e, exc_info=True)
+        return _text(500, f"internal error: {type(e).__name__}: {str(e)[:300]}")
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                  ) -> web.StreamResponse:
     """ConfigError -> its status, FieldError -> 400 naming the field; never a 500 for client input."""
     REQUESTER.set(requester(request))
     REQUEST_ID.set(request.headers.get(REQUEST_ID_HEADER) or None)
-    try:
-        return await handler(request)
-    except FieldError as e:
-        return web.Response(status=400, text=str(e), content_type=TEXT)
-    except ConfigError as e:
-        return web.Response(status=e.status, text=str(e), content_type=TEXT)
-    except web.HTTPRequestEntityTooLarge:
-        return web.Response(status=413, text=f"Request body too large: more than {MAX_BODY} bytes",
-                            content_type=TEXT)
-    except web.HTTPException as e:
-        return web.Response(status=e.status, text=e.text or e.reason, content_type=TEXT)
-
+    objects.REQUEST_STATE.set(objects.RequestState())
+    resp = await _answer(request, handler)
+    if request.get(CLOSE):
+        resp.force_close()
+    return resp

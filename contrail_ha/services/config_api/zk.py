@@ -11,8 +11,9 @@ All paths live under ``/<cluster_id>``:
 
 kazoo is threaded: the :class:`Coordinator`'s ``async`` methods run its blocking calls with
 ``asyncio.to_thread``; :class:`IndexAllocator` methods are blocking and thread-safe (call them
-with ``asyncio.to_thread`` from the event loop). A ``/`` or ``%`` inside an fq_name is
-percent-escaped in znode names (*the original would nest nodes on a ``/``).
+with ``asyncio.to_thread`` from the event loop). A ``/`` or ``%`` inside an fq_name, and every
+character that is not printable ASCII, is percent-escaped in znode names (*the original would
+nest nodes on a ``/`` and fail on characters ZooKeeper refuses).
 """
 
 from __future__ import annotations
@@ -64,9 +65,26 @@ class Exhausted(Conflict):
     """No free index left (HTTP 409, as the original's subnet exhaustion)."""
 
 
+# Kept as they are in znode names: printable ASCII except '%' (the escape) and '/' (the separator).
+# ZooKeeper refuses U+0000-U+001F, U+007F-U+009F, U+D800-U+F8FF and U+FFF0-U+FFFF (and Java sees
+# characters beyond U+FFFF as surrogates), so everything else is percent-encoded as UTF-8.
+_ZK_PLAIN = frozenset(chr(c) for c in range(0x20, 0x7F)) - {"%", "/"}
+
+
 def escape(name: str) -> str:
-    """A string usable as one znode name: ``%`` -> ``%25``, ``/`` -> ``%2F``."""
-    return name.replace("%", "%25").replace("/", "%2F")
+    """A string usable inside one znode name, injectively: every character that is not plain
+    printable ASCII, and ``%`` and ``/``, becomes ``%XX`` per UTF-8 byte (``%`` -> ``%25``,
+    ``/`` -> ``%2F``, tab -> ``%09``, ``é`` -> ``%C3%A9``). Names of plain ASCII keep the
+    original's lock path. Lone surrogates (refused by validation) are encoded as surrogatepass."""
+    if all(ch in _ZK_PLAIN for ch in name):
+        return name
+    out: list[str] = []
+    for ch in name:
+        if ch in _ZK_PLAIN:
+            out.append(ch)
+        else:
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
+    return "".join(out)
 
 
 def fq_lock_path(obj_type: str, fq_name: Sequence[str]) -> str:
