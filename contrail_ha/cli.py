@@ -1,7 +1,9 @@
 """The ``contrail-ha`` command line: init, validate, render, export, up, scale, down, status, drill, ui, logs.
 
 Exit status: 0 success; 1 the topology is invalid, the cluster degraded or an operation
-failed; 2 usage error (bad option, unreadable file).
+failed; 2 usage error (bad option, unreadable file); 130 an interrupted drill. Commands report
+errors by raising a :class:`CommandError` (exit 1, or its ``exit_code``) or a :class:`UsageProblem`
+(exit 2); click prints them on stderr and exits with their code.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import IO, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from contrail_ha.errors import ContrailHaError
 from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
 from contrail_ha.topology.plan import Plan
 from contrail_ha.topology.validate import Report, load_topology
@@ -24,6 +28,61 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TOPOLOGY = REPO / "examples" / "ha.yaml"
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class CommandError(click.ClickException, ContrailHaError):
+    """A command failed (exit 1 unless a subclass says otherwise).
+
+    The message (rich markup allowed) goes to stderr as it is, without click's ``Error:`` prefix;
+    an empty message prints nothing, for when the command already showed why (a table, JSON).
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        if self.message:
+            err.print(self.message)
+
+
+class TopologyInvalid(CommandError):
+    """The topology file has errors (exit 1); shows the validation report unless ``quiet``."""
+
+    def __init__(self, report: Report, path: Path, *, quiet: bool = False) -> None:
+        super().__init__(f"invalid: {path}: {len(report.errors)} error(s)")
+        self.report, self.path, self.quiet = report, path, quiet
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        if not self.quiet:
+            _print_report(self.report, self.path)
+
+
+class Degraded(CommandError):
+    """``status``: something is degraded (exit 1)."""
+
+
+class DataLost(CommandError):
+    """``drill``: an acknowledged write or analytics message was lost or duplicated (exit 1)."""
+
+
+class Interrupted(CommandError):
+    """``drill``: stopped by Ctrl-C or SIGTERM after healing the fault in progress (exit 130)."""
+
+    exit_code = 130
+
+
+class UsageProblem(click.UsageError, ContrailHaError):
+    """The command cannot be run as given: bad arguments, a missing file, not root (exit 2).
+
+    Printed as ``error: <message>`` on stderr, without click's usage banner.
+    """
+
+    exit_code = 2
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        err.print(f"error: {self.message}")
 
 
 def _default_topology() -> Path:
@@ -43,21 +102,23 @@ def _print_report(report: Report, path: Path) -> None:
     for p in report.problems:
         (err if p.severity == "error" else console).print(
             f"[{'red' if p.severity == 'error' else 'yellow'}]{p.severity}[/]: {p.path}: {p.message}")
-    if report.ok:
-        console.print(f"[green]valid[/]: {path} ({len(report.topology.hosts)} hosts)")  # type: ignore[union-attr]
+    if report.ok and report.topology is not None:
+        console.print(f"[green]valid[/]: {path} ({len(report.topology.hosts)} hosts)")
     else:
         err.print(f"[red]invalid[/]: {path}: {len(report.errors)} error(s); nothing was started")
 
 
+def _require_file(path: Path) -> None:
+    if not path.exists():
+        raise UsageProblem(f"topology file {path} does not exist")
+
+
 def _load(topology: Path | None, quiet: bool = False) -> tuple[Plan, Path]:
     path = topology or _default_topology()
-    if not path.exists():
-        err.print(f"error: topology file {path} does not exist")
-        sys.exit(2)
+    _require_file(path)
     report = load_topology(path)
     if not report.ok:
-        _print_report(report, path)
-        sys.exit(1)
+        raise TopologyInvalid(report, path)
     if not quiet:
         for p in report.warnings:
             console.print(f"[yellow]warning[/]: {p.path}: {p.message}")
@@ -72,8 +133,7 @@ def _require_root() -> None:
     import os
 
     if os.geteuid() != 0:
-        err.print("error: this command manages network namespaces and must run as root")
-        sys.exit(2)
+        raise UsageProblem("this command manages network namespaces and must run as root")
 
 
 topology_opt = click.option("-t", "--topology", type=click.Path(path_type=Path, dir_okay=False),
@@ -98,27 +158,28 @@ def init(path: Path | None, force: bool) -> None:
         click.echo(text, nl=False)
         return
     if path.exists() and not force:
-        err.print(f"error: {path} exists; use --force to overwrite")
-        sys.exit(2)
+        raise UsageProblem(f"{path} exists; use --force to overwrite")
     path.write_text(text)
     console.print(f"wrote {path}; edit it, then `contrail-ha validate -t {path}`")
 
 
 @main.command()
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False), required=False)
 @topology_opt
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def validate(topology: Path | None, as_json: bool) -> None:
-    """Check a topology without starting anything (exit 0 valid, 1 invalid)."""
-    path = topology or DEFAULT_TOPOLOGY
-    if not path.exists():
-        err.print(f"error: topology file {path} does not exist")
-        sys.exit(2)
+def validate(file: Path | None, topology: Path | None, as_json: bool) -> None:
+    """Check a topology (FILE or -t FILE) without starting anything (exit 0 valid, 1 invalid)."""
+    if file is not None and topology is not None and file.resolve() != topology.resolve():
+        raise UsageProblem(f"two topology files given: {file} and -t {topology}; give one")
+    path = file or topology or DEFAULT_TOPOLOGY
+    _require_file(path)
     report = load_topology(path)
     if as_json:
         click.echo(json.dumps({"valid": report.ok, "problems": [p.__dict__ for p in report.problems]}, indent=2))
-    else:
+    elif report.ok:
         _print_report(report, path)
-    sys.exit(0 if report.ok else 1)
+    if not report.ok:
+        raise TopologyInvalid(report, path, quiet=as_json)
 
 
 @main.command()
@@ -186,9 +247,9 @@ def up(topology: Path | None, state_root: Path) -> None:
         cluster.up(plan, layout, progress=lambda m: console.print(f"[dim]{time.monotonic() - t0:6.1f}s[/] {m}"),
                    topology_text=path.read_text())
     except cluster.UpError as e:
-        err.print(f"[red]up failed[/]: {e}")
-        err.print("the cluster is partly up; `contrail-ha status` shows what runs, `contrail-ha down` stops it")
-        sys.exit(1)
+        raise CommandError(f"[red]up failed[/]: {e}\n"
+                           "the cluster is partly up; `contrail-ha status` shows what runs, `contrail-ha down` stops it"
+                           ) from e
     console.print("run `contrail-ha status` to see every component's health")
 
 
@@ -209,29 +270,25 @@ def scale(assignments: tuple[str, ...], topology: Path | None, state_root: Path,
     from contrail_ha.topology.edit import EditError, parse_assignments, set_services
 
     path = topology or _default_topology()
-    if not path.exists():
-        err.print(f"error: topology file {path} does not exist")
-        sys.exit(2)
+    _require_file(path)
     try:
         values = parse_assignments(assignments)
         text = set_services(path.read_text(), values)
     except EditError as e:
-        err.print(f"error: {e}")
-        sys.exit(2)
+        raise UsageProblem(str(e)) from e
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=path.parent, delete=False) as tmp:
         tmp.write(text)
     report = load_topology(Path(tmp.name))
     if not report.ok:
         Path(tmp.name).unlink()
-        _print_report(report, path)
-        sys.exit(1)
+        raise TopologyInvalid(report, path)
     Path(tmp.name).replace(path)
     console.print(f"{path}: " + ", ".join(f"services.{k} = {v}" for k, v in values.items()))
     if no_apply:
         return
     from contrail_ha.runtime import cluster, netns
 
-    plan = report.plan()  # type: ignore[union-attr]
+    plan = report.plan()
     if not netns.exists(netns.ns_name(plan, netns.CLIENT)):
         console.print(f"cluster {plan.cluster_id} is not up: `contrail-ha up -t {path}` starts it scaled")
         return
@@ -241,8 +298,7 @@ def scale(assignments: tuple[str, ...], topology: Path | None, state_root: Path,
         cluster.up(plan, _layout(plan, state_root), topology_text=text,
                    progress=lambda m: console.print(f"[dim]{time.monotonic() - t0:6.1f}s[/] {m}"))
     except cluster.UpError as e:
-        err.print(f"[red]scale failed[/]: {e}")
-        sys.exit(1)
+        raise CommandError(f"[red]scale failed[/]: {e}") from e
 
 
 @main.command()
@@ -258,8 +314,7 @@ def down(topology: Path | None, state_root: Path, purge: bool) -> None:
     leftovers = cluster.down(plan, _layout(plan, state_root), purge=purge,
                              progress=lambda m: console.print(m))
     if leftovers:
-        err.print(f"[red]left behind[/]: {leftovers}")
-        sys.exit(1)
+        raise CommandError(f"[red]left behind[/]: {leftovers}")
     console.print(f"cluster {plan.cluster_id} is down")
 
 
@@ -280,9 +335,8 @@ def status(topology: Path | None, state_root: Path, as_json: bool) -> None:
         msg = f"cluster {plan.cluster_id} is not up (no namespace {client}); run `contrail-ha up`"
         if as_json:
             click.echo(json.dumps({"cluster": plan.cluster_id, "healthy": False, "error": msg}))
-        else:
-            err.print(msg)
-        sys.exit(1)
+            raise Degraded()
+        raise Degraded(msg)
     netns.enter(client)
     checks = collect(plan, layout)
     healthy = all(c.ok for c in checks)
@@ -298,10 +352,10 @@ def status(topology: Path | None, state_root: Path, as_json: bool) -> None:
         console.print(t)
         bad = [c for c in checks if not c.ok]
         if bad:
-            err.print("[red]degraded[/]: " + "; ".join(f"{c.component} on {c.target}: {c.detail}" for c in bad))
-        else:
-            console.print(f"[green]healthy[/]: {len(checks)} checks")
-    sys.exit(0 if healthy else 1)
+            raise Degraded("[red]degraded[/]: " + "; ".join(f"{c.component} on {c.target}: {c.detail}" for c in bad))
+        console.print(f"[green]healthy[/]: {len(checks)} checks")
+    if not healthy:
+        raise Degraded()
 
 
 @main.command()
@@ -331,30 +385,26 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
     plan, _ = _load(topology, quiet=True)
     if heal_only:
         if not netns.exists(netns.ns_name(plan, netns.CLIENT)):
-            err.print(f"cluster {plan.cluster_id} is not up; nothing to heal")
-            sys.exit(1)
+            raise CommandError(f"cluster {plan.cluster_id} is not up; nothing to heal")
         healed = heal_all(plan, _layout(plan, state_root))
         for line in healed:
             console.print(f"healed: {line}")
         console.print(f"{len(healed)} fault(s) healed" if healed else "nothing to heal")
-        sys.exit(0)
+        return
     unknown = [n for n in fault_names if n not in FAULTS]
     if unknown:
-        err.print(f"error: unknown fault(s) {', '.join(unknown)}; faults: {', '.join(FAULTS)}")
-        sys.exit(2)
+        raise UsageProblem(f"unknown fault(s) {', '.join(unknown)}; faults: {', '.join(FAULTS)}")
     chosen = [FAULTS[n] for n in (fault_names or FAULTS)]
     refused = [(f.name, why) for f in chosen if (why := f.needs(plan))]
     if refused and fault_names:
-        for name, why in refused:
-            err.print(f"refusing to inject {name}: the topology cannot survive it: {why}")
-        sys.exit(1)
+        raise CommandError("\n".join(f"refusing to inject {name}: the topology cannot survive it: {why}"
+                                     for name, why in refused))
     for name, why in refused:
         console.print(f"[yellow]skipping[/] {name}: {why}")
     chosen = [f for f in chosen if not f.needs(plan)]
     client = netns.ns_name(plan, netns.CLIENT)
     if not netns.exists(client):
-        err.print(f"cluster {plan.cluster_id} is not up; run `contrail-ha up`")
-        sys.exit(1)
+        raise CommandError(f"cluster {plan.cluster_id} is not up; run `contrail-ha up`")
     layout = _layout(plan, state_root)
     netns.enter(client)
 
@@ -373,8 +423,7 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
     try:
         results = asyncio.run(all_faults())
     except (KeyboardInterrupt, asyncio.CancelledError):
-        err.print("drill interrupted (the fault in progress was healed)")
-        sys.exit(130)
+        raise Interrupted("drill interrupted (the fault in progress was healed)") from None
     path = save(results, layout)
     if as_json:
         click.echo(json.dumps([as_dict(r) for r in results], indent=2))
@@ -391,7 +440,8 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
                       str(r.analytics_sent), str(r.analytics_lost + r.analytics_duplicates),
                       "[green]ok[/]" if r.data_ok else "[red]LOST/DUP[/]")
         console.print(t)
-    sys.exit(0 if all(r.data_ok for r in results) else 1)
+    if not all(r.data_ok for r in results):
+        raise DataLost()
 
 
 @main.command()
@@ -409,13 +459,11 @@ def ui(topology: Path | None, state_root: Path, listen: str) -> None:
     plan, _ = _load(topology, quiet=True)
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit():
-        err.print(f"error: --listen {listen!r}: expected IP:PORT")
-        sys.exit(2)
+        raise UsageProblem(f"--listen {listen!r}: expected IP:PORT")
     try:
         sock = server.listen(host.strip("[]"), int(port))  # bound here, before moving to the client namespace
     except OSError as e:
-        err.print(f"error: cannot listen on {listen}: {e}")
-        sys.exit(1)
+        raise CommandError(f"error: cannot listen on {listen}: {e}") from e
     client = netns.ns_name(plan, netns.CLIENT)
     if netns.exists(client):
         netns.enter(client)  # the cluster is reached from the client namespace, as users reach it
@@ -437,16 +485,14 @@ def logs(host: str, service: str | None, topology: Path | None, state_root: Path
     layout = _layout(plan, state_root)
     hosts = [h.name for h in plan.topology.hosts] + ["router"]
     if host not in hosts:
-        err.print(f"error: unknown host {host!r}; hosts: {', '.join(hosts)}")
-        sys.exit(2)
+        raise UsageProblem(f"unknown host {host!r}; hosts: {', '.join(hosts)}")
     base = layout.router_dir if host == "router" else layout.host_dir(host)
     files = sorted((base / "logs").glob("*.out"))
     if service:
         files = [f for f in files if f.stem.startswith(service)]
         files += sorted((base / service / "log").glob("*")) if (base / service / "log").exists() else []
     if not files:
-        err.print(f"error: no logs for {host}{'/' + service if service else ''} under {base}")
-        sys.exit(1)
+        raise CommandError(f"error: no logs for {host}{'/' + service if service else ''} under {base}")
     for f in files:
         if f.is_file():
             console.rule(str(f))

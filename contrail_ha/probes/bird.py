@@ -22,6 +22,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from contrail_ha.errors import ContrailHaError
 from contrail_ha.probes.base import Check
 from contrail_ha.rendering.base import Layout
 from contrail_ha.rendering.bird import (
@@ -50,7 +51,7 @@ _VIA_RE = re.compile(r"^\s+via\s+(?P<via>\S+)\s+on\s+(?P<iface>\S+)")
 _FROM_RE = re.compile(r"\bfrom\s+(\S+)")
 
 
-class BirdError(RuntimeError):
+class BirdError(ContrailHaError, RuntimeError):
     """birdc could not talk to BIRD, or BIRD refused the command."""
 
 

@@ -1,7 +1,8 @@
 """Kafka probes: broker registration in ZooKeeper (kazoo) and partition health (AdminClient).
 
 Also the explicit topic management the brokers rely on (``auto.create.topics.enable=false``):
-``ensure_topic`` and ``describe_topic``.
+``ensure_topic`` (any topic, as the tests use it; the analytics topics are created by
+``services.analytics.topics``) and ``describe_topic``.
 """
 
 from __future__ import annotations
@@ -86,8 +87,8 @@ def ready(plan: Plan, layout: Layout, inst: Instance) -> tuple[bool, str]:
 def admin(plan: Plan, bootstrap: str | None = None) -> AdminClient:
     """An AdminClient bootstrapped from every broker (or only from ``bootstrap``)."""
     return AdminClient({"bootstrap.servers": bootstrap or plan.kafka_servers,
-                        "socket.timeout.ms": int(ADMIN_TIMEOUT * 1000),
-                        "logger": logging.getLogger("contrail_ha.rdkafka")})
+                        "socket.timeout.ms": int(ADMIN_TIMEOUT * 1000)},
+                       logger=logging.getLogger("contrail_ha.rdkafka"))
 
 
 def _partition_health(plan: Plan) -> Check:
@@ -241,11 +242,11 @@ def describe_topic(plan: Plan, name: str) -> dict[str, Any]:
     t = a.list_topics(topic=name, timeout=ADMIN_TIMEOUT).topics.get(name)
     if t is None or t.error is not None:
         raise KeyError(f"topic {name}: {t.error if t is not None else 'unknown'}")
-    parts = [{"id": p.id, "leader": p.leader, "replicas": list(p.replicas), "isr": list(p.isrs)}
-             for p in sorted(t.partitions.values(), key=lambda p: p.id)]
+    ps = sorted(t.partitions.values(), key=lambda p: p.id)
     return {
         "name": name,
-        "partitions": parts,
-        "replication_factor": max((len(p["replicas"]) for p in parts), default=0),
+        "partitions": [{"id": p.id, "leader": p.leader, "replicas": list(p.replicas), "isr": list(p.isrs)}
+                       for p in ps],
+        "replication_factor": max((len(p.replicas) for p in ps), default=0),
         MIN_ISR: _topic_min_isr(a, name),
     }

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
 from contrail_ha.probes.base import Check
 from contrail_ha.rendering.base import Layout
+from contrail_ha.rendering.services import agent_state
 from contrail_ha.topology.plan import (
     AGGREGATOR,
     ANALYTICS_API,
@@ -46,10 +49,6 @@ def health(inst: Instance, timeout: float = 2.0, *, degraded_fails: bool = False
 
 def agent(layout: Layout, host: str) -> tuple[bool, str, dict]:
     """The lb agent's own state: is this lb announcing the VIP, and why."""
-    import json
-
-    from contrail_ha.rendering.services import agent_state
-
     try:
         st = json.loads(agent_state(layout, host).read_text())
     except (OSError, ValueError):

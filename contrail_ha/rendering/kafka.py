@@ -2,7 +2,8 @@
 
 ``broker.id`` is the host's 0-based position among the analyticsdb hosts; the brokers share
 the controllers' ZooKeeper under the chroot ``plan.kafka_chroot`` (Kafka creates it). Topics
-are created explicitly (``probes.kafka.ensure_topic``), so auto-creation is off. Durability:
+are created explicitly (the analytics topics by ``services.analytics.topics``, others by
+``probes.kafka.ensure_topic``), so auto-creation is off. Durability:
 RF and ``min.insync.replicas`` from the topology, no unclean leader election. The JVM is
 started directly (no distribution scripts), logging through slf4j-reload4j.
 """

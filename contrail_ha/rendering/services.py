@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 
 from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, python
+from contrail_ha.services.analytics.node_agent.config import config_for  # only the config: no probes, no agent
 from contrail_ha.topology.plan import (
     AGGREGATOR,
     ANALYTICS_API,
@@ -65,8 +66,6 @@ def agent_config(plan: Plan, inst: Instance, layout: Layout) -> dict[str, object
 
 def node_agent_config(plan: Plan, inst: Instance, layout: Layout) -> dict[str, object]:
     """The node agent builds its own plan from the topology, to find its host's processes and components."""
-    from contrail_ha.services.analytics.node_agent import config_for
-
     return config_for(plan, layout, inst.host.name).model_dump(mode="json")
 
 

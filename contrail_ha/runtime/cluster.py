@@ -22,7 +22,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout, ProcessSpec, Rendered, python
+from contrail_ha.errors import ContrailHaError
+from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, python
 from contrail_ha.runtime import netns, network, pids
 from contrail_ha.runtime.supervisor import CONFIG_DIGEST, GroupSpec
 from contrail_ha.topology.model import Role
@@ -71,12 +72,8 @@ COMPONENT_ORDER = [ZOOKEEPER, RABBITMQ, CONFIG_DB, CONFIG_API, ANALYTICS_DB, KAF
                    ANALYTICS_API, HAPROXY, BIRD, LB_AGENT, NODE_AGENT]
 
 
-class UpError(RuntimeError):
+class UpError(ContrailHaError, RuntimeError):
     """A wave did not become ready; the message says what and where, with the log tail."""
-
-
-def layout_for(plan: Plan, root: Path = DEFAULT_STATE_ROOT) -> Layout:
-    return Layout(root / plan.cluster_id)
 
 
 def renderer(component: str):
@@ -409,8 +406,7 @@ def down(plan: Plan, layout: Layout, purge: bool = False, progress: Progress = p
              ROUTER_ROLE]
     gs = _all_groups(plan, layout) if layout.root.exists() else []
     for role in order:
-        batch = [(g, supervisor_pid(g)) for g in gs if g.role == role]
-        batch = [(g, pid) for g, pid in batch if pid]
+        batch = [(g, pid) for g in gs if g.role == role if (pid := supervisor_pid(g))]
         for _g, pid in batch:
             os.kill(pid, signal.SIGTERM)
         for g, pid in batch:

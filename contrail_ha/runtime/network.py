@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+from contrail_ha.errors import ContrailHaError
 from contrail_ha.runtime.netns import CLIENT, NETNS_DIR, ROUTER, SWITCH, UTS_DIR, exists, ns_name, uts_file
 from contrail_ha.topology.plan import Plan
 
@@ -24,7 +25,7 @@ ETC_NETNS = Path("/etc/netns")
 BRIDGE = "br0"
 
 
-class NetworkError(RuntimeError):
+class NetworkError(ContrailHaError, RuntimeError):
     """A namespace or link operation failed."""
 
 

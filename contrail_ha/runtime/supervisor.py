@@ -1,7 +1,8 @@
 """The supervisor of one container role on one host: a process group kept running.
 
 Runs inside the host's namespaces as ``python -m contrail_ha.runtime.supervisor SPEC``.
-Control is through files in its run directory, so every tool (and an operator) can see it:
+Control is through files in its run directory (``runtime.supervisor_state.SupervisorDir``), so every
+tool (and an operator) can see it:
 
 - ``<proc>.enabled``: the process should run (the orchestrator enables processes in waves);
 - ``<proc>.held``: do not restart it until the file is removed (drills inject faults this way);
@@ -19,35 +20,16 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from contrail_ha.rendering.base import ProcessSpec
 from contrail_ha.runtime import pids
+from contrail_ha.runtime.supervisor_state import GroupSpec, SupervisorDir  # GroupSpec: also imported from here
 
 TICK = 0.2
 BACKOFF_MIN, BACKOFF_MAX, STABLE_AFTER = 0.5, 10.0, 30.0
-
-
-@dataclass
-class GroupSpec:
-    """What a supervisor runs: written by the orchestrator as JSON."""
-
-    host: str
-    role: str
-    run_dir: str
-    log_dir: str
-    processes: list[ProcessSpec] = field(default_factory=list)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> GroupSpec:
-        d = json.loads(text)
-        d["processes"] = [ProcessSpec(**p) for p in d["processes"]]
-        return cls(**d)
 
 
 @dataclass
@@ -94,15 +76,12 @@ class Supervisor:
         self.spec_path = spec_path
         self.spec = GroupSpec.from_json(spec_path.read_text())
         self.run_dir = Path(self.spec.run_dir)
+        self.dir = SupervisorDir(self.run_dir)
         self.log_dir = Path(self.spec.log_dir)
         self.procs = {p.name: _Proc(p) for p in self.spec.processes}
         self.stopping = False
         self.reload = False
         self._state_cache = ""
-
-    # --- control files -----------------------------------------------------------------------
-    def _flag(self, name: str, kind: str) -> bool:
-        return (self.run_dir / f"{name}.{kind}").exists()
 
     # --- process handling -----------------------------------------------------------------------
     def _start(self, p: _Proc) -> None:
@@ -196,7 +175,7 @@ class Supervisor:
         state: dict[str, Any] = {"supervisor_pid": os.getpid(), "host": self.spec.host, "role": self.spec.role,
                                  "processes": {}}
         for name, p in self.procs.items():
-            enabled, held = self._flag(name, "enabled"), self._flag(name, "held")
+            enabled, held = self.dir.enabled(name), self.dir.held(name)
             if p.pid is not None:
                 st = "running"
             elif held:
@@ -212,9 +191,7 @@ class Supervisor:
             }
         text = json.dumps(state, indent=1, sort_keys=True)
         if text != self._state_cache:
-            tmp = self.run_dir / "state.json.tmp"
-            tmp.write_text(text)
-            tmp.replace(self.run_dir / "state.json")
+            self.dir.write_state(text)
             self._state_cache = text
 
     def _reload(self) -> None:
@@ -242,7 +219,7 @@ class Supervisor:
     def run(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         _become_subreaper()
-        (self.run_dir / "supervisor.pid").write_text(f"{os.getpid()}\n")
+        self.dir.write_pid(os.getpid())
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "stopping", True))
         signal.signal(signal.SIGHUP, lambda *_: setattr(self, "reload", True))
@@ -254,13 +231,13 @@ class Supervisor:
             self._reap()
             now = time.monotonic()
             for name, p in self.procs.items():
-                want = self._flag(name, "enabled") and not self._flag(name, "held")
+                want = self.dir.enabled(name) and not self.dir.held(name)
                 if p.pid is None and want and now >= p.next_start:
                     if p.started:
                         p.restarts += 1
                     self._start(p)
                     self._log(f"started {name} (pid {p.pid})")
-                elif p.pid is not None and not self._flag(name, "enabled"):
+                elif p.pid is not None and not self.dir.enabled(name):
                     self._log(f"stopping disabled {name}")
                     self._stop(p)
             self._write_state()
@@ -269,7 +246,7 @@ class Supervisor:
         for p in reversed(list(self.procs.values())):
             self._stop(p)
         self._write_state()
-        (self.run_dir / "supervisor.pid").unlink(missing_ok=True)
+        self.dir.remove_pid()
         self._log("stopped")
 
 
@@ -284,7 +261,7 @@ def main() -> None:
     if enable_all:
         sup.run_dir.mkdir(parents=True, exist_ok=True)
         for name in sup.procs:
-            (sup.run_dir / f"{name}.enabled").touch()
+            sup.dir.enable(name)
     sup.run()
 
 

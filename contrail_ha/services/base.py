@@ -83,8 +83,13 @@ def run(config_path: str, deps: list[Dependency],
         await web.TCPSite(runner, cfg.listen_ip, cfg.listen_port, reuse_address=True).start()
         logging.info("listening on %s:%s", cfg.listen_ip, cfg.listen_port)
         stop = loop.create_future()
+
+        def on_signal() -> None:
+            if not stop.done():
+                stop.set_result(None)
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+            loop.add_signal_handler(sig, on_signal)
         await stop
         await runner.cleanup()
         for d in deps:

@@ -12,6 +12,10 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # cassandra-driver is imported lazily: only services that use Cassandra load it
+    from cassandra.cluster import Cluster, Session
 
 log = logging.getLogger(__name__)
 
@@ -46,35 +50,6 @@ class Dependency(ABC):
         return {"ok": self.ok, "reason": self.reason, "for_s": round(time.monotonic() - self.since, 1)}
 
 
-class ZooKeeper(Dependency):
-    """A kazoo session to the ensemble; ok while the session is CONNECTED."""
-
-    name = "zookeeper"
-
-    def __init__(self, hosts: str, timeout: float = 6.0) -> None:
-        super().__init__()
-        from kazoo.client import KazooClient
-        from kazoo.retry import KazooRetry
-
-        self.client = KazooClient(hosts=hosts, timeout=timeout,
-                                  connection_retry=KazooRetry(max_tries=-1, max_delay=1.0),
-                                  command_retry=KazooRetry(max_tries=3, max_delay=1.0))
-        self.client.add_listener(self._listener)
-
-    def _listener(self, state: str) -> None:
-        self._set(state == "CONNECTED", f"session {state.lower()}")
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.client.start_async()
-
-    def stop(self) -> None:
-        try:
-            self.client.stop()
-            self.client.close()
-        except Exception:
-            pass
-
-
 class Cassandra(Dependency):
     """A cassandra-driver session; ok while a quorum of the ring's nodes is up."""
 
@@ -82,8 +57,8 @@ class Cassandra(Dependency):
         super().__init__()
         self.name = name
         self.ips, self.port, self.interval = ips, port, interval
-        self.cluster: object | None = None
-        self.session: object | None = None
+        self.cluster: Cluster | None = None
+        self.session: Session | None = None
         self._stop = threading.Event()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -92,15 +67,16 @@ class Cassandra(Dependency):
     def _connect(self) -> None:
         from contrail_ha.services import cql
 
-        self.cluster = cql.cluster(self.ips, self.port, connect_timeout=2)
-        self.session = self.cluster.connect()  # type: ignore[attr-defined]
+        cluster = self.cluster = cql.cluster(self.ips, self.port, connect_timeout=2)
+        self.session = cluster.connect()
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 if self.session is None:
                     self._connect()
-                hosts = self.cluster.metadata.all_hosts()  # type: ignore[union-attr]
+                assert self.cluster is not None  # set with the session by _connect, cleared with it below
+                hosts = self.cluster.metadata.all_hosts()
                 up = sum(1 for h in hosts if h.is_up)
                 need = len(self.ips) // 2 + 1
                 self._set(up >= need, f"{up}/{len(self.ips)} nodes up, quorum {need}")
@@ -108,7 +84,7 @@ class Cassandra(Dependency):
                 self._set(False, f"no connection: {e.__class__.__name__}: {e}"[:200])
                 if self.cluster is not None:
                     try:
-                        self.cluster.shutdown()  # type: ignore[attr-defined]
+                        self.cluster.shutdown()
                     except Exception:
                         pass
                 self.cluster = self.session = None
@@ -117,52 +93,7 @@ class Cassandra(Dependency):
     def stop(self) -> None:
         self._stop.set()
         if self.cluster is not None:
-            self.cluster.shutdown()  # type: ignore[attr-defined]
-
-
-class RabbitMQ(Dependency):
-    """An AMQP connection with an open channel, failing over between the controllers' brokers."""
-
-    name = "rabbitmq"
-
-    def __init__(self, servers: list[str], user: str = "guest", password: str = "guest") -> None:
-        super().__init__()
-        self.servers, self.user, self.password = servers, user, password
-        self.connection: object | None = None
-        self.channel: object | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._task = loop.create_task(self._run())
-
-    async def _run(self) -> None:
-        import aio_pika
-
-        i = 0
-        while True:
-            server = self.servers[i % len(self.servers)]
-            i += 1
-            try:
-                conn = await asyncio.wait_for(
-                    aio_pika.connect(f"amqp://{self.user}:{self.password}@{server}/?heartbeat=10"), 3)
-                self.connection = conn
-                self.channel = await conn.channel(publisher_confirms=True)
-                self._set(True, f"channel open on {server}")
-                closed = asyncio.get_running_loop().create_future()
-                conn.close_callbacks.add(lambda *_, f=closed: f.done() or f.set_result(None))
-                await closed
-                self._set(False, f"connection to {server} closed")
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                self._set(False, f"{server}: {e.__class__.__name__}: {e}"[:200])
-                await asyncio.sleep(0.5)
-            finally:
-                self.channel = None
-
-    def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+            self.cluster.shutdown()
 
 
 class Kafka(Dependency):

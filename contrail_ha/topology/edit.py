@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 
+from contrail_ha.errors import ContrailHaError
+
 # what ``scale`` accepts -> the key under ``services:``
 SCALABLE = {"config-api": "config_api_replicas", "analytics-api": "analytics_api_replicas"}
 MAX_REPLICAS = 5
 
 
-class EditError(ValueError):
+class EditError(ContrailHaError, ValueError):
     """A scale request that cannot be applied; the message says why."""
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from contrail_ha.errors import ContrailHaError
 from contrail_ha.topology.model import Role, Topology
 from contrail_ha.topology.plan import Plan
 
@@ -56,7 +57,7 @@ class Report:
         return Plan(self.topology)
 
 
-class TopologyError(Exception):
+class TopologyError(ContrailHaError):
     """Raised when a caller needs a valid topology and the file is not one."""
 
     def __init__(self, report: Report) -> None:
@@ -166,9 +167,9 @@ def check(t: Topology) -> list[Problem]:
         ("replication.analytics_db", t.replication.analytics_db, len(by_role[Role.ANALYTICSDB]), "analyticsdb"),
         ("replication.kafka", t.replication.kafka, len(by_role[Role.ANALYTICSDB]), "analyticsdb"),
     ]
-    for path, rf, nodes, role in rf_rules:
+    for path, rf, nodes, role_name in rf_rules:
         if nodes and rf > nodes:
-            add(Problem(path, f"replication factor {rf} is more than the {nodes} '{role}' host(s); "
+            add(Problem(path, f"replication factor {rf} is more than the {nodes} '{role_name}' host(s); "
                         f"set it to at most {nodes} or add hosts"))
     if t.replication.kafka_min_insync > t.replication.kafka:
         add(Problem("replication.kafka_min_insync",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -19,7 +19,8 @@ from contrail_ha.topology.plan import Plan
 STATIC = Path(__file__).parent / "static"
 PLAN = web.AppKey("plan", Plan)
 LAYOUT = web.AppKey("layout", Layout)
-COLLECT = web.AppKey("collect", Callable)
+Collect = Callable[[Plan, Layout], list[Check]]
+COLLECT: web.AppKey[Collect] = web.AppKey("collect")
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 
 
@@ -94,11 +95,11 @@ async def config(request: web.Request) -> web.Response:
         return web.json_response({"error": f"config API unreachable: {e.__class__.__name__}"}, status=502)
 
 
-def build(plan: Plan, layout: Layout, collect: Callable[[Plan, Layout], list[Check]]) -> web.Application:
+def build(plan: Plan, layout: Layout, collect: Collect) -> web.Application:
     app = web.Application()
     app[PLAN], app[LAYOUT], app[COLLECT] = plan, layout, collect
 
-    async def session(app: web.Application):  # type: ignore[no-untyped-def]
+    async def session(app: web.Application) -> AsyncIterator[None]:
         app[HTTP] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         yield
         await app[HTTP].close()

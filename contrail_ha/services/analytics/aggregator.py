@@ -191,7 +191,9 @@ class Aggregator:
                 self._call(self.process(good))
                 last: dict[tuple[str, int], int] = {}
                 for m in good:
-                    last[(m.topic(), m.partition())] = m.offset()
+                    topic, partition, offset = m.topic(), m.partition(), m.offset()
+                    if topic is not None and partition is not None and offset is not None:  # set on every message
+                        last[(topic, partition)] = offset
                 try:
                     c.store_offsets(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()])
                 except Exception as e:  # the partition moved away meanwhile: its new owner re-reads

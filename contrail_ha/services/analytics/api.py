@@ -33,6 +33,7 @@ from typing import Any
 
 from aiohttp import web
 
+from contrail_ha.errors import ContrailHaError
 from contrail_ha.services import base
 from contrail_ha.services.analytics import query
 from contrail_ha.services.analytics.collector import origin_of
@@ -50,7 +51,7 @@ TEXT = "text/plain"
 ROOT_LINKS = ("uves", "uve-types", "alarms", "tables", "query")
 
 
-class PayloadTooLarge(Exception):
+class PayloadTooLarge(ContrailHaError):
     """The request body is over ``MAX_BODY``: 413."""
 
 

@@ -27,6 +27,7 @@ from aiohttp import web
 from confluent_kafka import KafkaError, KafkaException, Producer
 from pydantic import TypeAdapter, ValidationError
 
+from contrail_ha.errors import ContrailHaError
 from contrail_ha.services import base
 from contrail_ha.services.analytics import topics
 from contrail_ha.services.analytics.generator import Generator
@@ -110,7 +111,7 @@ class KafkaProducer:
         self._stop.set()
 
 
-class _Refused(Exception):
+class _Refused(ContrailHaError):
     """One record the collector will not produce, and the HTTP status that says why (400 bad, 413 too big)."""
 
     def __init__(self, status: int, text: str) -> None:

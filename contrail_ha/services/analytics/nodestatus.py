@@ -47,7 +47,7 @@ def process_status(origin: Origin, deps: list[Dependency], gen: Generator | None
     if gen is not None:
         conns.append(gen.connection_info())
     bad = [f"{d.name}: {d.reason}" for d in deps if not d.ok]
-    out = {"module_id": origin.module, "instance_id": origin.instance_id,
+    out: dict[str, Any] = {"module_id": origin.module, "instance_id": origin.instance_id,
            "state": NON_FUNCTIONAL if bad else FUNCTIONAL, "description": "; ".join(bad),
            "connection_infos": sorted(conns, key=lambda c: (c["type"], c["name"]))}
     if gen is not None:

@@ -27,6 +27,7 @@ from cassandra import ConsistencyLevel, OperationTimedOut
 from cassandra.cluster import Cluster, Session
 from cassandra.query import dict_factory
 
+from contrail_ha.errors import ContrailHaError
 from contrail_ha.services import cql
 from contrail_ha.services.analytics.protocol import MessageRecord, ObjectLogRecord, Origin, now_us
 
@@ -60,7 +61,7 @@ def bucket(ts_us: int) -> int:
     return ts_us // HOUR_US
 
 
-class StoreUnavailable(RuntimeError):
+class StoreUnavailable(ContrailHaError, RuntimeError):
     """The analytics DB cannot serve the request (no quorum, not connected)."""
 
 

@@ -36,8 +36,8 @@ def wanted(cluster_id: str, uve_partitions: int) -> dict[str, tuple[int, dict[st
 def ensure(servers: str, cluster_id: str, uve_partitions: int, rf: int, min_insync: int,
            timeout: float = 60.0) -> list[str]:
     """Create the missing analytics topics; wait until every partition has a leader. Returns those created."""
-    admin = AdminClient({"bootstrap.servers": servers, "socket.timeout.ms": 5000,
-                         "logger": logging.getLogger("contrail_ha.rdkafka")})
+    admin = AdminClient({"bootstrap.servers": servers, "socket.timeout.ms": 5000},
+                        logger=logging.getLogger("contrail_ha.rdkafka"))
     want = wanted(cluster_id, uve_partitions)
     deadline = time.monotonic() + timeout
     created: list[str] = []

@@ -1,7 +1,7 @@
 """contrail-api's action endpoints that are not object CRUD: names and ids, useragent-kv, perms,
 aaa-mode, the virtual-network IP actions.
 
-Every parameter goes through the typed helpers of ``wire`` before it reaches the store or
+Every parameter goes through the typed helpers of ``inputs`` before it reaches the store or
 ZooKeeper (a uuid is a UUID string, lists and strings are bounded: docs/api-limits.md), so that
 no input fails after the first write.
 """
@@ -14,25 +14,22 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import web
-
 from contrail_ha.services.config_api.core import ApiCore, default_perms2
-from contrail_ha.services.config_api.objects import NotFound, Obj
-from contrail_ha.services.config_api.schema import canonical
-from contrail_ha.services.config_api.validation import (
-    MAX_SHARES,
-    FieldError,
-    check_share_tenant,
-)
-from contrail_ha.services.config_api.wire import (
+from contrail_ha.services.config_api.inputs import (
     MAX_IDS,
-    TEXT,
     fq_name_param,
     int_param,
     object_body,
     show,
     str_param,
     uuid_param,
+)
+from contrail_ha.services.config_api.objects import NotFound, Obj
+from contrail_ha.services.config_api.schema import canonical
+from contrail_ha.services.config_api.validation import (
+    MAX_SHARES,
+    FieldError,
+    check_share_tenant,
 )
 
 log = logging.getLogger(__name__)
@@ -113,72 +110,72 @@ def bounded_list(value: Any, field: str, what: str, limit: int = MAX_IDS) -> lis
 
 
 class Actions(ApiCore):
-    """Handlers of the action endpoints."""
+    """The action endpoints over parsed bodies."""
 
-    async def h_fqname_to_id(self, request: web.Request) -> web.Response:
-        body = object_body(await self.body(request), "type and fq_name")
+    async def fqname_to_id(self, body: Any) -> Obj:
+        body = object_body(body, "type and fq_name")
         rt = self.rtype(str_param(body.get("type") or "", "type", 128))
         fq = fq_name_param(body.get("fq_name"), "fq_name")
         u = await self.store.fq_name_to_uuid(rt.object_type, fq)
         if u is None:
             raise NotFound(f"Name {fq} not found")
-        return web.json_response({"uuid": u})
+        return {"uuid": u}
 
-    async def h_id_to_fqname(self, request: web.Request) -> web.Response:
-        body = object_body(await self.body(request), "uuid")
+    async def id_to_fqname(self, body: Any) -> Obj:
+        body = object_body(body, "uuid")
         u = uuid_param(body.get("uuid"), "uuid")
         found = await self.store.uuid_to_fq_name(u)
         if found is None:
             raise NotFound(f"UUID {u} not found")
-        return web.json_response({"fq_name": found[0], "type": canonical(found[1])})
+        return {"fq_name": found[0], "type": canonical(found[1])}
 
-    async def h_kv(self, request: web.Request) -> web.Response:
-        body = object_body(await self.body(request), "operation and key")
+    async def kv(self, body: Any) -> Obj | None:
+        """useragent-kv: the answer of a RETRIEVE; None (an empty answer) for STORE and DELETE."""
+        body = object_body(body, "operation and key")
         op = body.get("operation")
         if op == "STORE":
             key = kv_key(body.get("key"))
             await self.require_writable()
             await self.store.kv_store(key, body.get("value"))
-            return web.Response(status=200, text="", content_type=TEXT)
+            return None
         if op == "RETRIEVE":
             if body.get("key") is None:
                 rows = await self.store.kv_all()
-                return web.json_response({"value": [r for r in rows
-                                                    if not str(r.get("key")).startswith(RESERVED_KV_PREFIX)]})
+                return {"value": [r for r in rows if not str(r.get("key")).startswith(RESERVED_KV_PREFIX)]}
             key = kv_key(body.get("key"))
             value = await self.store.kv_retrieve(key)
             if value is None:
                 raise NotFound(f"Unknown key {key}")
-            return web.json_response({"value": value})
+            return {"value": value}
         if op == "DELETE":
             key = kv_key(body.get("key"))
             await self.require_writable()
             await self.store.kv_delete(key)
-            return web.Response(status=200, text="", content_type=TEXT)
+            return None
         raise FieldError("operation", f"must be STORE, RETRIEVE or DELETE, got {show(op)}")
 
-    async def h_obj_perms(self, request: web.Request) -> web.Response:
-        return web.json_response({"token_info": None, "is_cloud_admin_role": True,
-                                  "is_global_read_only_role": False, "permissions": "RWX"})
+    def obj_perms(self) -> Obj:
+        return {"token_info": None, "is_cloud_admin_role": True,
+                "is_global_read_only_role": False, "permissions": "RWX"}
 
-    async def _perms_update(self, request: web.Request, fn: Callable[[Obj, Obj], None]) -> web.Response:
+    async def _perms_update(self, body: Any, fn: Callable[[Obj, Obj], None]) -> Obj:
         """Validate everything (``fn`` raises FieldError) before the one write of the new perms2."""
-        body = object_body(await self.body(request), "uuid")
+        body = object_body(body, "uuid")
         u = uuid_param(body.get("uuid"), "uuid")
-        rt, obj = await self._prop_target(u)
+        rt, obj = await self.lookup_any(u)
         perms2 = dict(obj.get("perms2") or default_perms2())
         fn(body, perms2)
         await self.require_writable()
         await self.store.update(obj["uuid"], {"perms2": perms2}, None)
         await self.changed("UPDATE", rt.object_type, obj["uuid"], obj["fq_name"], new={"perms2": perms2})
-        return web.json_response({})
+        return {}
 
-    async def h_chown(self, request: web.Request) -> web.Response:
+    async def chown(self, body: Any) -> Obj:
         def apply(body: Obj, perms2: Obj) -> None:
             perms2["owner"] = owner_param(body.get("owner")).replace("-", "")
-        return await self._perms_update(request, apply)
+        return await self._perms_update(body, apply)
 
-    async def h_chmod(self, request: web.Request) -> web.Response:
+    async def chmod(self, body: Any) -> Obj:
         def apply(body: Obj, perms2: Obj) -> None:
             new: Obj = {}
             if body.get("owner") is not None:
@@ -189,7 +186,7 @@ class Actions(ApiCore):
             if body.get("share") is not None:
                 new["share"] = share_param(body["share"])
             perms2.update(new)
-        return await self._perms_update(request, apply)
+        return await self._perms_update(body, apply)
 
     async def _aaa_mode(self) -> str:
         """The cluster's aaa-mode: read fresh (QUORUM) from the useragent table, so every replica
@@ -197,30 +194,28 @@ class Actions(ApiCore):
         stored = await self.store.kv_retrieve(AAA_MODE_KEY)
         return stored if stored in AAA_MODES else self.aaa_mode
 
-    async def h_aaa_get(self, request: web.Request) -> web.Response:
-        return web.json_response({"aaa-mode": await self._aaa_mode()})
+    async def get_aaa_mode(self) -> Obj:
+        return {"aaa-mode": await self._aaa_mode()}
 
-    async def h_aaa_put(self, request: web.Request) -> web.Response:
-        body = object_body(await self.body(request), "aaa-mode")
+    async def set_aaa_mode(self, body: Any) -> Obj:
+        body = object_body(body, "aaa-mode")
         mode = body.get("aaa-mode")
         if not isinstance(mode, str) or mode not in AAA_MODES:
             raise FieldError("aaa-mode", f"must be no-auth, cloud-admin or rbac, got {show(mode)}")
         await self.require_writable()
         await self.store.kv_store(AAA_MODE_KEY, mode)
-        return web.json_response({"aaa-mode": mode})
+        return {"aaa-mode": mode}
 
-    async def _vn(self, request: web.Request) -> Obj:
-        u = request.match_info["uuid"]
+    async def virtual_network(self, u: str) -> Obj:
+        """The virtual-network of an IP action's path (404 for anything but one's uuid)."""
         try:
             u = uuid_param(u, "uuid")
         except FieldError:
             raise NotFound(f"virtual-network {show(u)} not found") from None
         return await self.lookup(self.schema["virtual-network"], u)
 
-    async def h_ip_alloc(self, request: web.Request) -> web.Response:
-        vn = await self._vn(request)
-        body = await self.body(request) or {}
-        body = object_body(body, "count, subnet, family")
+    async def ip_alloc(self, vn: Obj, body: Any) -> Obj:
+        body = object_body(body or {}, "count, subnet, family")
         count = body.get("count", 1)
         count = 1 if count is None else int_param(count, "count", 1, MAX_IP_ALLOC)
         family = body.get("family")
@@ -234,31 +229,18 @@ class Actions(ApiCore):
         for _ in range(count):
             addr, _s = await self.ipam.allocate(vn, owner, family=family, subnet_uuid=subnet)
             out.append(addr)
-        return web.json_response({"ip_addr": out})
+        return {"ip_addr": out}
 
-    async def h_ip_free(self, request: web.Request) -> web.Response:
-        vn = await self._vn(request)
-        body = object_body(await self.body(request) or {}, "ip_addr")
+    async def ip_free(self, vn: Obj, body: Any) -> None:
+        body = object_body(body or {}, "ip_addr")
         raw = bounded_list(body.get("ip_addr"), "ip_addr", "addresses")
         addrs = [address_param(a, f"ip_addr[{i}]") for i, a in enumerate(raw)]
         await self.require_writable()
         for a in addrs:
             await self.ipam.free(vn, a)
-        return web.Response(status=200, text="", content_type=TEXT)
 
-    async def h_subnet_ip_count(self, request: web.Request) -> web.Response:
-        vn = await self._vn(request)
-        body = object_body(await self.body(request) or {}, "subnet_list")
+    async def subnet_ip_count(self, vn: Obj, body: Any) -> Obj:
+        body = object_body(body or {}, "subnet_list")
         raw = bounded_list(body.get("subnet_list"), "subnet_list", "subnets")
         cidrs = [cidr_param(c, f"subnet_list[{i}]") for i, c in enumerate(raw)]
-        return web.json_response({"ip_count_list": [await self.ipam.count(vn, c) for c in cidrs]})
-
-    async def _project_fq(self, obj: Obj) -> list[str] | None:
-        """The project an object lives in (its own fq_name for a project), None for global objects."""
-        if obj.get("type") == "project":
-            return list(obj["fq_name"])
-        fq = obj["fq_name"]
-        if len(fq) >= 3 and await self.store.fq_name_to_uuid("project", fq[:2]) is not None:
-            return list(fq[:2])
-        return None
-
+        return {"ip_count_list": [await self.ipam.count(vn, c) for c in cidrs]}

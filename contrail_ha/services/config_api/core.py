@@ -1,5 +1,6 @@
-"""What every contrail-api handler shares: the schema, the parts (store, coordinator, notifier,
-hooks), and the object's wire presentation."""
+"""What every part of contrail-api's service layer shares: the schema, the parts (store,
+coordinator, notifier, hooks), lookups, ref resolution, change announcement and the object's wire
+presentation. No HTTP here: the handlers (``routes``) call the service with plain values."""
 
 from __future__ import annotations
 
@@ -11,15 +12,13 @@ import uuid as uuidlib
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import web
-
+from contrail_ha.services.config_api.interfaces import ConfigStoreAPI, CoordinatorAPI, NotifierAPI
 from contrail_ha.services.config_api.objects import NotFound, Obj, Unavailable
 from contrail_ha.services.config_api.rows import Collection
 from contrail_ha.services.config_api.schema import CONFIG_ROOT, ResourceType, canonical, schema
 from contrail_ha.services.config_api.validation import (
     FieldError,
 )
-from contrail_ha.services.config_api.wire import read_body
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +85,13 @@ class Hooks:
 class ApiCore:
     """The API over a store, a coordinator and a notifier (each with the documented async API)."""
 
-    def __init__(self, store: Any, zk: Any, notifier: Any, hooks: Hooks | None = None) -> None:
+    def __init__(self, store: ConfigStoreAPI | None, zk: CoordinatorAPI | None, notifier: NotifierAPI | None,
+                 hooks: Hooks | None = None) -> None:
         self.schema = schema()
-        self.store = store
-        self.zk = zk
-        self.notifier = notifier
+        # None only until the replica's start-up has connected them (app.py), while it serves nothing.
+        self.store: ConfigStoreAPI = store  # type: ignore[assignment]
+        self.zk: CoordinatorAPI = zk  # type: ignore[assignment]
+        self.notifier: NotifierAPI = notifier  # type: ignore[assignment]
         self.hooks = hooks or Hooks()
         self.aaa_mode = "no-auth"
         self.ipam: Any = None
@@ -111,12 +112,6 @@ class ApiCore:
             raise Unavailable("No connection to zookeeper")
         if self.notifier is not None:
             self.notifier.check_capacity()  # too many unconfirmed notifications: refuse before writing
-
-    body = staticmethod(read_body)
-
-    @staticmethod
-    def base(request: web.Request) -> str:
-        return f"{request.scheme}://{request.host}"
 
     def href(self, base: str, type_name: str, uuid: str) -> str:
         rt = self.schema.get(type_name)
@@ -232,13 +227,15 @@ class ApiCore:
             except Exception:
                 log.exception("config log record of %s %s %s not sent", oper, obj_type, uuid)
 
-    def _collection(self, request: web.Request) -> ResourceType:
-        rt = self.schema.by_collection(request.match_info["collection"])
+    def collection(self, name: str) -> ResourceType:
+        """The type of the collection ``/<name>`` (404 when there is none)."""
+        rt = self.schema.by_collection(name)
         if rt is None:
-            raise NotFound(f"Unknown collection /{request.match_info['collection']}")
+            raise NotFound(f"Unknown collection /{name}")
         return rt
 
-    async def _prop_target(self, u: str) -> tuple[ResourceType, Obj]:
+    async def lookup_any(self, u: str) -> tuple[ResourceType, Obj]:
+        """The object with uuid ``u`` whatever its type (404 when there is none)."""
         if not is_uuid(u):
             raise NotFound(f"UUID {str(u)[:100]!r} not found")
         found = await self.store.uuid_to_fq_name(u)

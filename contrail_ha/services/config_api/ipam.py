@@ -86,7 +86,7 @@ def parse_subnet(entry: dict[str, Any], path: str) -> Subnet:
         end = _addr(pool.get("end"), f"{path}.allocation_pools[{i}].end")
         if start not in net or end not in net:
             raise ConfigError(f"{path}.allocation_pools[{i}]: {start}-{end} is outside subnet {net}")
-        if end < start:
+        if int(end) < int(start):
             raise ConfigError(f"{path}.allocation_pools[{i}]: end {end} is before start {start}")
         pools.append((int(start) - int(net.network_address), int(end) - int(net.network_address)))
     if not pools:

@@ -1,7 +1,7 @@
 """contrail-api's list and list-bulk-collection: filters, fields, detail, count, pagination.
 
 Both take the same parameters (a query string, or the JSON body of list-bulk-collection) and
-parse them with the typed helpers of ``wire`` before any lookup: id lists hold at most
+parse them with the typed helpers of ``inputs`` before any lookup: id lists hold at most
 ``MAX_IDS`` uuids (the bound on one request's work: a list-bulk-collection of 25,000 ids would
 hold a replica for half a minute), ``fields`` and ``filters`` are bounded likewise.
 
@@ -15,17 +15,11 @@ order and the marker is the last uuid of the page (null when done). A marker tha
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
-from aiohttp import web
-
 from contrail_ha.services.config_api.core import ApiCore
-from contrail_ha.services.config_api.objects import ConfigError, Obj
-from contrail_ha.services.config_api.schema import CONFIG_ROOT, ResourceType
-from contrail_ha.services.config_api.validation import (
-    FieldError,
-)
-from contrail_ha.services.config_api.wire import (
+from contrail_ha.services.config_api.inputs import (
     MAX_FIELDS,
     MAX_IDS,
     bool_param,
@@ -38,6 +32,11 @@ from contrail_ha.services.config_api.wire import (
     str_list,
     str_param,
     uuid_param,
+)
+from contrail_ha.services.config_api.objects import ConfigError, Obj
+from contrail_ha.services.config_api.schema import CONFIG_ROOT, ResourceType
+from contrail_ha.services.config_api.validation import (
+    FieldError,
 )
 
 log = logging.getLogger(__name__)
@@ -59,10 +58,40 @@ def page_marker(value: Any) -> str | None:
         raise FieldError("page_marker", f"{show(marker)}: its last ':' segment must be a UUID") from None
 
 
+def parse_filters(raw: Any) -> list[tuple[str, Any]]:
+    """``k==<json>,k==<json>`` (a value that is not JSON is taken as a string); at most
+    ``MAX_FIELDS`` terms."""
+    if not raw:
+        return []
+    text = str_param(raw, "filters")
+    parts = text.split(",")
+    if len(parts) > MAX_FIELDS:
+        raise FieldError("filters", f"{len(parts)} terms, at most {MAX_FIELDS} are allowed")
+    out = []
+    for part in parts:
+        if "==" not in part:
+            raise FieldError("filters", f"expected key==<json>, got {show(part)}")
+        k, v = part.split("==", 1)
+        try:
+            out.append((k, parse_json(v)))
+        except ConfigError:
+            out.append((k, v))
+    return out
+
+
+def group_filters(filters: list[tuple[str, Any]]) -> list[tuple[str, list[Any]]]:
+    """The filter terms by key: an object matches when each key has one of its values."""
+    grouped: dict[str, list[Any]] = {}
+    for k, v in filters:
+        grouped.setdefault(k, []).append(v)
+    return list(grouped.items())
+
+
 class Listing(ApiCore):
     """The list endpoints (``GET /<type>s``, ``POST /list-bulk-collection``)."""
 
-    async def list(self, rt: ResourceType, q: dict[str, Any], base: str) -> Obj:
+    async def list(self, rt: ResourceType, q: Mapping[str, Any], base: str) -> Obj:
+        """``GET /<type>s``: ``q`` is the query (or the body of list-bulk-collection)."""
         def ids(key: str) -> list[str] | None:
             v = q.get(key)
             return None if v is None else id_list(v, key)
@@ -75,7 +104,7 @@ class Listing(ApiCore):
             raw = q["fq_names"]
             names = str_list(raw, "fq_names", MAX_IDS, 4096)
             fq_names = {tuple(fq_name_str_param(f, f"fq_names[{i}]")) for i, f in enumerate(names)}
-        filters = self._filters(q.get("filters"))
+        filters = parse_filters(q.get("filters"))
         fields = [f for f in str_list(q.get("fields") or [], "fields") if f in rt.field_names]
         detail = bool_param(q.get("detail"))
         count = bool_param(q.get("count"))
@@ -115,13 +144,14 @@ class Listing(ApiCore):
             for o in found:
                 if o is None or o.get("type") != rt.object_type:
                     continue
-                if filters and not all(any(o.get(k) == v for v in vals) for k, vals in self._group(filters)):
+                if filters and not all(any(o.get(k) == v for v in vals) for k, vals in group_filters(filters)):
                     continue
                 objs.append(o)
         if count:
             n = len(objs) if filters else len(entries)
             return {rt.collection: {"count": n}}
         if not detail:
+            items: list[Obj]
             if not need_objects:
                 items = [{"uuid": u, "fq_name": fq} for fq, u in entries]
             else:
@@ -140,42 +170,10 @@ class Listing(ApiCore):
             out.append({rt.resource_type: shown})
         return {rt.collection: out, "marker": marker} if paginate else {rt.collection: out}
 
-    @staticmethod
-    def _filters(raw: Any) -> list[tuple[str, Any]]:
-        """``k==<json>,k==<json>`` (a value that is not JSON is taken as a string); at most
-        ``MAX_FIELDS`` terms."""
-        if not raw:
-            return []
-        text = str_param(raw, "filters")
-        parts = text.split(",")
-        if len(parts) > MAX_FIELDS:
-            raise FieldError("filters", f"{len(parts)} terms, at most {MAX_FIELDS} are allowed")
-        out = []
-        for part in parts:
-            if "==" not in part:
-                raise FieldError("filters", f"expected key==<json>, got {show(part)}")
-            k, v = part.split("==", 1)
-            try:
-                out.append((k, parse_json(v)))
-            except ConfigError:
-                out.append((k, v))
-        return out
-
-    @staticmethod
-    def _group(filters: list[tuple[str, Any]]) -> list[tuple[str, list[Any]]]:
-        grouped: dict[str, list[Any]] = {}
-        for k, v in filters:
-            grouped.setdefault(k, []).append(v)
-        return list(grouped.items())
-
-    async def h_list(self, request: web.Request) -> web.Response:
-        rt = self._collection(request)
-        return web.json_response(await self.list(rt, dict(request.query), self.base(request)))
-
-    async def h_list_bulk(self, request: web.Request) -> web.Response:
-        body = object_body(await self.body(request), "type and the list parameters")
+    async def list_bulk(self, body: Any, base: str) -> Obj:
+        """``POST /list-bulk-collection``: the list parameters, and the ``type``, in a JSON body."""
+        body = object_body(body, "type and the list parameters")
         if not body.get("type"):
             raise FieldError("type", "list-bulk-collection needs a body with 'type'")
         rt = self.rtype(str_param(body["type"], "type", 128))
-        return web.json_response(await self.list(rt, body, self.base(request)))
-
+        return await self.list(rt, body, base)

@@ -419,8 +419,11 @@ def load() -> Schema:
     from vnc_api.gen import resource_common, resource_xsd, vnc_api_client_gen
 
     xsd = _load_xsd(resource_xsd)
-    classes = {c.resource_type: c for c in vars(resource_common).values()
-               if isinstance(c, type) and isinstance(getattr(c, "resource_type", None), str)}
+    classes: dict[str, Any] = {}
+    for c in vars(resource_common).values():
+        name = getattr(c, "resource_type", None) if isinstance(c, type) else None
+        if isinstance(name, str):
+            classes[name] = c
     types: dict[str, ResourceType] = {}
     for object_type, resource_type in sorted(vnc_api_client_gen.all_resource_type_tuples, key=lambda t: t[1]):
         cls = classes[resource_type]

@@ -175,6 +175,8 @@ def _normalise_subnet(value: dict[str, Any], path: str) -> dict[str, Any]:
     prefix becomes the network address and the length an int."""
     prefix, length = value.get("ip_prefix"), value.get("ip_prefix_len")
     try:
+        if not isinstance(prefix, (str, int)) or isinstance(prefix, bool):
+            raise ValueError(prefix)
         ipaddress.ip_address(prefix)
     except ValueError:
         raise FieldError(_join(path, "ip_prefix"), f"expected an IP address, got {_show(prefix)}") from None
@@ -195,6 +197,8 @@ def _check_allowed_address_pair(value: dict[str, Any], path: str) -> None:
         raise FieldError(_join(path, "ip"), f"an active-standby pair needs an ip, got {_show(ip)}")
     prefix = ip.get("ip_prefix")
     try:
+        if not isinstance(prefix, (str, int)) or isinstance(prefix, bool):
+            raise ValueError(prefix)
         version = ipaddress.ip_address(prefix).version
     except ValueError:
         raise FieldError(_join(path, "ip.ip_prefix"), f"expected an IP address, got {_show(prefix)}") from None

@@ -3,13 +3,11 @@
 One place decides how a request's bytes become Python values and how every ``ConfigError``
 becomes a response, so that handlers only ever see parsed, bounded input:
 
-- ``read_body`` is strict: at most ``MAX_BODY`` bytes, UTF-8 JSON only (no ``NaN``/``Infinity``,
-  no float overflowing to infinity), nested at most ``MAX_DEPTH`` deep, no lone surrogate
-  (``"\\ud800"``) in any string or key. Any failure to read or decode the body (a bad
+- ``read_body`` is strict: at most ``MAX_BODY`` bytes, then ``inputs.parse_json`` (UTF-8 JSON
+  only, bounded depth, no lone surrogate). Any failure to read or decode the body (a bad
   ``Content-Encoding`` included) is a 400.
-- The ``*_param`` helpers turn one untrusted value into a typed one or raise a ``FieldError``
-  (400 naming the field): a uuid is a string in UUID form, an id list has at most ``MAX_IDS``
-  entries, strings and integers are bounded. The limits are documented in docs/api-limits.md.
+- The typed parameter helpers (``uuid_param``, ``id_list`` ...) live in ``inputs``, free of HTTP,
+  and are re-exported here; the service layer uses them on the parsed bodies and queries.
 - The ``errors`` middleware maps ``ConfigError``/``FieldError`` to their status; an unexpected
   exception from a request that has written nothing yet (``objects.wrote()`` False) is the
   input's fault and becomes a 400 (logged with its traceback at WARNING, so the bug stays
@@ -18,98 +16,52 @@ becomes a response, so that handlers only ever see parsed, bounded input:
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import re
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from typing import Any
 
 from aiohttp import web
 
 from contrail_ha.services.config_api import objects
-from contrail_ha.services.config_api.objects import ConfigError
-from contrail_ha.services.config_api.validation import (
-    FieldError,
-    check_fq_name_limits,
+from contrail_ha.services.config_api.inputs import (
+    MAX_DEPTH,
+    MAX_FIELDS,
+    MAX_IDS,
+    MAX_PARAM,
+    REQUEST_ID,
+    REQUESTER,
+    bool_param,
+    check_tree,
+    csv_list,
+    fq_name_param,
+    fq_name_str_param,
+    id_list,
+    int_param,
+    object_body,
+    optional_uuid,
+    parse_json,
+    show,
+    str_list,
+    str_param,
+    uuid_param,
 )
+from contrail_ha.services.config_api.objects import ConfigError
+from contrail_ha.services.config_api.validation import FieldError
 
 log = logging.getLogger(__name__)
 
 
 MAX_BODY = 1024 * 1024
 TEXT = "text/plain"
-MAX_DEPTH = 64  # JSON nesting (the deepest XSD value, wrappers included, is ~12)
-MAX_IDS = 1000  # ids (or fq_names) in one id-list parameter
-MAX_FIELDS = 1000  # names in a fields= parameter
-MAX_PARAM = 64 * 1024  # characters of one free-form string parameter (filters, ...)
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
-def _bool(v: str | None) -> bool:
-    return v is not None and "true" in v.lower()
-
-
-def _csv(v: str | None) -> list[str]:
-    return [x for x in (v or "").split(",") if x]
-
-
-def show(value: Any, limit: int = 80) -> str:
-    """A value for an error message, cut to ``limit`` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def base(request: web.Request) -> str:
+    """``scheme://host`` of the request: the base of every href in the answer."""
+    return f"{request.scheme}://{request.host}"
 
 
 # --------------------------------------------------------------------------------------------
 # Bodies
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:40]} is out of range")
-    return value
-
-
-def check_tree(value: Any, max_depth: int = MAX_DEPTH) -> None:
-    """Refuse a decoded JSON value nested deeper than ``max_depth`` or holding a lone surrogate
-    in a string or key (it cannot be encoded as UTF-8: Cassandra, ZooKeeper and the notification
-    would fail on it after the request's first write). Iterative: no recursion on hostile input."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            if _SURROGATE.search(item):
-                raise ConfigError(f"Malformed JSON body: lone surrogate in string {show(item)}")
-        elif isinstance(item, (dict, list)):
-            if depth > max_depth:
-                raise ConfigError(f"Malformed JSON body: nested deeper than {max_depth} levels")
-            if isinstance(item, dict):
-                for k, v in item.items():
-                    if _SURROGATE.search(k):
-                        raise ConfigError(f"Malformed JSON body: lone surrogate in key {show(k)}")
-                    stack.append((v, depth + 1))
-            else:
-                stack.extend((v, depth + 1) for v in item)
-
-
-def parse_json(raw: bytes | str) -> Any:
-    """Strict JSON (see the module doc); ``ConfigError`` 400 on anything else."""
-    try:
-        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
-    except RecursionError:
-        raise ConfigError(f"Malformed JSON body: nested deeper than {MAX_DEPTH} levels") from None
-    except (ValueError, UnicodeError) as e:  # JSONDecodeError, invalid UTF-8, int digits limit
-        raise ConfigError(f"Malformed JSON body: {e}") from e
-    check_tree(value)
-    return value
 
 
 async def read_body(request: web.Request) -> Any:
@@ -138,101 +90,10 @@ async def read_body(request: web.Request) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# Typed parameters (each raises FieldError naming the field)
-
-
-def object_body(body: Any, what: str) -> dict[str, Any]:
-    """The body as a JSON object; 400 saying what it must hold otherwise."""
-    if not isinstance(body, dict):
-        raise ConfigError(f"Body must be an object with {what}")
-    return body
-
-
-def uuid_param(value: Any, field: str) -> str:
-    """A uuid parameter: a string in UUID form (lower-cased, as every stored uuid is)."""
-    if not isinstance(value, str):
-        raise FieldError(field, f"expected a uuid string, got {show(value)}")
-    if not _UUID.fullmatch(value):
-        raise FieldError(field, f"{show(value)} is not a UUID")
-    return value.lower()
-
-
-def optional_uuid(value: Any, field: str) -> str | None:
-    """A uuid parameter that may be absent (None or '')."""
-    if value is None or value == "":
-        return None
-    return uuid_param(value, field)
-
-
-def id_list(value: Any, field: str, limit: int = MAX_IDS) -> list[str]:
-    """A list of uuids: a JSON list of uuid strings or a comma-separated string; at most ``limit``."""
-    items = _csv(value) if isinstance(value, str) else value
-    if not isinstance(items, list):
-        raise FieldError(field, f"expected a list of uuids, got {show(value)}")
-    if len(items) > limit:
-        raise FieldError(field, f"{len(items)} ids, at most {limit} are allowed per request")
-    return [uuid_param(x, f"{field}[{i}]") for i, x in enumerate(items)]
-
-
-def str_param(value: Any, field: str, max_len: int = MAX_PARAM) -> str:
-    """A string parameter of at most ``max_len`` characters."""
-    if not isinstance(value, str):
-        raise FieldError(field, f"expected a string, got {show(value)}")
-    if len(value) > max_len:
-        raise FieldError(field, f"{len(value)} characters, at most {max_len} are allowed")
-    return value
-
-
-def str_list(value: Any, field: str, limit: int = MAX_FIELDS, max_len: int = 1024) -> list[str]:
-    """A list of strings (a JSON list or a comma-separated string), bounded in count and length."""
-    items = _csv(value) if isinstance(value, str) else value
-    if not isinstance(items, list):
-        raise FieldError(field, f"expected a list of strings, got {show(value)}")
-    if len(items) > limit:
-        raise FieldError(field, f"{len(items)} entries, at most {limit} are allowed")
-    return [str_param(x, f"{field}[{i}]", max_len) for i, x in enumerate(items)]
-
-
-def int_param(value: Any, field: str, lo: int, hi: int) -> int:
-    """An integer in ``[lo, hi]``: a JSON integer or an integral decimal string (not a bool)."""
-    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,18}\s*", value):
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise FieldError(field, f"expected an integer {lo}-{hi}, got {show(value)}")
-    if not lo <= value <= hi:
-        raise FieldError(field, f"must be an integer {lo}-{hi}, got {value}")
-    return value
-
-
-def bool_param(value: Any) -> bool:
-    """The client's booleans: native in JSON bodies, ``True``/``False`` strings in queries."""
-    if isinstance(value, bool):
-        return value
-    return isinstance(value, str) and "true" in value.lower()
-
-
-def fq_name_param(value: Any, field: str) -> list[str]:
-    """An fq_name to look up: a non-empty list of strings within the name limits."""
-    if not isinstance(value, list) or not value or not all(isinstance(x, str) for x in value):
-        raise FieldError(field, f"expected a list of strings, got {show(value)}")
-    check_fq_name_limits(value, field)
-    return list(value)
-
-
-def fq_name_str_param(value: Any, field: str) -> list[str]:
-    """An fq_name given as ``a:b:c`` (query strings, ``fq_names``)."""
-    return fq_name_param(str_param(value, field).split(":"), field)
-
-
-# --------------------------------------------------------------------------------------------
 # Request context and errors
 
 
-# The id HAProxy gives each request (retries of a request keep it); None when not behind HAProxy.
 REQUEST_ID_HEADER = "X-Contrail-HA-Request"
-REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
-# Who made the request being served: the config log's "who" (user, user agent, client address).
-REQUESTER: ContextVar[dict[str, str] | None] = ContextVar("requester", default=None)
 # request key: the connection must be closed after the response (its stream is broken)
 CLOSE = web.RequestKey("contrail_ha_close", bool)
 
@@ -244,7 +105,7 @@ def requester(request: web.Request) -> dict[str, str]:
     h = request.headers
     remote = h.get("X-Forwarded-For", "").split(",")[0].strip() or request.remote or ""
     return {"user": h.get("X-User-Name") or h.get("X-Auth-User") or "anonymous",
-            "useragent": h.get("X-Contrail-Useragent") or h.get("User-Agent", ""), "remote": remote}
+            "useragent": h.get("X-Contrail-Useragent") or h.get("User-Agent") or "", "remote": remote}
 
 
 def _text(status: int, text: str) -> web.Response:
@@ -283,3 +144,11 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Awaitabl
     if request.get(CLOSE):
         resp.force_close()
     return resp
+
+
+__all__ = [
+    "CLOSE", "MAX_BODY", "MAX_DEPTH", "MAX_FIELDS", "MAX_IDS", "MAX_PARAM", "REQUESTER", "REQUEST_ID",
+    "REQUEST_ID_HEADER", "TEXT", "UNEXPECTED", "base", "bool_param", "check_tree", "csv_list", "errors",
+    "fq_name_param", "fq_name_str_param", "id_list", "int_param", "object_body", "optional_uuid", "parse_json",
+    "read_body", "requester", "show", "str_list", "str_param", "uuid_param",
+]

@@ -1,0 +1,132 @@
+"""The drill's fault catalogue: what each fault breaks, how it is injected and healed, and the
+smallest topology that survives it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from contrail_ha.operations import faults
+from contrail_ha.rendering.base import Layout
+from contrail_ha.topology.plan import (
+    ANALYTICS_DB,
+    CONFIG_API,
+    CONFIG_DB,
+    KAFKA,
+    RABBITMQ,
+    ZOOKEEPER,
+    Plan,
+)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault: what it breaks, and the smallest topology that survives it."""
+
+    name: str
+    description: str
+    needs: Callable[[Plan], str | None]  # None if the topology survives it, else why not
+    inject: Callable[[Plan, Layout], dict[str, Any]]  # returns what was done (for heal)
+    heal: Callable[[Plan, Layout, dict[str, Any]], None]
+
+
+def _at_least(attr: str, n: int, what: str) -> Callable[[Plan], str | None]:
+    def check(plan: Plan) -> str | None:
+        have = len(getattr(plan, attr))
+        return None if have >= n else f"needs at least {n} {what} hosts to survive (the topology has {have})"
+    return check
+
+
+def _kill(component: str, pick: Callable[[Plan], str]) -> Callable[[Plan, Layout], dict[str, Any]]:
+    def inject(plan: Plan, layout: Layout) -> dict[str, Any]:
+        from contrail_ha.rendering.haproxy import server_name
+
+        host = pick(plan)
+        inst = plan.instance(component, host)
+        faults.kill(plan, layout, host, inst.name, hold=True)
+        done: dict[str, Any] = {"host": host, "processes": [inst.name]}
+        if component == CONFIG_API:  # a server of the lbs' backends: how fast it leaves rotation
+            done["server"] = server_name(inst)
+        return done
+    return inject
+
+
+def _heal_processes(plan: Plan, layout: Layout, done: dict[str, Any]) -> None:
+    for name in done.get("processes", []):
+        faults.heal(plan, layout, done["host"], name)
+
+
+def _last(component: str) -> Callable[[Plan], str]:
+    return lambda plan: plan.of(component)[-1].host.name
+
+
+def _zk_leader(plan: Plan) -> str:
+    from contrail_ha.probes import zookeeper
+
+    leader = zookeeper.leader(plan)
+    if leader is None:
+        raise RuntimeError("ZooKeeper has no leader to kill")
+    return leader.host.name
+
+
+def _active_lb(plan: Plan) -> str:
+    from contrail_ha.probes import bird
+
+    gw = bird.kernel_route(plan).get("gateway")
+    return next(h.name for h in plan.lbs if str(h.ip) == gw)
+
+
+def _kill_lb(plan: Plan, layout: Layout) -> dict[str, Any]:
+    host = _active_lb(plan)
+    names = ["lb-agent", "bird", "haproxy"]
+    for n in names:
+        faults.kill(plan, layout, host, n, hold=True)
+    return {"host": host, "processes": names}
+
+
+def _cut_lb(plan: Plan, layout: Layout) -> dict[str, Any]:
+    host = _active_lb(plan)
+    faults.cut_link(plan, host)
+    return {"host": host, "link": True}
+
+
+def _restore(plan: Plan, layout: Layout, done: dict[str, Any]) -> None:
+    faults.restore_link(plan, done["host"])
+
+
+def _partition_controller(plan: Plan, layout: Layout) -> dict[str, Any]:
+    """The last controller loses the other controllers (the lbs and clients still reach it)."""
+    host = plan.controllers[-1].name
+    peers = [h.name for h in plan.controllers if h.name != host]
+    faults.partition(plan, host, peers)
+    return {"host": host, "peers": peers, "minority": _config_api_address(plan, host)}
+
+
+def _heal_partition(plan: Plan, layout: Layout, done: dict[str, Any]) -> None:
+    faults.heal_partition(plan, done["host"])
+
+
+def _config_api_address(plan: Plan, host: str) -> str:
+    return plan.instance(CONFIG_API, host).address
+
+
+FAULTS: dict[str, Fault] = {f.name: f for f in [
+    Fault("api-replica", "kill -9 one contrail-api replica", _at_least("controllers", 2, "controller"),
+          _kill(CONFIG_API, _last(CONFIG_API)), _heal_processes),
+    Fault("zk-leader", "kill -9 the ZooKeeper leader", _at_least("controllers", 3, "controller"),
+          _kill(ZOOKEEPER, _zk_leader), _heal_processes),
+    Fault("lb-kill", "kill -9 the active lb's HAProxy, BIRD and lb agent", _at_least("lbs", 2, "lb"),
+          _kill_lb, _heal_processes),
+    Fault("lb-link", "cut the active lb's link", _at_least("lbs", 2, "lb"), _cut_lb, _restore),
+    Fault("rabbitmq-node", "kill -9 a RabbitMQ node", _at_least("controllers", 3, "controller"),
+          _kill(RABBITMQ, _last(RABBITMQ)), _heal_processes),
+    Fault("config-db-node", "kill -9 a config-DB Cassandra node", _at_least("controllers", 3, "controller"),
+          _kill(CONFIG_DB, _last(CONFIG_DB)), _heal_processes),
+    Fault("analytics-db-node", "kill -9 an analytics-DB Cassandra node", _at_least("analyticsdb", 3, "analyticsdb"),
+          _kill(ANALYTICS_DB, _last(ANALYTICS_DB)), _heal_processes),
+    Fault("kafka-broker", "kill -9 a Kafka broker", _at_least("analyticsdb", 3, "analyticsdb"),
+          _kill(KAFKA, _last(KAFKA)), _heal_processes),
+    Fault("controller-partition", "partition one controller host from the other controllers",
+          _at_least("controllers", 3, "controller"), _partition_controller, _heal_partition),
+]}
