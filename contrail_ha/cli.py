@@ -19,7 +19,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from contrail_ha.errors import ContrailHaError
+from contrail_ha.cli_errors import CommandError, DataLost, Degraded, Interrupted, UsageProblem, err
 from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
 from contrail_ha.topology.plan import Plan
 from contrail_ha.topology.validate import Report, load_topology
@@ -27,24 +27,6 @@ from contrail_ha.topology.validate import Report, load_topology
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TOPOLOGY = REPO / "examples" / "ha.yaml"
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class CommandError(click.ClickException, ContrailHaError):
-    """A command failed (exit 1 unless a subclass says otherwise).
-
-    The message (rich markup allowed) goes to stderr as it is, without click's ``Error:`` prefix;
-    an empty message prints nothing, for when the command already showed why (a table, JSON).
-    """
-
-    exit_code = 1
-
-    def __init__(self, message: str = "") -> None:
-        super().__init__(message)
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        if self.message:
-            err.print(self.message)
 
 
 class TopologyInvalid(CommandError):
@@ -57,32 +39,6 @@ class TopologyInvalid(CommandError):
     def show(self, file: IO[Any] | None = None) -> None:
         if not self.quiet:
             _print_report(self.report, self.path)
-
-
-class Degraded(CommandError):
-    """``status``: something is degraded (exit 1)."""
-
-
-class DataLost(CommandError):
-    """``drill``: an acknowledged write or analytics message was lost or duplicated (exit 1)."""
-
-
-class Interrupted(CommandError):
-    """``drill``: stopped by Ctrl-C or SIGTERM after healing the fault in progress (exit 130)."""
-
-    exit_code = 130
-
-
-class UsageProblem(click.UsageError, ContrailHaError):
-    """The command cannot be run as given: bad arguments, a missing file, not root (exit 2).
-
-    Printed as ``error: <message>`` on stderr, without click's usage banner.
-    """
-
-    exit_code = 2
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        err.print(f"error: {self.message}")
 
 
 def _default_topology() -> Path:

@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 
+from contrail_ha.probes import bird, cassandra, haproxy, kafka, rabbitmq, services, zookeeper
 from contrail_ha.probes.base import Check
 from contrail_ha.rendering.base import Layout
 from contrail_ha.runtime import cluster
 from contrail_ha.topology.plan import Plan
 
-PROBES = ["zookeeper", "rabbitmq", "cassandra", "kafka", "services", "haproxy", "bird"]
+# every component probe module with its name, in the order of the status table
+PROBES: list[tuple[str, ModuleType]] = [("zookeeper", zookeeper), ("rabbitmq", rabbitmq), ("cassandra", cassandra),
+                                        ("kafka", kafka), ("services", services), ("haproxy", haproxy),
+                                        ("bird", bird)]
 
 
 def process_checks(plan: Plan, layout: Layout) -> list[Check]:
@@ -38,11 +43,11 @@ def process_checks(plan: Plan, layout: Layout) -> list[Check]:
 
 def collect(plan: Plan, layout: Layout) -> list[Check]:
     """All checks; probes run in parallel, each bounded by its own timeouts."""
-    import importlib
-
-    def run(name: str) -> list[Check]:
+    def run(entry: tuple[str, ModuleType]) -> list[Check]:
+        name, probe = entry
         try:
-            return importlib.import_module(f"contrail_ha.probes.{name}").checks(plan, layout)
+            checks: list[Check] = probe.checks(plan, layout)
+            return checks
         except Exception as e:
             return [Check(name, "cluster", False, f"probe failed: {e.__class__.__name__}: {e}")]
 

@@ -9,7 +9,6 @@ the lb). ``down`` stops everything it started, by PID, and removes every namespa
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import shutil
@@ -21,8 +20,23 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
+from types import ModuleType
 
 from contrail_ha.errors import ContrailHaError
+from contrail_ha.probes import bird as p_bird
+from contrail_ha.probes import cassandra as p_cassandra
+from contrail_ha.probes import haproxy as p_haproxy
+from contrail_ha.probes import kafka as p_kafka
+from contrail_ha.probes import rabbitmq as p_rabbitmq
+from contrail_ha.probes import services as p_services
+from contrail_ha.probes import zookeeper as p_zookeeper
+from contrail_ha.rendering import bird as r_bird
+from contrail_ha.rendering import cassandra as r_cassandra
+from contrail_ha.rendering import haproxy as r_haproxy
+from contrail_ha.rendering import kafka as r_kafka
+from contrail_ha.rendering import rabbitmq as r_rabbitmq
+from contrail_ha.rendering import services as r_services
+from contrail_ha.rendering import zookeeper as r_zookeeper
 from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, python
 from contrail_ha.runtime import netns, network, pids
 from contrail_ha.runtime.supervisor import CONFIG_DIGEST, GroupSpec
@@ -49,21 +63,21 @@ from contrail_ha.topology.plan import (
 
 Progress = Callable[[str], None]
 
-# component -> (rendering module, probe module)
-MODULES: dict[str, tuple[str, str]] = {
-    ZOOKEEPER: ("zookeeper", "zookeeper"),
-    RABBITMQ: ("rabbitmq", "rabbitmq"),
-    CONFIG_DB: ("cassandra", "cassandra"),
-    ANALYTICS_DB: ("cassandra", "cassandra"),
-    KAFKA: ("kafka", "kafka"),
-    CONFIG_API: ("services", "services"),
-    ANALYTICS_API: ("services", "services"),
-    HAPROXY: ("haproxy", "haproxy"),
-    BIRD: ("bird", "bird"),
-    LB_AGENT: ("services", "services"),
-    COLLECTOR: ("services", "services"),
-    AGGREGATOR: ("services", "services"),
-    NODE_AGENT: ("services", "services"),
+# component -> (rendering module, probe module): an explicit registry, no module looked up by name
+MODULES: dict[str, tuple[ModuleType, ModuleType]] = {
+    ZOOKEEPER: (r_zookeeper, p_zookeeper),
+    RABBITMQ: (r_rabbitmq, p_rabbitmq),
+    CONFIG_DB: (r_cassandra, p_cassandra),
+    ANALYTICS_DB: (r_cassandra, p_cassandra),
+    KAFKA: (r_kafka, p_kafka),
+    CONFIG_API: (r_services, p_services),
+    ANALYTICS_API: (r_services, p_services),
+    HAPROXY: (r_haproxy, p_haproxy),
+    BIRD: (r_bird, p_bird),
+    LB_AGENT: (r_services, p_services),
+    COLLECTOR: (r_services, p_services),
+    AGGREGATOR: (r_services, p_services),
+    NODE_AGENT: (r_services, p_services),
 }
 GROUP_ORDER = [Role.CONTROLLER.value, Role.ANALYTICSDB.value, Role.ANALYTICS.value, Role.LB.value, NODE_GROUP]
 ROUTER_ROLE = "router"
@@ -76,12 +90,13 @@ class UpError(ContrailHaError, RuntimeError):
     """A wave did not become ready; the message says what and where, with the log tail."""
 
 
-def renderer(component: str):
-    return importlib.import_module(f"contrail_ha.rendering.{MODULES[component][0]}").render
+def renderer(component: str) -> Callable[[Plan, Instance, Layout], Rendered]:
+    render: Callable[[Plan, Instance, Layout], Rendered] = MODULES[component][0].render
+    return render
 
 
-def prober(component: str):
-    return importlib.import_module(f"contrail_ha.probes.{MODULES[component][1]}")
+def prober(component: str) -> ModuleType:
+    return MODULES[component][1]
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -95,8 +110,7 @@ def render_instance(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
 
 
 def render_router(plan: Plan, layout: Layout) -> Rendered:
-    mod = importlib.import_module("contrail_ha.rendering.bird")
-    return mod.render_router(plan, layout)
+    return r_bird.render_router(plan, layout)
 
 
 def write(r: Rendered) -> None:

@@ -27,7 +27,7 @@ from contrail_ha.rendering import zookeeper as zk_render
 from contrail_ha.rendering.base import DEFAULT_CACHE, Layout
 from contrail_ha.runtime.supervisor import GroupSpec
 from contrail_ha.services.analytics import alarms
-from contrail_ha.services.analytics import node_agent as na
+from contrail_ha.services.analytics.node_agent import api as na
 from contrail_ha.services.analytics.protocol import PROCESS_RUNNING, PROCESS_STOPPED
 from contrail_ha.topology.plan import ZOOKEEPER, Plan
 from tests.helpers import proc

@@ -16,7 +16,7 @@ from contrail_ha.probes import haproxy as haproxy_probe
 from contrail_ha.probes.cassandra import Gossip
 from contrail_ha.rendering.base import Layout
 from contrail_ha.services.analytics import alarms
-from contrail_ha.services.analytics import node_agent as na
+from contrail_ha.services.analytics.node_agent import api as na
 from contrail_ha.services.analytics.protocol import (
     CONN_UP,
     FUNCTIONAL,

@@ -53,7 +53,7 @@ import time
 import uuid as uuidlib
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import aio_pika
@@ -62,6 +62,7 @@ from aiormq.abc import DeliveredMessage
 from yarl import URL
 
 from contrail_ha.services.config_api.objects import Unavailable
+from contrail_ha.services.config_api.seen import SeenSequences
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,6 @@ QUEUE_EXPIRES_S = 600.0  # an unused queue (no consumer, no redeclare) is remove
 PREFETCH = 256
 WATCH_INTERVAL = 0.5  # how often the consumer's registration is checked
 SEEN_PUBLISHERS = 1024  # publisher instances remembered for de-duplication
-SEEN_GAP = 2 * MAX_PENDING  # a republish is never further behind than the publisher's buffer
 FULL = "Too many pending updates to RabbitMQ"
 
 OnMessage = Callable[[dict[str, Any]], Awaitable[None]]
@@ -95,24 +95,7 @@ class _Pending:
     done: asyncio.Future[None]
 
 
-@dataclass
-class _Seen:
-    """Sequence numbers seen from one publisher instance: all up to ``low``, plus ``above``."""
-
-    low: int
-    above: set[int] = field(default_factory=set)
-
-    def add(self, seq: int) -> bool:
-        """Record ``seq``; False if it was seen before."""
-        if seq <= self.low or seq in self.above:
-            return False
-        self.above.add(seq)
-        while self.low + 1 in self.above:
-            self.low += 1
-            self.above.discard(self.low)
-        if len(self.above) > SEEN_GAP:  # a gap that will never fill: forget it
-            self.low, self.above = max(self.above), set()
-        return True
+_Seen = SeenSequences
 
 
 class _Resync:
