@@ -21,6 +21,7 @@ from rich.table import Table
 
 from contrail_ha.cli_errors import CommandError, DataLost, Degraded, Interrupted, UsageProblem, err
 from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
+from contrail_ha.runtime.supervisor_state import SupervisorDir
 from contrail_ha.topology.plan import Plan
 from contrail_ha.topology.validate import Report, load_topology
 
@@ -51,7 +52,7 @@ def _is_up(root: Path) -> bool:
     try:
         return json.loads((root / "cluster.json").read_text()).get("state") == "up"
     except (OSError, ValueError):
-        return any(root.glob("hosts/*/supervisor/*/supervisor.pid"))
+        return any(d.pid_file.exists() for d in SupervisorDir.all_in(Layout(root), router=False))
 
 
 def _print_report(report: Report, path: Path) -> None:
@@ -149,8 +150,7 @@ def render(directory: Path, topology: Path | None) -> None:
     layout = Layout(directory.resolve())
     gs = cluster.groups(plan, layout)
     for g in gs:
-        Path(g.spec.run_dir).mkdir(parents=True, exist_ok=True)
-        (Path(g.spec.run_dir) / "spec.json").write_text(g.spec.to_json())
+        SupervisorDir(Path(g.spec.run_dir)).write_spec(g.spec)
     n = sum(1 for p in layout.root.rglob("*") if p.is_file())
     console.print(f"rendered {n} files for {len(plan.topology.hosts)} hosts and the router into {layout.root}")
 

@@ -2,38 +2,35 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
-from pathlib import Path
+from typing import Any
 
 from contrail_ha.rendering.base import Layout
 from contrail_ha.runtime import network
+from contrail_ha.runtime.supervisor_state import ROUTER, SupervisorDir
 from contrail_ha.topology.model import Role
 from contrail_ha.topology.plan import GROUP_OF, Plan
 
 ROUTER_ROLE = "router"
 
 
-def _run_dir(plan: Plan, layout: Layout, host: str, proc: str) -> Path:
-    """Supervisor run directory of the role that owns ``proc`` on ``host``."""
+def _dir(plan: Plan, layout: Layout, host: str, proc: str) -> SupervisorDir:
+    """The supervisor of the role that owns ``proc`` on ``host``."""
     component = proc.rsplit("-", 1)[0] if proc.rsplit("-", 1)[-1].isdigit() else proc
     role = GROUP_OF.get(component, Role.CONTROLLER.value)  # epmd lives with rabbitmq
-    base = layout.router_dir if host == "router" else layout.host_dir(host)
-    return base / "supervisor" / (ROUTER_ROLE if host == "router" else role)
+    return SupervisorDir.of(layout, host, ROUTER_ROLE if host == ROUTER else role)
 
 
-def process_state(plan: Plan, layout: Layout, host: str, proc: str) -> dict:
-    state = json.loads((_run_dir(plan, layout, host, proc) / "state.json").read_text())
-    return state["processes"][proc]
+def process_state(plan: Plan, layout: Layout, host: str, proc: str) -> dict[str, Any]:
+    return _dir(plan, layout, host, proc).process(proc)
 
 
 def kill(plan: Plan, layout: Layout, host: str, proc: str, hold: bool = True) -> list[int]:
     """kill -9 ``proc`` on ``host`` (and the server behind its wrapper). With ``hold`` it stays down."""
-    run = _run_dir(plan, layout, host, proc)
     if hold:
-        (run / f"{proc}.held").touch()
+        _dir(plan, layout, host, proc).hold(proc)
     st = process_state(plan, layout, host, proc)
     pids = [p for p in (st.get("server_pid"), st.get("pid")) if p]
     for pid in pids:
@@ -46,7 +43,7 @@ def kill(plan: Plan, layout: Layout, host: str, proc: str, hold: bool = True) ->
 
 def heal(plan: Plan, layout: Layout, host: str, proc: str) -> None:
     """Let the supervisor restart a held process."""
-    (_run_dir(plan, layout, host, proc) / f"{proc}.held").unlink(missing_ok=True)
+    _dir(plan, layout, host, proc).release(proc)
 
 
 def wait_running(plan: Plan, layout: Layout, host: str, proc: str, timeout: float = 60) -> int:
@@ -96,10 +93,11 @@ def heal_all(plan: Plan, layout: Layout) -> list[str]:
     """Undo whatever a drill that died mid-fault may have left: held processes, pulled cables,
     partition rules. Idempotent; returns what it healed."""
     healed: list[str] = []
-    dirs = [layout.router_dir] + [layout.host_dir(h.name) for h in plan.topology.hosts]
-    for held in sorted(p for d in dirs for p in (d / "supervisor").glob("*/*.held")):
-        held.unlink(missing_ok=True)
-        healed.append(f"released {held.stem} ({held.parent.parent.parent.name})")
+    dirs = [d for n in (ROUTER, *(h.name for h in plan.topology.hosts)) for d in SupervisorDir.all_of(layout, n)]
+    held = sorted(((sd, p) for sd in dirs for p in sd.held_processes()), key=lambda t: t[0].held_file(t[1]))
+    for sd, proc in held:
+        sd.release(proc)
+        healed.append(f"released {proc} ({sd.node})")
     for h in plan.topology.hosts:
         if not network.link_is_up(plan, h.name):
             network.set_link(plan, h.name, up=True)

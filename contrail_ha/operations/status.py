@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from types import ModuleType
 
 from contrail_ha.probes import bird, cassandra, haproxy, kafka, rabbitmq, services, zookeeper
 from contrail_ha.probes.base import Check
 from contrail_ha.rendering.base import Layout
 from contrail_ha.runtime import cluster
+from contrail_ha.runtime.supervisor_state import SupervisorDir
 from contrail_ha.topology.plan import Plan
 
 # every component probe module with its name, in the order of the status table
@@ -28,7 +27,7 @@ def process_checks(plan: Plan, layout: Layout) -> list[Check]:
             out.append(Check("supervisor", f"{g.node}/{g.role}", False, "supervisor not running"))
             continue
         try:
-            state = json.loads(Path(g.run_dir / "state.json").read_text())
+            state = SupervisorDir(g.run_dir).read_state()
         except (OSError, ValueError):
             out.append(Check("supervisor", f"{g.node}/{g.role}", False, "no state yet"))
             continue

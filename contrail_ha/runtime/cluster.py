@@ -40,6 +40,7 @@ from contrail_ha.rendering import zookeeper as r_zookeeper
 from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, python
 from contrail_ha.runtime import netns, network, pids
 from contrail_ha.runtime.supervisor import CONFIG_DIGEST, GroupSpec
+from contrail_ha.runtime.supervisor_state import SupervisorDir
 from contrail_ha.topology.model import Role
 from contrail_ha.topology.plan import (
     AGGREGATOR,
@@ -183,20 +184,13 @@ def _spec(layout: Layout, node: str, role: str, procs: list[ProcessSpec]) -> Gro
 
 # --- supervisors ----------------------------------------------------------------------------------
 def supervisor_pid(g: Group) -> int | None:
-    try:
-        pid = int((g.run_dir / "supervisor.pid").read_text())
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return None
-    return pid if b"contrail_ha.runtime.supervisor" in cmd else None
+    return SupervisorDir(g.run_dir).running_pid()
 
 
 def start_supervisor(plan: Plan, g: Group) -> int:
-    g.run_dir.mkdir(parents=True, exist_ok=True)
-    spec_file = g.run_dir / "spec.json"
-    text = g.spec.to_json()
-    changed = not spec_file.exists() or spec_file.read_text() != text
-    spec_file.write_text(text)
+    sd = SupervisorDir(g.run_dir)
+    changed = sd.write_spec(g.spec)
+    spec_file = sd.spec_file
     pid = supervisor_pid(g)
     if pid:
         if changed:
@@ -217,9 +211,9 @@ def start_supervisor(plan: Plan, g: Group) -> int:
 
 
 def enable(layout: Layout, plan: Plan, node: str, role: str, names: list[str]) -> None:
-    base = layout.root / "hosts" / node if node != netns.ROUTER else layout.router_dir
+    d = SupervisorDir.of(layout, node, role)
     for n in names:
-        (base / "supervisor" / role / f"{n}.enabled").touch()
+        d.enable(n)
 
 
 def process_names(plan: Plan, layout: Layout, inst: Instance) -> list[str]:
