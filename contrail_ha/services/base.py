@@ -48,6 +48,20 @@ class ServiceConfig(BaseModel):
 HEALTH = web.AppKey("health", list[Dependency])
 
 
+async def until_stopped() -> None:
+    """Return on the first SIGTERM or SIGINT: a service's main waits here, then cleans up."""
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[None] = loop.create_future()
+
+    def on_signal() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    await stop
+
+
 async def health(request: web.Request) -> web.Response:
     """200 when every dependency is healthy; 503 with the reasons otherwise (HAProxy checks this)."""
     deps = request.app[HEALTH]
@@ -82,15 +96,7 @@ def run(config_path: str, deps: list[Dependency],
         await runner.setup()
         await web.TCPSite(runner, cfg.listen_ip, cfg.listen_port, reuse_address=True).start()
         logging.info("listening on %s:%s", cfg.listen_ip, cfg.listen_port)
-        stop = loop.create_future()
-
-        def on_signal() -> None:
-            if not stop.done():
-                stop.set_result(None)
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal)
-        await stop
+        await until_stopped()
         await runner.cleanup()
         for d in deps:
             d.stop()

@@ -61,3 +61,15 @@ def cluster() -> Iterator[Cluster]:
     netns.enter(netns.ns_name(plan, netns.CLIENT))
     yield Cluster(plan, layout, TOPOLOGY, elapsed)
     subprocess.run([*CLI, "down", "--purge", "-t", str(TOPOLOGY)], capture_output=True, text=True, timeout=600)
+
+
+def vnc_client(cluster: Cluster):
+    """The real vnc_api client on the VIP, as a user configures it."""
+    from vnc_api.vnc_api import VncApi
+
+    return VncApi(api_server_host=cluster.plan.vip, api_server_port=8082, auth_type="noauth")
+
+
+@pytest.fixture(scope="module")
+def lib(cluster: Cluster):
+    return vnc_client(cluster)

@@ -6,15 +6,6 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import Cluster
-
-
-@pytest.fixture(scope="module")
-def lib(cluster: Cluster):
-    from vnc_api.vnc_api import VncApi
-
-    return VncApi(api_server_host=cluster.plan.vip, api_server_port=8082, auth_type="noauth")
-
 
 @pytest.fixture(scope="module")
 def project(lib):

@@ -21,13 +21,6 @@ def replicas(cluster: Cluster) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def lib(cluster: Cluster):
-    from vnc_api.vnc_api import VncApi
-
-    return VncApi(api_server_host=cluster.plan.vip, api_server_port=8082, auth_type="noauth")
-
-
-@pytest.fixture(scope="module")
 def vn(lib):
     from vnc_api.vnc_api import Project, VirtualNetwork
 

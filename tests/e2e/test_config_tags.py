@@ -11,16 +11,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.conftest import Cluster
+from tests.e2e.conftest import Cluster, vnc_client
 
 TAG_ID = re.compile(r"^0x[0-9a-f]{8}$")
 TYPE_ID = re.compile(r"^0x[0-9a-f]{4}$")
 
 
 def vnc(cluster: Cluster):
-    from vnc_api.vnc_api import VncApi
-
-    return VncApi(api_server_host=cluster.plan.vip, api_server_port=8082, auth_type="noauth")
+    return vnc_client(cluster)
 
 
 def api_url(cluster: Cluster) -> str:

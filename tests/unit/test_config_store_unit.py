@@ -182,7 +182,7 @@ def test_timed_out_create_is_undone_or_reported_unknown(undo_ok: bool) -> None:
         if not undo_ok:
             raise _timed_out()
 
-    async def claim(links: list[store.Mutation], targets: dict[str, str]) -> None:
+    async def claim(links: list[store.Mutation], targets: dict[str, str], parent: str | None = None) -> None:
         pass  # the claim on the parent's row succeeded (tested with Cassandra in tests/integration)
 
     s._write = write  # type: ignore[method-assign]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import re
 import uuid as uuidlib
 from collections.abc import Callable
 from typing import Any
@@ -16,22 +15,12 @@ from contrail_ha.services.config_api.interfaces import ConfigStoreAPI, Coordinat
 from contrail_ha.services.config_api.objects import NotFound, Obj, Unavailable
 from contrail_ha.services.config_api.rows import Collection
 from contrail_ha.services.config_api.schema import CONFIG_ROOT, ResourceType, canonical, schema
-from contrail_ha.services.config_api.validation import (
-    FieldError,
-)
+from contrail_ha.services.config_api.validation import FieldError, is_uuid
 
 log = logging.getLogger(__name__)
 
 
 MAX_REFS = 1000  # refs per request: each costs a lookup and a claim on its target's row
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-def is_uuid(value: object) -> bool:
-    """A uuid as every stored object has one (canonical 8-4-4-4-12 hex)."""
-    return isinstance(value, str) and _UUID.fullmatch(value) is not None
-
-
 def now() -> str:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
 

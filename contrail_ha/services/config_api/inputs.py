@@ -21,6 +21,8 @@ from contrail_ha.services.config_api.objects import ConfigError
 from contrail_ha.services.config_api.validation import (
     FieldError,
     check_fq_name_limits,
+    check_uuid,
+    show,
 )
 
 MAX_DEPTH = 64  # JSON nesting (the deepest XSD value, wrappers included, is ~12)
@@ -29,7 +31,6 @@ MAX_FIELDS = 1000  # names in a fields= parameter
 MAX_PARAM = 64 * 1024  # characters of one free-form string parameter (filters, ...)
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 # The id HAProxy gives each request (retries of a request keep it); None when not behind HAProxy.
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -40,12 +41,6 @@ REQUESTER: ContextVar[dict[str, str] | None] = ContextVar("requester", default=N
 def csv_list(v: str | None) -> list[str]:
     """The non-empty items of a comma-separated query value."""
     return [x for x in (v or "").split(",") if x]
-
-
-def show(value: Any, limit: int = 80) -> str:
-    """A value for an error message, cut to ``limit`` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,11 +105,7 @@ def object_body(body: Any, what: str) -> dict[str, Any]:
 
 def uuid_param(value: Any, field: str) -> str:
     """A uuid parameter: a string in UUID form (lower-cased, as every stored uuid is)."""
-    if not isinstance(value, str):
-        raise FieldError(field, f"expected a uuid string, got {show(value)}")
-    if not _UUID.fullmatch(value):
-        raise FieldError(field, f"{show(value)} is not a UUID")
-    return value.lower()
+    return str(check_uuid(value, field)).lower()
 
 
 def optional_uuid(value: Any, field: str) -> str | None:

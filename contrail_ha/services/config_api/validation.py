@@ -86,7 +86,8 @@ class FieldError(ValueError):
         self.message = message
 
 
-def _show(value: Any, limit: int = 80) -> str:
+def show(value: Any, limit: int = 80) -> str:
+    """A value for an error message, cut to ``limit`` characters."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -115,7 +116,7 @@ def _to_int(value: Any, path: str) -> int:
         return int(value)
     if isinstance(value, str) and _INT_STRING.fullmatch(value):
         return int(value)
-    raise FieldError(path, f"expected an integer, got {_show(value)}")
+    raise FieldError(path, f"expected an integer, got {show(value)}")
 
 
 def _check_community(value: str, path: str) -> None:
@@ -153,10 +154,10 @@ def validate_simple(value: Any, xsd_type: str, path: str, *, simple_type: str | 
         return number
     if xsd_type == "boolean":
         if not isinstance(value, bool):
-            raise FieldError(path, f"expected true or false, got {_show(value)}")
+            raise FieldError(path, f"expected true or false, got {show(value)}")
         return value
     if not isinstance(value, str):
-        raise FieldError(path, f"expected a string, got {_show(value)}")
+        raise FieldError(path, f"expected a string, got {show(value)}")
     if simple_type == "CommunityAttribute":
         _check_community(value, path)
     elif simple_type == "ServiceInterfaceType":
@@ -179,12 +180,12 @@ def _normalise_subnet(value: dict[str, Any], path: str) -> dict[str, Any]:
             raise ValueError(prefix)
         ipaddress.ip_address(prefix)
     except ValueError:
-        raise FieldError(_join(path, "ip_prefix"), f"expected an IP address, got {_show(prefix)}") from None
+        raise FieldError(_join(path, "ip_prefix"), f"expected an IP address, got {show(prefix)}") from None
     try:
         network = ipaddress.ip_network(f"{prefix}/{length}", strict=False)
     except ValueError:
         raise FieldError(_join(path, "ip_prefix_len"),
-                         f"expected a prefix length for {prefix}, got {_show(length)}") from None
+                         f"expected a prefix length for {prefix}, got {show(length)}") from None
     return {**value, "ip_prefix": str(network.network_address), "ip_prefix_len": network.prefixlen}
 
 
@@ -194,14 +195,14 @@ def _check_allowed_address_pair(value: dict[str, Any], path: str) -> None:
         return
     ip = value.get("ip")
     if not isinstance(ip, dict):
-        raise FieldError(_join(path, "ip"), f"an active-standby pair needs an ip, got {_show(ip)}")
+        raise FieldError(_join(path, "ip"), f"an active-standby pair needs an ip, got {show(ip)}")
     prefix = ip.get("ip_prefix")
     try:
         if not isinstance(prefix, (str, int)) or isinstance(prefix, bool):
             raise ValueError(prefix)
         version = ipaddress.ip_address(prefix).version
     except ValueError:
-        raise FieldError(_join(path, "ip.ip_prefix"), f"expected an IP address, got {_show(prefix)}") from None
+        raise FieldError(_join(path, "ip.ip_prefix"), f"expected an IP address, got {show(prefix)}") from None
     length = _to_int(ip.get("ip_prefix_len"), _join(path, "ip.ip_prefix_len"))
     minimum = 120 if version == 6 else 24
     if length < minimum:
@@ -220,7 +221,7 @@ def validate_xsd(value: Any, type_name: str, path: str) -> Any:
     if xsd is None:  # a simple element type (e.g. the strings of FirewallRuleMatchTagsType)
         return validate_simple(value, type_name, path)
     if not isinstance(value, dict):
-        raise FieldError(path, f"expected an object ({type_name}), got {_show(value)}")
+        raise FieldError(path, f"expected an object ({type_name}), got {show(value)}")
     out: dict[str, Any] = {}
     for key, item in value.items():
         attr = xsd.fields.get(key)
@@ -231,7 +232,7 @@ def validate_xsd(value: Any, type_name: str, path: str) -> Any:
             out[key] = item
         elif attr.is_array:
             if not isinstance(item, list):
-                raise FieldError(here, f"expected a list of {attr.attr_type}, got {_show(item)}")
+                raise FieldError(here, f"expected a list of {attr.attr_type}, got {show(item)}")
             out[key] = [_validate_item(attr.attr_type, attr.is_complex, attr.simple_type, attr.restriction_type,
                                        attr.restrictions, element, f"{here}[{i}]")
                         for i, element in enumerate(item)]
@@ -255,7 +256,7 @@ def check_share_tenant(value: Any, path: str) -> tuple[str, str]:
     the id a non-empty printable string of at most ``MAX_SHARE_ID_CHARS``; returns (share_type, id).
     It becomes part of an ``obj_shared_table`` column name, hence the bound."""
     if not isinstance(value, str) or not value:
-        raise FieldError(path, f"expected [tenant:|domain:]<project or domain id>, got {_show(value)}")
+        raise FieldError(path, f"expected [tenant:|domain:]<project or domain id>, got {show(value)}")
     share_type, sep, share_id = value.partition(":")
     if not sep:
         share_type, share_id = "tenant", value
@@ -263,7 +264,7 @@ def check_share_tenant(value: Any, path: str) -> tuple[str, str]:
         raise FieldError(path, f"share type {share_type!r} is not one of {list(SHARE_TYPES)}")
     if not share_id or len(share_id) > MAX_SHARE_ID_CHARS or not share_id.isprintable() or ":" in share_id:
         raise FieldError(path, f"expected a {share_type} id of 1-{MAX_SHARE_ID_CHARS} printable characters "
-                               f"without ':', got {_show(share_id)}")
+                               f"without ':', got {show(share_id)}")
     return share_type, share_id
 
 
@@ -299,7 +300,7 @@ def validate_prop(rtype: ResourceType | str, name: str, value: Any, *, path: str
                                restriction_type=prop.restriction_type, restrictions=prop.restrictions)
     if not isinstance(value, dict):
         shape = f"{{{prop.wrapper!r}: [...]}}" if prop.collection else "an object"
-        raise FieldError(path, f"expected {shape} ({prop.xsd_type}), got {_show(value)}")
+        raise FieldError(path, f"expected {shape} ({prop.xsd_type}), got {show(value)}")
     return validate_xsd(value, prop.xsd_type, path)
 
 
@@ -337,21 +338,21 @@ def validate_refs(rtype: ResourceType | str, ref_field: str, refs: Any, *, path:
     if refs is None:
         return None
     if not isinstance(refs, list):
-        raise FieldError(path, f"expected a list of refs, got {_show(refs)}")
+        raise FieldError(path, f"expected a list of refs, got {show(refs)}")
     if len(refs) > MAX_REFS:
         raise FieldError(path, f"{len(refs)} refs, at most {MAX_REFS} are allowed per request")
     out = []
     for i, ref in enumerate(refs):
         here = f"{path}[{i}]"
         if not isinstance(ref, dict):
-            raise FieldError(here, f"expected a ref {{'to', 'uuid', 'attr'}}, got {_show(ref)}")
+            raise FieldError(here, f"expected a ref {{'to', 'uuid', 'attr'}}, got {show(ref)}")
         ref = dict(ref)
         to = ref.get("to")
         if isinstance(to, dict):  # client quirk of set_<ref>_list([obj]): {"to": {"uuid": ...}}
             check_uuid(to.get("uuid"), f"{here}.to.uuid", optional=True)
         elif to is not None:
             if not isinstance(to, list) or not to or not all(isinstance(x, str) for x in to):
-                raise FieldError(f"{here}.to", f"expected an fq_name (a list of strings), got {_show(to)}")
+                raise FieldError(f"{here}.to", f"expected an fq_name (a list of strings), got {show(to)}")
             check_fq_name_limits(to, f"{here}.to")
         check_uuid(ref.get("uuid"), f"{here}.uuid", optional=True)
         if "attr" in ref:
@@ -371,7 +372,7 @@ def validate_object(rtype: ResourceType | str, obj: Mapping[str, Any], operation
     if op not in ("CREATE", "UPDATE"):
         raise ValueError(f"operation must be CREATE or UPDATE, not {operation!r}")
     if not isinstance(obj, Mapping):
-        raise FieldError(rt.resource_type, f"expected an object, got {_show(obj)}")
+        raise FieldError(rt.resource_type, f"expected an object, got {show(obj)}")
     if op == "CREATE":
         for name in sorted(MANDATORY_PROPS & rt.props.keys()):
             if not obj.get(name):
@@ -393,14 +394,19 @@ def validate_object(rtype: ResourceType | str, obj: Mapping[str, Any], operation
 # Names, parents, operations
 
 
+def is_uuid(value: object) -> bool:
+    """A uuid as every stored object has one (canonical 8-4-4-4-12 hex)."""
+    return isinstance(value, str) and _UUID_FORM.fullmatch(value) is not None
+
+
 def check_uuid(value: Any, path: str, *, optional: bool = False) -> str | None:
     """A uuid field: a string in UUID form (None or '' when ``optional``)."""
     if optional and (value is None or value == ""):
         return None
     if not isinstance(value, str):
-        raise FieldError(path, f"expected a uuid string, got {_show(value)}")
-    if not _UUID_FORM.fullmatch(value):
-        raise FieldError(path, f"{_show(value)} is not a UUID")
+        raise FieldError(path, f"expected a uuid string, got {show(value)}")
+    if not is_uuid(value):
+        raise FieldError(path, f"{show(value)} is not a UUID")
     return value
 
 
@@ -416,7 +422,7 @@ def check_fq_name_limits(fq_name: Sequence[str], path: str = "fq_name") -> None:
         if len(part) > MAX_NAME_CHARS:
             raise FieldError(f"{path}[{i}]", f"name of {len(part)} characters, at most {MAX_NAME_CHARS} are allowed")
         if _SURROGATES.search(part):
-            raise FieldError(f"{path}[{i}]", f"name {_show(part)} holds a lone surrogate")
+            raise FieldError(f"{path}[{i}]", f"name {show(part)} holds a lone surrogate")
     total = sum(len(p) for p in fq_name) + len(fq_name) - 1
     if total > MAX_FQ_NAME_CHARS:
         raise FieldError(path, f"fq_name of {total} characters (joined with ':'), "
@@ -431,7 +437,7 @@ def validate_fq_name(rtype: ResourceType | str, fq_name: Any) -> list[str]:
     if not fq_name:
         raise FieldError("fq_name", "missing")
     if not isinstance(fq_name, list) or not all(isinstance(part, str) for part in fq_name):
-        raise FieldError("fq_name", f"expected a list of strings, got {_show(fq_name)}")
+        raise FieldError("fq_name", f"expected a list of strings, got {show(fq_name)}")
     check_fq_name_limits(fq_name)
     name = fq_name[-1]
     if _ILLEGAL_XML.search(name):
@@ -451,7 +457,7 @@ def resolve_parent_type(rtype: ResourceType | str, parent_type: str | None, fq_n
     allowed = list(rt.parent_types)
     if parent_type:
         if not isinstance(parent_type, str) or canonical(parent_type) not in rt.parent_types:
-            raise FieldError("parent_type", f"{_show(parent_type)} is not one of {allowed}")
+            raise FieldError("parent_type", f"{show(parent_type)} is not one of {allowed}")
         resolved = canonical(parent_type)
     elif rt.default_parent_type is None:
         raise FieldError("parent_type", f"missing, {rt.resource_type} needs one of {allowed}")
@@ -490,4 +496,4 @@ def check_update_allowed(rtype: ResourceType | str, update: Mapping[str, Any], c
         stored = current.get(name)
         if _essence(value) != _essence(stored):
             raise FieldError(name, f"cannot be updated (operations {prop.operations}): "
-                                   f"stored {_show(stored)}, got {_show(value)}")
+                                   f"stored {show(stored)}, got {show(value)}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -70,6 +69,7 @@ from contrail_ha.services.analytics.node_agent.structs import (
     zookeeper_status,
 )
 from contrail_ha.services.analytics.protocol import PROCESS_RUNNING, Origin
+from contrail_ha.services.base import until_stopped
 from contrail_ha.services.deps import Dependency
 from contrail_ha.topology.model import LbProtocol, Topology
 from contrail_ha.topology.plan import (
@@ -344,7 +344,6 @@ class Agent:
 
     async def serve(self) -> None:
         """Run until SIGTERM/SIGINT."""
-        loop = asyncio.get_running_loop()
         self.start()
         runner = web.AppRunner(self.app(), access_log=None)
         await runner.setup()
@@ -352,15 +351,7 @@ class Agent:
         log.info("%s: reporting %s (%s) to %s; listening on %s:%s", self.host.name,
                  ", ".join(host_tables(self.plan, self.host.name)), ", ".join(p.name for p in self.probes) or "-",
                  ", ".join(self.cfg.collectors), self.cfg.listen_ip, self.cfg.listen_port)
-        stop: asyncio.Future[None] = loop.create_future()
-
-        def on_signal() -> None:
-            if not stop.done():
-                stop.set_result(None)
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal)
-        await stop
+        await until_stopped()
         log.info("stopping")
         await runner.cleanup()
         await self.stop()

@@ -101,7 +101,7 @@ class Objects(StoreSession):
             elif v is not None:
                 body += self._prop_columns(t, u, k, v)
         commit.append(Mutation(FQ_TABLE, t, col_fq(fq, u), NULL))
-        await self._claim(links, targets)
+        await self._claim(links, targets, obj.get("parent_uuid") or None)
         try:
             await self._write(body, commit)
         except Unavailable as e:
@@ -125,13 +125,14 @@ class Objects(StoreSession):
         return [Mutation(UUID_TABLE, uuid, col_prop(name), dumps(shell))] + \
             [Mutation(UUID_TABLE, uuid, coll.column(name, pos), dumps(e)) for pos, e in items]
 
-    async def _claim(self, links: list[Mutation], targets: dict[str, str]) -> None:
-        """Write ``links`` on the targets' rows, then check the targets (see :meth:`create`)."""
+    async def _claim(self, links: list[Mutation], targets: dict[str, str], parent: str | None = None) -> None:
+        """Write ``links`` on the targets' rows, then check the targets (see :meth:`create`);
+        ``parent``: the target that is the object's parent."""
         if not links:
             return
         await self._write_links(links)
         try:
-            await self._check_targets(targets)
+            await self._check_targets(targets, parent)
         except BaseException:
             await self._unclaim(links)
             raise
@@ -158,7 +159,7 @@ class Objects(StoreSession):
         except Exception as e:
             log.warning("could not remove %d claimed link columns: %s", len(links), e)
 
-    async def _check_targets(self, targets: dict[str, str]) -> None:
+    async def _check_targets(self, targets: dict[str, str], parent: str | None = None) -> None:
         """Every target row exists and is not being deleted. A delete in progress is waited for
         briefly (it either finishes - the target is gone: 404 - or gives up: go on)."""
         deadline = time.monotonic() + CLAIM_WAIT_S
@@ -169,8 +170,7 @@ class Objects(StoreSession):
             for (u, what), cols in zip(pending.items(), rows, strict=True):
                 have = {c: v for c, v, _ in cols}
                 if "type" not in have:  # a missing parent is a bad request (as R2005), a missing target 404
-                    raise ConfigError(f"{what} does not exist") if what.startswith("Parent") \
-                        else NotFound(f"{what} not found")
+                    raise ConfigError(f"{what} does not exist") if u == parent else NotFound(f"{what} not found")
                 if mark_is_fresh(have.get(DELETING)):
                     busy[u] = what
             if busy and time.monotonic() > deadline:
@@ -263,6 +263,17 @@ class Objects(StoreSession):
         reads of one request run at once, so a huge request cannot starve the others."""
         return await self._bounded(lambda u: self.read(u, fields=fields), list(uuids))
 
+    async def _touch(self, uuid: str, modified: str | None) -> tuple[str, list[Mutation]]:
+        """The type of an existing object and the columns every change of it writes (``META``
+        bumps, the new ``last_modified``); ``NotFound`` when it does not exist."""
+        found = await self.uuid_to_fq_name(uuid)
+        if found is None:
+            raise NotFound(f"{uuid} not found")
+        muts = [Mutation(UUID_TABLE, uuid, LATEST, NULL)]
+        if modified:
+            muts.append(Mutation(UUID_TABLE, uuid, LAST_MODIFIED, dumps(modified)))
+        return found[1], muts
+
     async def update(self, uuid: str, changes: Obj, refs: dict[str, list[Obj]] | None = None, *,
                      modified: str | None = None) -> None:
         """Set props (None deletes the property) and replace whole ref lists (``{field: [{"uuid", "attr"}]}``).
@@ -273,13 +284,7 @@ class Objects(StoreSession):
         ``modified`` is the new ``id_perms.last_modified``. New refs are claimed on their targets
         first (as in :meth:`create`). Raises ``NotFound`` when the object does not exist.
         """
-        found = await self.uuid_to_fq_name(uuid)
-        if found is None:
-            raise NotFound(f"{uuid} not found")
-        t = found[1]
-        muts = [Mutation(UUID_TABLE, uuid, LATEST, NULL)]
-        if modified:
-            muts.append(Mutation(UUID_TABLE, uuid, LAST_MODIFIED, dumps(modified)))
+        t, muts = await self._touch(uuid, modified)
         refs = dict(refs or {})
         whole: dict[str, Any] = {}
         for k, v in changes.items():
@@ -330,13 +335,7 @@ class Objects(StoreSession):
         ``shells``: the ``prop:<name>`` shell of each touched collection (so the property reads
         back as set). Raises ``NotFound`` when the object does not exist.
         """
-        found = await self.uuid_to_fq_name(uuid)
-        if found is None:
-            raise NotFound(f"{uuid} not found")
-        t = found[1]
-        muts = [Mutation(UUID_TABLE, uuid, LATEST, NULL)]
-        if modified:
-            muts.append(Mutation(UUID_TABLE, uuid, LAST_MODIFIED, dumps(modified)))
+        t, muts = await self._touch(uuid, modified)
         for name, shell in (shells or {}).items():
             muts.append(Mutation(UUID_TABLE, uuid, col_prop(name), dumps(shell)))
         for name, pos, value in changes:
@@ -382,13 +381,7 @@ class Objects(StoreSession):
         """Add refs ``(ref type, uuid, attr)`` and remove refs ``(ref type, uuid)``: only those refs'
         columns are written, so concurrent changes of different refs all survive. Added refs claim
         their targets first (each must exist and not be being deleted)."""
-        found = await self.uuid_to_fq_name(uuid)
-        if found is None:
-            raise NotFound(f"{uuid} not found")
-        t = found[1]
-        muts = [Mutation(UUID_TABLE, uuid, LATEST, NULL)]
-        if modified:
-            muts.append(Mutation(UUID_TABLE, uuid, LAST_MODIFIED, dumps(modified)))
+        t, muts = await self._touch(uuid, modified)
         links: list[Mutation] = []
         targets: dict[str, str] = {}
         for ref_type, ref_uuid, attr in adds:
