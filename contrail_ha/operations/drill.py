@@ -91,7 +91,7 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
     probe = asyncio.get_running_loop().create_task(
         probe_minority(done["minority"], project, probe_stop, minority)) if "minority" in done else None
     try:
-        await asyncio.sleep(fault_seconds)
+        await asyncio.sleep(max(fault_seconds, fault.min_seconds))
         probe_stop.set()
         if probe is not None:
             await probe

@@ -9,6 +9,7 @@ from typing import Any
 
 from contrail_ha.operations import faults
 from contrail_ha.rendering.base import Layout
+from contrail_ha.services.config_api.rows import LINK_STALE_S
 from contrail_ha.topology.plan import (
     ANALYTICS_DB,
     CONFIG_API,
@@ -18,6 +19,8 @@ from contrail_ha.topology.plan import (
     ZOOKEEPER,
     Plan,
 )
+
+PAUSE_S = LINK_STALE_S + 5.0  # a pause outlasts a create's claim window (and every client timeout below it)
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class Fault:
     needs: Callable[[Plan], str | None]  # None if the topology survives it, else why not
     inject: Callable[[Plan, Layout], dict[str, Any]]  # returns what was done (for heal)
     heal: Callable[[Plan, Layout, dict[str, Any]], None]
+    min_seconds: float = 0.0  # held at least this long (a pause outlasts every timeout in the path)
 
 
 def _at_least(attr: str, n: int, what: str) -> Callable[[Plan], str | None]:
@@ -50,6 +54,20 @@ def _kill(component: str, pick: Callable[[Plan], str]) -> Callable[[Plan, Layout
             done["server"] = server_name(inst)
         return done
     return inject
+
+
+def _pause(component: str, pick: Callable[[Plan], str]) -> Callable[[Plan, Layout], dict[str, Any]]:
+    def inject(plan: Plan, layout: Layout) -> dict[str, Any]:
+        host = pick(plan)
+        inst = plan.instance(component, host)
+        faults.pause(plan, layout, host, inst.name)
+        return {"host": host, "paused": [inst.name]}
+    return inject
+
+
+def _resume(plan: Plan, layout: Layout, done: dict[str, Any]) -> None:
+    for name in done.get("paused", []):
+        faults.resume(plan, layout, done["host"], name)
 
 
 def _heal_processes(plan: Plan, layout: Layout, done: dict[str, Any]) -> None:
@@ -129,4 +147,16 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           _kill(KAFKA, _last(KAFKA)), _heal_processes),
     Fault("controller-partition", "partition one controller host from the other controllers",
           _at_least("controllers", 3, "controller"), _partition_controller, _heal_partition),
+    # Pauses (SIGSTOP): the process keeps its sockets and answers nothing, for longer than every
+    # timeout in the write path (a create's claim window is 15 s).
+    Fault("api-pause", "SIGSTOP one contrail-api replica", _at_least("controllers", 2, "controller"),
+          _pause(CONFIG_API, _last(CONFIG_API)), _resume, PAUSE_S),
+    Fault("config-db-pause", "SIGSTOP a config-DB Cassandra node", _at_least("controllers", 3, "controller"),
+          _pause(CONFIG_DB, _last(CONFIG_DB)), _resume, PAUSE_S),
+    Fault("zk-leader-pause", "SIGSTOP the ZooKeeper leader", _at_least("controllers", 3, "controller"),
+          _pause(ZOOKEEPER, _zk_leader), _resume, PAUSE_S),
+    Fault("rabbitmq-pause", "SIGSTOP a RabbitMQ node", _at_least("controllers", 3, "controller"),
+          _pause(RABBITMQ, _last(RABBITMQ)), _resume, PAUSE_S),
+    Fault("kafka-pause", "SIGSTOP a Kafka broker", _at_least("analyticsdb", 3, "analyticsdb"),
+          _pause(KAFKA, _last(KAFKA)), _resume, PAUSE_S),
 ]}

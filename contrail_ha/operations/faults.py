@@ -1,4 +1,5 @@
-"""Faults injected for real: kill -9 a supervised process (held down until healed), pull a cable."""
+"""Faults injected for real: kill -9 a supervised process (held down until healed), pause one
+(SIGSTOP until healed), pull a cable, partition a host."""
 
 from __future__ import annotations
 
@@ -39,6 +40,37 @@ def kill(plan: Plan, layout: Layout, host: str, proc: str, hold: bool = True) ->
         except ProcessLookupError:
             pass
     return pids
+
+
+def pause(plan: Plan, layout: Layout, host: str, proc: str) -> list[int]:
+    """SIGSTOP ``proc`` on ``host`` (and the server behind its wrapper): a long GC stall, a frozen
+    VM or a throttled cgroup. Its sockets stay open and nothing answers. Recorded for the heal."""
+    st = process_state(plan, layout, host, proc)
+    pids = [p for p in (st.get("server_pid"), st.get("pid")) if p]
+    if not pids:
+        raise RuntimeError(f"{proc} on {host} is not running: nothing to pause")
+    _dir(plan, layout, host, proc).record_paused(proc, pids)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGSTOP)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def resume(plan: Plan, layout: Layout, host: str, proc: str) -> None:
+    """SIGCONT what :func:`pause` stopped."""
+    sd = _dir(plan, layout, host, proc)
+    _cont(sd.paused_pids(proc))
+    sd.forget_paused(proc)
+
+
+def _cont(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
 
 
 def heal(plan: Plan, layout: Layout, host: str, proc: str) -> None:
@@ -95,6 +127,11 @@ def heal_all(plan: Plan, layout: Layout) -> list[str]:
     healed: list[str] = []
     dirs = [d for n in (ROUTER, *(h.name for h in plan.topology.hosts)) for d in SupervisorDir.all_of(layout, n)]
     held = sorted(((sd, p) for sd in dirs for p in sd.held_processes()), key=lambda t: t[0].held_file(t[1]))
+    for sd in dirs:
+        for proc in sd.paused_processes():
+            _cont(sd.paused_pids(proc))
+            sd.forget_paused(proc)
+            healed.append(f"resumed {proc} ({sd.node})")
     for sd, proc in held:
         sd.release(proc)
         healed.append(f"released {proc} ({sd.node})")

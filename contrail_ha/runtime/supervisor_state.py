@@ -28,6 +28,7 @@ STATE_FILE = "state.json"
 PID_FILE = "supervisor.pid"
 ENABLED = "enabled"  # control file suffixes: <process>.enabled, <process>.held
 HELD = "held"
+PAUSED = "paused"  # control file: the pids a pause fault stopped
 
 
 @dataclass
@@ -201,6 +202,25 @@ class SupervisorDir:
     def release(self, process: str) -> None:
         """Let the supervisor restart a held process."""
         self.held_file(process).unlink(missing_ok=True)
+
+    def paused_file(self, process: str) -> Path:
+        return self.path / f"{process}.{PAUSED}"
+
+    def record_paused(self, process: str, pids: list[int]) -> None:
+        """Remember the pids a fault stopped (SIGSTOP), so a heal finds them after a crash."""
+        self.paused_file(process).write_text(" ".join(str(p) for p in pids))
+
+    def paused_pids(self, process: str) -> list[int]:
+        try:
+            return [int(x) for x in self.paused_file(process).read_text().split()]
+        except (OSError, ValueError):
+            return []
+
+    def forget_paused(self, process: str) -> None:
+        self.paused_file(process).unlink(missing_ok=True)
+
+    def paused_processes(self) -> list[str]:
+        return [p.name[: -len(PAUSED) - 1] for p in sorted(self.path.glob(f"*.{PAUSED}"))]
 
     def held_processes(self) -> list[str]:
         """The processes held in this directory, sorted by their control file's name."""

@@ -28,6 +28,7 @@ from contrail_ha.rendering.base import Layout, ProcessSpec
 from contrail_ha.rendering.cassandra import cluster_of
 from contrail_ha.services.config_api.core import collection_layout
 from contrail_ha.services.config_api.objects import ConfigError, Conflict, NotFound, Unavailable
+from contrail_ha.services.config_api.rows import Fence
 from contrail_ha.services.config_api.store import ConfigStore, MultiMatch
 from contrail_ha.services.config_api.zk import (
     SG_RESERVED,
@@ -194,9 +195,11 @@ def test_create_read_update_delete_layout(env: Env) -> None:
     assert json.loads(row["propm:annotations:k"]) == {"key": "k", "value": "3"}
     assert json.loads(row[f"ref:network_ipam:{ipam['uuid']}"]) == {"attr": attr, "is_weakref": False}
     assert not any(k.startswith(("children:", "backref:")) for k in row)
-    assert raw_row(s, "obj_uuid_table", p["uuid"])[f"children:virtual_network:{u}"] == "null"
+    # the claims carry the new object's fq_name (a revoke shadows its fq-name column with it)
+    assert json.loads(raw_row(s, "obj_uuid_table", p["uuid"])[f"children:virtual_network:{u}"]) == \
+        {"fq": ["crud", "p", "vn3"]}
     assert json.loads(raw_row(s, "obj_uuid_table", ipam["uuid"])[f"backref:virtual_network:{u}"]) == \
-        {"attr": attr, "is_weakref": False}
+        {"attr": attr, "is_weakref": False, "fq": ["crud", "p", "vn3"]}
     assert raw_row(s, "obj_fq_name_table", "virtual_network")[f"crud:p:vn3:{u}"] == "null"
 
     # reads: children by creation time, back-refs with attr, refs resolved
@@ -527,6 +530,132 @@ def test_claims_refuse_rows_being_deleted_or_gone(env: Env) -> None:
     assert info.value.status == 400
 
 
+class Pause:
+    """Freezes a store's creates right after their claim was checked, before their commit: what a
+    replica stopped by SIGSTOP (or a long GC stall) between the two steps does."""
+
+    def __init__(self, store: ConfigStore) -> None:
+        self.gate = asyncio.Event()
+        self.reached = asyncio.Event()
+        check = store._check_targets
+
+        async def paused(targets: dict[str, str], parent: str | None = None) -> None:
+            await check(targets, parent)
+            self.reached.set()
+            await self.gate.wait()
+
+        store._check_targets = paused  # type: ignore[method-assign]
+
+
+async def judge_and_delete(store: ConfigStore, uuid: str) -> None:
+    """A delete as the service layer decides it (crud.Crud.delete): mark, read the links, refuse
+    live ones, revoke dead creates, delete."""
+    await store.mark_deleting(uuid)
+    decoded = await store.read_row(uuid)
+    assert decoded is not None
+    _, links = decoded
+    sources = [u for _, u, _ in links.children] + [u for _, u, _ in links.backrefs]
+    seen = await store.visible(sources)
+    if any(u in seen or store.claim_is_live(links.written.get(u)) for u in sources):
+        await store.unmark_deleting(uuid)
+        raise Conflict(f"{uuid} still has children or referrers")
+    for t, u, _ in links.children + [(t, u, 0) for t, u, _ in links.backrefs]:
+        await store.revoke(t, u, links.claimed.get(u), links.written[u])
+    await store.delete(uuid, decoded)
+
+
+@pytest.fixture(scope="module")
+def quick(env: Env) -> Iterator[tuple[ConfigStore, ConfigStore]]:
+    """Two more replicas whose creates have a 1 s deadline (claims stale after 6 s)."""
+    c = cluster_of(env.servers.plan, CONFIG_DB)
+    made = [ConfigStore([str(h.ip) for h in c.hosts], c.cql_port, 1, layout=collection_layout, create_deadline=1.0)
+            for _ in range(2)]
+    try:
+        for st in made:
+            env.run(st.start())
+        yield made[0], made[1]
+    finally:
+        for st in made:
+            env.run(st.close(), 30)
+
+
+@pytest.mark.parametrize("dies_after_commit", [False, True])
+def test_paused_create_cannot_outlive_its_parents_delete(env: Env, quick: tuple[ConfigStore, ConfigStore],
+                                                         dies_after_commit: bool) -> None:
+    """Issue 20: a create frozen between its claim and its commit for longer than the claim window,
+    while its parent and its ref target are deleted through another replica. The delete judges
+    the claim dead and revokes it; the create's late commit lands under the revoke's tombstones:
+    it is never visible (no orphan, no dangling ref, no fq-name entry), and the create answers
+    503 (nothing created) - or, if its replica died right after the commit, nothing answers and
+    the object still never appears."""
+    s = env.servers
+    creator, deleter = quick
+    name = f"pause{int(dies_after_commit)}"
+    _, p = env.run(make_project(deleter, name))
+    ipam = obj("network_ipam", [name, "p", "ipam"], ("project", p["uuid"]))
+    env.run(deleter.create(ipam))
+    vn = obj("virtual_network", [name, "p", "vn"], ("project", p["uuid"]),
+             network_ipam_refs=[{"uuid": ipam["uuid"], "attr": None}])
+    pause = Pause(creator)
+    if dies_after_commit:
+        async def died(*_: object) -> bool:
+            raise asyncio.CancelledError  # the process is gone: no undo, no answer
+        creator._undo_create = died  # type: ignore[method-assign]
+    fut = asyncio.run_coroutine_threadsafe(creator.create(vn), env.loop.loop)
+    env.run(asyncio.wait_for(pause.reached.wait(), 30))
+    # while the claim is young the delete refuses (a create in progress), for the ipam and the project
+    with pytest.raises(Conflict):
+        env.run(judge_and_delete(deleter, ipam["uuid"]))
+    time.sleep(deleter.link_stale + 0.5)
+    env.run(judge_and_delete(deleter, ipam["uuid"]))
+    env.run(judge_and_delete(deleter, p["uuid"]))
+    assert env.run(deleter.read(p["uuid"])) is None
+    env.loop.loop.call_soon_threadsafe(pause.gate.set)  # SIGCONT: the commit is sent now, late
+    if dies_after_commit:
+        with pytest.raises((asyncio.CancelledError, Exception)):
+            fut.result(30)
+    else:
+        with pytest.raises(Unavailable, match="nothing was created"):
+            fut.result(30)
+    # the late commit is in Cassandra, under tombstones one microsecond later: invisible everywhere
+    for st in (creator, deleter, env.store):
+        assert env.run(st.read(vn["uuid"])) is None
+        assert env.run(st.fq_name_to_uuid("virtual_network", vn["fq_name"])) is None
+        assert vn["uuid"] not in [u for _, u in env.run(st.list("virtual_network"))]
+        assert env.run(st.visible([vn["uuid"]])) == {}
+    assert not any(k.startswith("type") for k in raw_row(s, "obj_uuid_table", vn["uuid"]))
+    assert not any(vn["uuid"] in k for k in raw_row(s, "obj_fq_name_table", "virtual_network"))
+
+
+def test_create_within_its_deadline_blocks_the_delete(env: Env, quick: tuple[ConfigStore, ConfigStore]) -> None:
+    """The other side of the fence: a create that committed within its deadline is acknowledged,
+    and a delete judging its parent afterwards - even once the claim is old - sees it: 409."""
+    creator, deleter = quick
+    _, p = env.run(make_project(deleter, "fenced-ok"))
+    vn = obj("virtual_network", ["fenced-ok", "p", "vn"], ("project", p["uuid"]))
+    env.run(creator.create(vn))
+    time.sleep(deleter.link_stale + 0.5)
+    with pytest.raises(Conflict):
+        env.run(judge_and_delete(deleter, p["uuid"]))
+    assert env.run(deleter.read(vn["uuid"])) is not None and env.run(deleter.read(p["uuid"])) is not None
+
+
+def test_delete_wins_over_a_row_written_by_a_fast_clock(env: Env) -> None:
+    """A replica whose clock ran 60 s ahead created an object (every column 60 s in the future);
+    a delete through a correct replica still removes it: its tombstones go after the row's newest
+    column, not at the deleter's clock."""
+    store = env.store
+    _, p = env.run(make_project(store, "skew"))
+    vn = obj("virtual_network", ["skew", "p", "vn"], ("project", p["uuid"]))
+    ahead = Fence(time.time_ns() // 1000 + 60_000_000, time.monotonic())
+    env.run(store.create(vn, ahead))
+    assert env.run(store.delete(vn["uuid"]))
+    store.forget(vn["uuid"])
+    assert env.run(store.read(vn["uuid"])) is None
+    assert env.run(store.fq_name_to_uuid("virtual_network", vn["fq_name"])) is None
+    assert not any(vn["uuid"] in k for k in raw_row(env.servers, "obj_uuid_table", p["uuid"]))
+
+
 # --- ZooKeeper ---------------------------------------------------------------------------------------
 
 def test_session_state(env: Env) -> None:
@@ -582,6 +711,35 @@ def test_stale_lock_takeover(env: Env) -> None:
         assert env.run(env.zk.create_fq_lock("project", ["stale", "p"], uid())) is False
     finally:
         env.run(quick.close())
+
+
+def test_stale_fenced_lock_is_revoked_before_takeover(env: Env) -> None:
+    """A lock whose create carries a fence is stale only after the claim window (by the fence, not
+    the znode), and is taken over only after its holder is revoked: the holder's commit, landing
+    after the takeover at its fence, stays invisible (one object per fq_name)."""
+    store, zk = env.store, env.zk
+    assert zk.stale_check is store and hasattr(store, "revoke")
+    fq = ["fenced-lock"]
+    ghost, young, new = uid(), uid(), uid()
+    old = Fence(time.time_ns() // 1000 - 100_000_000, time.monotonic())  # a create paused 100 s ago
+    assert env.run(zk.create_fq_lock("domain", fq, ghost, fence_ts=old.ts))
+    assert env.run(zk.read_fq_lock("domain", fq)) == ghost  # the fence is not part of the holder
+    assert env.run(zk2_take(env, fq, new))  # stale: revoked, then replaced
+    assert env.run(zk.read_fq_lock("domain", fq)) == new
+    env.run(store.create(obj("domain", fq) | {"uuid": ghost}, old))  # the paused commit lands now
+    store.forget(ghost)
+    assert env.run(store.read(ghost)) is None
+    assert env.run(store.fq_name_to_uuid("domain", fq)) is None
+    # a young fenced lock is kept, whoever asks; the same uuid re-takes it with a new fence
+    fq2 = ["fenced-young"]
+    assert env.run(zk.create_fq_lock("domain", fq2, young, fence_ts=Fence.start().ts))
+    assert env.run(zk2_take(env, fq2, new)) is False
+    assert env.run(env.zk2.create_fq_lock("domain", fq2, young, fence_ts=Fence.start().ts))
+
+
+async def zk2_take(env: Env, fq: list[str], uuid: str) -> bool:
+    env.zk2.stale_check = env.store
+    return await env.zk2.create_fq_lock("domain", fq, uuid, fence_ts=Fence.start().ts)
 
 
 def test_index_allocator_two_replicas(env: Env) -> None:

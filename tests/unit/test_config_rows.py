@@ -64,11 +64,32 @@ def test_decode_row_links_carry_write_times_and_the_delete_mark() -> None:
     assert links.written == {"1" * 8: 123} and links.deleting == mark
 
 
-def test_mark_and_link_freshness() -> None:
+def test_link_freshness_and_fence() -> None:
     now = time.time()
-    assert rows.mark_is_fresh(json.dumps({"at": now - 1}), now)
-    assert not rows.mark_is_fresh(json.dumps({"at": now - rows.MARK_STALE_S - 1}), now)
-    assert not rows.mark_is_fresh("garbage", now) and not rows.mark_is_fresh(None, now)
     assert rows.link_is_fresh(int((now - 1) * 1e6), now)
     assert not rows.link_is_fresh(int((now - rows.LINK_STALE_S - 1) * 1e6), now)
     assert not rows.link_is_fresh(None, now)
+    assert rows.link_is_fresh(int((now - 3) * 1e6), now, stale=4)
+    assert not rows.link_is_fresh(int((now - 5) * 1e6), now, 4)
+    # a claim is judged dead only after the creator's deadline plus twice the clock bound
+    assert rows.LINK_STALE_S >= rows.CREATE_DEADLINE_S + 2 * rows.MAX_CLOCK_OFFSET_S
+    f = rows.Fence.start()
+    assert f.revoke_ts == f.ts + 1 and abs(f.ts / 1e6 - time.time()) < 5
+    assert not f.expired() and f.expired(deadline=1.0, now=f.started + 1.5)
+
+
+def test_claim_values_carry_the_new_objects_fq_name() -> None:
+    child = rows.claim_value(["d", "p", "vn"])
+    assert rows.claimed_fq(child) == ["d", "p", "vn"]
+    back = rows.claim_value(["d", "p", "vn"], rows.ref_value({"x": 1}))
+    assert json.loads(back) == {"attr": {"x": 1}, "is_weakref": False, "fq": ["d", "p", "vn"]}
+    assert rows.claimed_fq(rows.ref_value(None)) is None and rows.claimed_fq("null") is None
+    assert rows.claimed_fq("garbage") is None and rows.claimed_fq(None) is None
+    cols = [(f"children:virtual_network:{'1' * 8}", child, 123), (f"backref:virtual_network:{'2' * 8}", back, 124),
+            ("fq_name", json.dumps(["d", "p"]), 7), ("type", json.dumps("project"), 9)]
+    decoded = rows.decode_row("u", cols)
+    assert decoded is not None
+    _, links = decoded
+    assert links.claimed == {"1" * 8: ["d", "p", "vn"], "2" * 8: ["d", "p", "vn"]}
+    assert links.newest == 124  # a delete's tombstone goes after every column of the row
+    assert links.backrefs[0][2] == {"x": 1}  # the attr is read as before

@@ -4,10 +4,12 @@ the allocator's free-index search (no servers)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from contrail_ha.services.config_api import store
+from contrail_ha.services.config_api.rows import Fence
 from contrail_ha.services.config_api.zk import Coordinator, IndexAllocator, escape, fq_lock_path, subnet_path
 
 U1, U2, U3 = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222", \
@@ -182,7 +184,8 @@ def test_timed_out_create_is_undone_or_reported_unknown(undo_ok: bool) -> None:
         if not undo_ok:
             raise _timed_out()
 
-    async def claim(links: list[store.Mutation], targets: dict[str, str], parent: str | None = None) -> None:
+    async def claim(links: list[store.Mutation], targets: dict[str, str], parent: str | None = None,
+                    **_: object) -> None:
         pass  # the claim on the parent's row succeeded (tested with Cassandra in tests/integration)
 
     s._write = write  # type: ignore[method-assign]
@@ -190,10 +193,50 @@ def test_timed_out_create_is_undone_or_reported_unknown(undo_ok: bool) -> None:
     s._claim = claim  # type: ignore[method-assign]
     obj = {"uuid": U1, "type": "virtual_network", "fq_name": ["default-domain", "p", "vn"],
            "parent_type": "project", "parent_uuid": U2, "display_name": "vn"}
+    fence = Fence.start()
     with pytest.raises(ConfigError) as info:
-        asyncio.run(s.create(obj))
+        asyncio.run(s.create(obj, fence))
     assert isinstance(info.value, OutcomeUnknown) is (not undo_ok)
     assert info.value.status == (503 if undo_ok else 504)
     [undo] = sent
-    assert store.Mutation(store.UUID_TABLE, U1, None) in undo  # the whole row
-    assert store.Mutation(store.UUID_TABLE, U2, store.col_child("virtual_network", U1)) in undo
+    # the undo is the create's revoke: tombstones one microsecond after its fence
+    assert store.Mutation(store.UUID_TABLE, U1, None, None, fence.ts + 1) in undo  # the whole row
+    assert store.Mutation(store.UUID_TABLE, U2, store.col_child("virtual_network", U1), None, fence.ts + 1) in undo
+    assert all(m.ts == fence.ts + 1 for m in undo)
+
+
+def test_create_past_its_deadline_revokes_itself() -> None:
+    """A create whose commit completed after its deadline is never acknowledged: a delete may have
+    judged it dead; it revokes itself (503, nothing created) or, if that fails, answers 504."""
+    import asyncio
+
+    from contrail_ha.services.config_api.objects import Unavailable
+
+    s = store.ConfigStore(["127.0.0.1"], 9041, 1, create_deadline=1.0)
+    written: list[list[store.Mutation]] = []
+    sent: list[list[store.Mutation]] = []
+
+    async def write(muts: list[store.Mutation], commit: list[store.Mutation] | None = None) -> None:
+        written.append(muts + (commit or []))
+
+    async def send(muts: list[store.Mutation], *_: object) -> None:
+        sent.append(muts)
+
+    async def claim(*_: object, **__: object) -> None:
+        pass
+
+    s._write = write  # type: ignore[method-assign]
+    s._send = send  # type: ignore[method-assign]
+    s._claim = claim  # type: ignore[method-assign]
+    obj = {"uuid": U1, "type": "virtual_network", "fq_name": ["default-domain", "p", "vn"],
+           "parent_type": "project", "parent_uuid": U2, "display_name": "vn"}
+    late = Fence(Fence.start().ts, time.monotonic() - 1.5)  # taken 1.5 s ago: a paused replica
+    with pytest.raises(Unavailable, match="nothing was created"):
+        asyncio.run(s.create(dict(obj), late))
+    [commit] = written
+    assert commit and all(m.ts == late.ts for m in commit)  # every column at the fence
+    [undo] = sent
+    assert store.Mutation(store.UUID_TABLE, U1, None, None, late.ts + 1) in undo
+    fresh = Fence.start()
+    asyncio.run(s.create(dict(obj), fresh))  # within the deadline: acknowledged, nothing undone
+    assert len(sent) == 1 and all(m.ts == fresh.ts for m in written[1])

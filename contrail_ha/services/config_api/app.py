@@ -150,6 +150,7 @@ async def _start(cfg: base.ServiceConfig, api: ConfigApi, deps: list[Dependency]
     zk = Coordinator(cfg.zookeeper, cfg.cluster_id)
     await zk.start()
     zk.stale_check = store  # the fq-name lock's stale rule asks Cassandra whether the uuid exists
+    zk.stale_lock_seconds = store.link_stale  # and revokes a dead holder (store.revoke) before taking over
     vn_ids = virtual_network_allocator(zk)
     sg_ids = security_group_allocator(zk)
     api.store, api.zk = store, zk

@@ -9,15 +9,16 @@ produce a 500. No HTTP here: ``routes`` parses the request and builds the respon
 from __future__ import annotations
 
 import logging
+import time
 import uuid as uuidlib
 from collections.abc import Mapping
 from typing import Any
 
 from contrail_ha.services.config_api.core import ApiCore, default_id_perms, default_perms2, now
 from contrail_ha.services.config_api.inputs import REQUEST_ID, csv_list
-from contrail_ha.services.config_api.objects import ConfigError, Conflict, NotFound, Obj, OutcomeUnknown
+from contrail_ha.services.config_api.objects import ConfigError, Conflict, NotFound, Obj, OutcomeUnknown, Unavailable
 from contrail_ha.services.config_api.props import check_collections
-from contrail_ha.services.config_api.rows import Links, link_is_fresh
+from contrail_ha.services.config_api.rows import Fence, Links
 from contrail_ha.services.config_api.schema import ResourceType
 from contrail_ha.services.config_api.validation import (
     FieldError,
@@ -64,6 +65,7 @@ class Crud(ApiCore):
             obj["uuid"] = create_uuid(rt.object_type, fq_name)
             if REQUEST_ID.get() and (done := await self.store.read(obj["uuid"])) is not None:
                 # HAProxy re-sent this very create (its first replica died): it is already done
+                await self._earlier_attempt_final(rt, obj["uuid"])
                 log.info("create %s %s already done by an earlier attempt of request %s", rt.object_type,
                          fq_name, REQUEST_ID.get())
                 return done
@@ -85,7 +87,8 @@ class Crud(ApiCore):
             obj["display_name"] = fq_name[-1]
 
         await self.require_writable()
-        if not await self.zk.create_fq_lock(rt.object_type, fq_name, obj["uuid"]):
+        fence = Fence.start()  # every column this create writes carries its time (docs/integrity.md)
+        if not await self.zk.create_fq_lock(rt.object_type, fq_name, obj["uuid"], fence_ts=fence.ts):
             # the lock holds the winner's uuid even before its Cassandra write lands
             existing = await self.zk.read_fq_lock(rt.object_type, fq_name) or \
                 await self.store.fq_name_to_uuid(rt.object_type, fq_name)
@@ -93,7 +96,7 @@ class Crud(ApiCore):
         try:
             await self.hooks.pre_create(rt, obj)
             try:
-                await self.store.create(obj)
+                await self.store.create(obj, fence)
             except OutcomeUnknown:
                 raise
             except BaseException:
@@ -108,6 +111,15 @@ class Crud(ApiCore):
             raise
         await self.changed("CREATE", rt.object_type, obj["uuid"], fq_name, obj_dict=obj, new=obj)
         return obj
+
+    async def _earlier_attempt_final(self, rt: ResourceType, uuid: str) -> None:
+        """An earlier attempt's object may be acknowledged only while no delete can have judged that
+        attempt dead and be about to revoke it: within the create deadline of its fence (the write
+        time of its ``type`` column). Later the outcome is unknown to this replica: 503."""
+        at = await self.store.commit_time(uuid)
+        if at is None or time.time() - at / 1e6 > self.store.create_deadline:
+            raise Unavailable(f"An earlier attempt of this request created {rt.resource_type} {uuid} too long "
+                              "ago to confirm it; read the object")
 
     async def update(self, rt: ResourceType, uuid: str, body: Any) -> Obj:
         old = await self.lookup(rt, uuid)
@@ -147,7 +159,7 @@ class Crud(ApiCore):
     async def delete(self, rt: ResourceType, uuid: str, base: str) -> None:
         """Mark the row as being deleted, then decide on its links as read now (QUORUM, no cache):
         a create that claimed a link here either is seen (409) or sees the mark (and waits, then
-        finds the row gone: 404). See ``ConfigStore.create``."""
+        finds the row gone: 404), or is judged dead and revoked first. See ``ConfigStore.create``."""
         obj = await self.lookup(rt, uuid)
         await self.require_writable()
         await self.store.mark_deleting(uuid)
@@ -156,7 +168,8 @@ class Crud(ApiCore):
             decoded = await self.store.read_row(uuid)
             if decoded is None or decoded[0].get("type") != rt.object_type:
                 raise NotFound(f"{rt.resource_type} {uuid} not found")
-            await self._refuse_if_linked(rt, base, *decoded)
+            for src_type, src, claim_ts in await self._refuse_if_linked(rt, base, *decoded):
+                await self.store.revoke(src_type, src, decoded[1].claimed.get(src), claim_ts)
             await self.store.delete(uuid, decoded)
             done = True
         finally:
@@ -166,15 +179,18 @@ class Crud(ApiCore):
         await self.hooks.post_delete(rt, obj)
         await self.changed("DELETE", rt.object_type, uuid, obj["fq_name"], obj_dict=obj, old=obj)
 
-    async def _refuse_if_linked(self, rt: ResourceType, base: str, row: Obj, links: Links) -> None:
-        """409 while the object has children or referrers that exist now (a link to an object that
-        does not exist is either a create in progress - 409 too - or a dead create's leftover)."""
+    async def _refuse_if_linked(self, rt: ResourceType, base: str, row: Obj,
+                                links: Links) -> list[tuple[str, str, int]]:
+        """409 while the object has children or referrers that exist now, or a create claiming a
+        link here may still acknowledge; returns ``(type, uuid, claim time)`` of the creates whose
+        claim is older (judged dead: to be revoked before the row goes)."""
         relaxed = set(links.relaxed)
         children = [(t, u) for t, u, _ in links.children
                     if f"{t}s" in rt.children and f"{t}s" not in rt.derived_children]
         back = [(t, u) for t, u, _ in links.backrefs
                 if f"{t}_back_refs" in rt.back_refs and f"{t}_back_refs" not in rt.derived_back_refs
                 and u not in relaxed]
+        dead: dict[str, tuple[str, str, int]] = {}
         for kind, found in (("children", children), ("back", back)):
             for k in range(0, len(found), 64):
                 chunk = found[k:k + 64]
@@ -186,10 +202,14 @@ class Crud(ApiCore):
                     if kind == "children":
                         raise Conflict(f"Delete when children still present: {hrefs}")
                     raise Conflict(f"Delete when resource still referred: {hrefs}")
-                pending = [u for _, u in chunk if u not in seen and link_is_fresh(links.written.get(u))]
+                pending = [u for _, u in chunk if u not in seen and self.store.claim_is_live(links.written.get(u))]
                 if pending:
                     what = "child" if kind == "children" else "reference to it"
                     raise Conflict(f"Delete while a {what} is being created ({pending[0]}); try again")
+                for t, u in chunk:
+                    if u not in seen and links.written.get(u):
+                        dead[u] = (t, u, links.written[u])
+        return list(dead.values())
 
     # --- the object endpoints (``POST /<type>s``, ``GET``/``PUT``/``DELETE /<type>/<uuid>``) -----
     async def create_from_body(self, rt: ResourceType, body: Any, base: str) -> Obj:

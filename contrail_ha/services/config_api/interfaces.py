@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from contrail_ha.services.config_api.objects import Obj
-from contrail_ha.services.config_api.rows import Links
+from contrail_ha.services.config_api.rows import Fence, Links
 
 
 class Closable(Protocol):
@@ -56,8 +56,23 @@ class ConfigStoreAPI(Closable, Protocol):
         ...
 
     # --- writes ----------------------------------------------------------------------------------------
-    async def create(self, obj: Obj) -> None:
-        """Write a new object (after claiming the rows it points to)."""
+    create_deadline: float
+    link_stale: float
+
+    def claim_is_live(self, writetime_us: int | None) -> bool:
+        """Whether a claim written then may belong to a create that can still acknowledge."""
+        ...
+
+    async def create(self, obj: Obj, fence: Fence | None = None) -> None:
+        """Write a new object (after claiming the rows it points to), every column at the fence."""
+        ...
+
+    async def revoke(self, obj_type: str, uuid: str, fq_name: Sequence[str] | None, claim_ts: int) -> None:
+        """Shadow a create judged dead (tombstones just after its claim)."""
+        ...
+
+    async def commit_time(self, uuid: str) -> int | None:
+        """The write time of an object's ``type`` column (its create's fence), or None."""
         ...
 
     async def update(self, uuid: str, changes: Obj, refs: dict[str, list[Obj]] | None = None, *,
@@ -128,7 +143,8 @@ class CoordinatorAPI(Closable, Protocol):
         """Connected, or back within what is left of the reconnect grace."""
         ...
 
-    async def create_fq_lock(self, obj_type: str, fq_name: Sequence[str], uuid: str) -> bool:
+    async def create_fq_lock(self, obj_type: str, fq_name: Sequence[str], uuid: str,
+                             fence_ts: int | None = None) -> bool:
         """Take the create lock of ``fq_name`` for ``uuid``; False when another uuid holds it."""
         ...
 

@@ -13,8 +13,13 @@ wide row (see the store's docstring); what is specific to this module:
 * ``META:last_modified`` holds ``id_perms.last_modified`` (JSON string): every write sets it on
   its own, so a ref or element update never rewrites ``prop:id_perms`` from a stale snapshot
   (the original's lost ``id_perms`` updates).
-* ``META:deleting`` marks a delete in progress (JSON ``{"at": <unix time>}``); see
-  :data:`MARK_STALE_S` and the store's link protocol.
+* ``META:deleting`` marks a delete in progress (JSON ``{"at": <unix time>}``). A mark never
+  goes stale by age: it is removed by its delete (done or given up) or by a retry of that DELETE
+  (docs/integrity.md, "Fencing").
+* A create's claim columns (``children:`` on the parent, ``backref:`` on ref targets) carry the
+  new object's fq_name (``{"fq": [...]}``), and every column a create writes has the create's
+  *fence timestamp* as its Cassandra write time: whoever judges the create dead revokes it with
+  tombstones one microsecond later, which shadow its commit whenever that lands.
 """
 
 from __future__ import annotations
@@ -32,11 +37,16 @@ NULL = "null"  # JSON null, the value of marker columns
 LAST_MODIFIED = "META:last_modified"
 LATEST = "META:latest_col_ts"
 DELETING = "META:deleting"
-# A delete marker older than this belongs to a deleter that died between marking and deleting.
-MARK_STALE_S = 15.0
-# A link column (children:/backref:) whose source object is invisible and older than this was left
-# by a create that died between its claim and its commit; younger ones are creates in progress.
-LINK_STALE_S = 30.0
+# A create acknowledges only if its commit completed within this many seconds (monotonic clock) of
+# its fence timestamp; later it revokes itself and answers 503 (safe to retry).
+CREATE_DEADLINE_S = 10.0
+# The most two replicas' wall clocks may disagree by while a replica accepts writes (the clock guard
+# refuses writes beyond it): a create's claim is judged by another replica's clock.
+MAX_CLOCK_OFFSET_S = 0.5
+# A link column (children:/backref:) or an fq-name lock whose object is invisible and older than this
+# (by the judging replica's clock) belongs to a create that can no longer acknowledge: it may be
+# revoked. Deadline + twice the offset bound + slack.
+LINK_STALE_S = CREATE_DEADLINE_S + 2 * MAX_CLOCK_OFFSET_S + 4.0
 
 
 
@@ -142,6 +152,7 @@ class Mutation:
     key: str
     column: str | None
     value: str | None = None
+    ts: int | None = None  # the Cassandra write time (microseconds); None: the driver's clock
 
     def size(self) -> int:
         return len(self.key) + len(self.column or "") + len(self.value or "") + 24
@@ -236,20 +247,52 @@ def deleting_mark() -> str:
     return json.dumps({"at": time.time()})
 
 
-def mark_is_fresh(value: str | None, now: float | None = None) -> bool:
-    """Whether a ``META:deleting`` value belongs to a delete that may still be running."""
-    try:
-        at = float(json.loads(value or "null")["at"])
-    except (TypeError, ValueError, KeyError):
-        return False
-    return (now if now is not None else time.time()) - at < MARK_STALE_S
-
-
-def link_is_fresh(writetime_us: int | None, now: float | None = None) -> bool:
-    """Whether a link column was written recently enough to be a create still in progress."""
+def link_is_fresh(writetime_us: int | None, now: float | None = None, stale: float = LINK_STALE_S) -> bool:
+    """Whether a link column (or an fq-name lock) was written recently enough to belong to a
+    create that may still acknowledge (see :data:`LINK_STALE_S`)."""
     if not writetime_us:
         return False
-    return (now if now is not None else time.time()) - writetime_us / 1e6 < LINK_STALE_S
+    return (now if now is not None else time.time()) - writetime_us / 1e6 < stale
+
+
+@dataclass(frozen=True)
+class Fence:
+    """A create's fence: ``ts``, the Cassandra write time (microseconds) of every column it writes,
+    and ``started``, the monotonic instant it was taken (the deadline counts from it, immune to
+    wall-clock steps)."""
+
+    ts: int
+    started: float
+
+    @classmethod
+    def start(cls) -> Fence:
+        return cls(time.time_ns() // 1000, time.monotonic())
+
+    @property
+    def revoke_ts(self) -> int:
+        """The write time of the tombstones that revoke the create (shadow every column it wrote)."""
+        return self.ts + 1
+
+    def expired(self, deadline: float = CREATE_DEADLINE_S, now: float | None = None) -> bool:
+        return (time.monotonic() if now is None else now) - self.started > deadline
+
+
+def claim_value(fq_name: Sequence[str], attr_value: str | None = None) -> str:
+    """The value of a create's claim column: a ref's ``{"attr", "is_weakref"}`` (backref) or
+    nothing (child), plus the new object's fq_name so a revoke can shadow its fq-name column."""
+    data = json.loads(attr_value) if attr_value else {}
+    data["fq"] = list(fq_name)
+    return dumps(data)
+
+
+def claimed_fq(value: str | None) -> list[str] | None:
+    """The fq_name a create's claim column carries (None for other link columns)."""
+    try:
+        data = json.loads(value) if value else None
+    except ValueError:
+        return None
+    fq = data.get("fq") if isinstance(data, dict) else None
+    return [str(x) for x in fq] if isinstance(fq, list) else None
 
 
 @dataclass
@@ -262,6 +305,8 @@ class Links:
     relaxed: list[str] = field(default_factory=list)
     written: dict[str, int] = field(default_factory=dict)  # link uuid -> WRITETIME (children, backrefs, refs)
     deleting: str | None = None  # the META:deleting value
+    claimed: dict[str, list[str]] = field(default_factory=dict)  # source uuid -> fq_name its claim carries
+    newest: int = 0  # the row's latest write time (a delete's tombstone must be later)
 
 
 def decode_row(uuid: str, cols: Iterable[tuple[str, str, int | None]],
@@ -272,6 +317,7 @@ def decode_row(uuid: str, cols: Iterable[tuple[str, str, int | None]],
     elements: dict[str, list[tuple[str, Any]]] = {}
     last_modified: str | None = None
     for name, value, ts in cols:
+        links.newest = max(links.newest, ts or 0)
         kind, _, rest = name.partition(":")
         if kind == "prop":
             obj[rest] = json.loads(value)
@@ -286,10 +332,14 @@ def decode_row(uuid: str, cols: Iterable[tuple[str, str, int | None]],
             t, _, u = rest.partition(":")
             links.children.append((t, u, ts or 0))
             links.written[u] = ts or 0
+            if (fq := claimed_fq(value)) is not None:
+                links.claimed[u] = fq
         elif kind == "backref":
             t, _, u = rest.partition(":")
             links.backrefs.append((t, u, _attr(value)))
             links.written[u] = ts or 0
+            if (fq := claimed_fq(value)) is not None:
+                links.claimed[u] = fq
         elif kind == "relaxbackref":
             links.relaxed.append(rest)
         elif kind == "parent":

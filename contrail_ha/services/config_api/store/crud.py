@@ -29,8 +29,10 @@ from contrail_ha.services.config_api.rows import (
     LAST_MODIFIED,
     LATEST,
     NULL,
+    Fence,
     Links,
     Mutation,
+    claim_value,
     col_backref,
     col_child,
     col_fq,
@@ -42,7 +44,6 @@ from contrail_ha.services.config_api.rows import (
     decode_row,
     deleting_mark,
     dumps,
-    mark_is_fresh,
     otype,
     position_order,
     ref_type_of,
@@ -64,7 +65,7 @@ class Objects(StoreSession):
     """Create / read / update / delete of config objects, over the primitives of :class:`StoreSession`."""
 
     # --- create / read / update / delete --------------------------------------------------------
-    async def create(self, obj: Obj) -> None:
+    async def create(self, obj: Obj, fence: Fence | None = None) -> None:
         """Write a new object (the dict of objects.py: envelope, props, ``<type>_refs`` with uuids).
 
         First the *claim*: the link columns on the rows the object points to (its parent's
@@ -73,21 +74,28 @@ class Objects(StoreSession):
         own row and fq-name column. A delete marks its row before reading its links, so of a
         create and a delete racing on one row at least one sees the other (QUORUM write then
         QUORUM read on both sides): no orphan, no dangling ref.
+
+        Every column is written at ``fence.ts``. The create acknowledges only if its commit
+        completed within :data:`CREATE_DEADLINE_S` of its fence; a delete that finds the claim
+        older than :data:`LINK_STALE_S` with the object still invisible revokes it (tombstones at
+        ``fence.ts + 1``), which shadows a paused create's commit whenever it lands.
         """
+        fence = fence or Fence.start()
         u, t, fq = obj["uuid"], otype(obj["type"]), list(obj["fq_name"])
+        at = fence.ts
         body: list[Mutation] = []
         links: list[Mutation] = []
         targets: dict[str, str] = {}
         modified = (obj.get("id_perms") or {}).get("last_modified") if isinstance(obj.get("id_perms"), dict) else None
-        commit = [Mutation(UUID_TABLE, u, "fq_name", dumps(fq)), Mutation(UUID_TABLE, u, "type", dumps(t)),
-                  Mutation(UUID_TABLE, u, LATEST, NULL)]
+        commit = [Mutation(UUID_TABLE, u, "fq_name", dumps(fq), at), Mutation(UUID_TABLE, u, "type", dumps(t), at),
+                  Mutation(UUID_TABLE, u, LATEST, NULL, at)]
         if modified:
-            commit.append(Mutation(UUID_TABLE, u, LAST_MODIFIED, dumps(modified)))
+            commit.append(Mutation(UUID_TABLE, u, LAST_MODIFIED, dumps(modified), at))
         if obj.get("parent_type") and obj.get("parent_uuid"):
             pt, pu = otype(obj["parent_type"]), obj["parent_uuid"]
-            commit += [Mutation(UUID_TABLE, u, "parent_type", dumps(pt)),
-                       Mutation(UUID_TABLE, u, col_parent(pt, pu), NULL)]
-            links.append(Mutation(UUID_TABLE, pu, col_child(t, u), NULL))
+            commit += [Mutation(UUID_TABLE, u, "parent_type", dumps(pt), at),
+                       Mutation(UUID_TABLE, u, col_parent(pt, pu), NULL, at)]
+            links.append(Mutation(UUID_TABLE, pu, col_child(t, u), claim_value(fq), at))
             targets[pu] = f"Parent {obj['parent_type']} {pu}"
         for k, v in obj.items():
             if k in ENVELOPE or k.endswith("_back_refs") or k == "relaxed_back_refs":
@@ -95,26 +103,53 @@ class Objects(StoreSession):
             rtype = ref_type_of(k)
             if rtype is not None and isinstance(v, list):
                 for r in v:
-                    body.append(Mutation(UUID_TABLE, u, col_ref(rtype, r["uuid"]), ref_value(r.get("attr"))))
-                    links.append(self._other_side(t, u, rtype, r["uuid"], ref_value(r.get("attr"))))
+                    val = ref_value(r.get("attr"))
+                    body.append(Mutation(UUID_TABLE, u, col_ref(rtype, r["uuid"]), val, at))
+                    side = self._other_side(t, u, rtype, r["uuid"], claim_value(fq, val))
+                    links.append(Mutation(side.table, side.key, side.column, side.value, at))
                     targets.setdefault(r["uuid"], f"{k}: {rtype.replace('_', '-')} {r['uuid']}")
             elif v is not None:
-                body += self._prop_columns(t, u, k, v)
-        commit.append(Mutation(FQ_TABLE, t, col_fq(fq, u), NULL))
-        await self._claim(links, targets, obj.get("parent_uuid") or None)
+                body += [Mutation(m.table, m.key, m.column, m.value, at) for m in self._prop_columns(t, u, k, v)]
+        commit.append(Mutation(FQ_TABLE, t, col_fq(fq, u), NULL, at))
+        await self._claim(links, targets, obj.get("parent_uuid") or None, at=fence.revoke_ts)
         try:
             await self._write(body, commit)
         except Unavailable as e:
             if not isinstance(e.__cause__, (Timeout, OperationTimedOut)):
-                await self._unclaim(links)
-            elif not await self._undo_create(u, t, fq, links):  # it may still apply
+                await self._unclaim(links, at=fence.revoke_ts)
+            elif not await self._undo_create(u, t, fq, links, fence):  # it may still apply
                 raise OutcomeUnknown(f"The create of {t} {u} timed out and may still apply "
                                      f"(retry it after reading the object): {e}") from e
             raise
         except BaseException:
-            await self._unclaim(links)
+            await self._unclaim(links, at=fence.revoke_ts)
             raise
+        if fence.expired(self.create_deadline):
+            # A delete may already have judged this create dead and revoked it: never acknowledge
+            # it. Revoke it ourselves, so the answer is definite (nothing was created).
+            if not await self._undo_create(u, t, fq, links, fence):
+                raise OutcomeUnknown(f"The create of {t} {u} took longer than {self.create_deadline:g} s "
+                                     "and could not be undone; read the object before retrying")
+            raise Unavailable(f"The create of {t} {u} took longer than {self.create_deadline:g} s "
+                              "(a paused or overloaded replica); nothing was created, retry it")
         self._cache_put(u, fq, t)
+
+    async def revoke(self, obj_type: str, uuid: str, fq_name: Sequence[str] | None, claim_ts: int) -> None:
+        """Revoke a create judged dead (its claim written at ``claim_ts``, older than
+        :data:`LINK_STALE_S`, its object invisible): tombstones one microsecond after the claim on
+        its row and fq-name column, which shadow its commit (written at ``claim_ts``) whenever it
+        lands. Harmless on a row that was committed and deleted since."""
+        muts = [Mutation(UUID_TABLE, uuid, None, None, claim_ts + 1)]
+        if fq_name:
+            muts.append(Mutation(FQ_TABLE, otype(obj_type), col_fq(list(fq_name), uuid), None, claim_ts + 1))
+        log.warning("revoking the create of %s %s (claimed %.1f s ago, never committed)", obj_type, uuid,
+                    time.time() - claim_ts / 1e6)
+        await self._send(muts, BatchType.UNLOGGED)
+
+    async def commit_time(self, uuid: str) -> int | None:
+        """The write time (microseconds) of an object's ``type`` column: its create's fence, or None."""
+        cols = await self._cols(UUID_TABLE, uuid, ("type",))
+        return cols[0][2] if cols else None
 
     def _prop_columns(self, obj_type: str, uuid: str, name: str, value: Any) -> list[Mutation]:
         """The columns of a property value: one, or a collection's shell and one per element."""
@@ -125,16 +160,17 @@ class Objects(StoreSession):
         return [Mutation(UUID_TABLE, uuid, col_prop(name), dumps(shell))] + \
             [Mutation(UUID_TABLE, uuid, coll.column(name, pos), dumps(e)) for pos, e in items]
 
-    async def _claim(self, links: list[Mutation], targets: dict[str, str], parent: str | None = None) -> None:
+    async def _claim(self, links: list[Mutation], targets: dict[str, str], parent: str | None = None, *,
+                     at: int | None = None) -> None:
         """Write ``links`` on the targets' rows, then check the targets (see :meth:`create`);
-        ``parent``: the target that is the object's parent."""
+        ``parent``: the target that is the object's parent; ``at``: the write time of an undo."""
         if not links:
             return
         await self._write_links(links)
         try:
             await self._check_targets(targets, parent)
         except BaseException:
-            await self._unclaim(links)
+            await self._unclaim(links, at=at)
             raise
 
     async def _write_links(self, links: list[Mutation]) -> None:
@@ -150,12 +186,13 @@ class Objects(StoreSession):
             size += m.size()
         await asyncio.gather(*(self._send(c, BatchType.UNLOGGED) for c in chunks if c))
 
-    async def _unclaim(self, links: list[Mutation]) -> None:
-        """Remove claimed link columns (best effort: a leftover is invisible and goes stale)."""
+    async def _unclaim(self, links: list[Mutation], *, at: int | None = None) -> None:
+        """Remove claimed link columns (best effort: a leftover is invisible and goes stale). ``at``:
+        the write time (a create's revoke time, so a retry of it, fenced later, keeps its own)."""
         if not links:
             return
         try:
-            await self._write_links([Mutation(m.table, m.key, m.column) for m in links])
+            await self._write_links([Mutation(m.table, m.key, m.column, None, at) for m in links])
         except Exception as e:
             log.warning("could not remove %d claimed link columns: %s", len(links), e)
 
@@ -171,18 +208,21 @@ class Objects(StoreSession):
                 have = {c: v for c, v, _ in cols}
                 if "type" not in have:  # a missing parent is a bad request (as R2005), a missing target 404
                     raise ConfigError(f"{what} does not exist") if u == parent else NotFound(f"{what} not found")
-                if mark_is_fresh(have.get(DELETING)):
+                if have.get(DELETING) is not None:  # a mark never goes stale (docs/integrity.md)
                     busy[u] = what
             if busy and time.monotonic() > deadline:
-                raise Conflict(f"{next(iter(busy.values()))} is being deleted; try again")
+                raise Conflict(f"{next(iter(busy.values()))} is being deleted; try again (a DELETE of it "
+                               "that did not finish is completed or given up by retrying that DELETE)")
             pending = busy
             if pending:
                 await asyncio.sleep(0.05)
 
-    async def _undo_create(self, u: str, t: str, fq: list[str], links: list[Mutation]) -> bool:
-        """Delete what a timed-out create may have written (later timestamp); False if that failed too."""
-        undo = [Mutation(UUID_TABLE, u, None), Mutation(FQ_TABLE, t, col_fq(fq, u))]
-        undo += [Mutation(m.table, m.key, m.column) for m in links]
+    async def _undo_create(self, u: str, t: str, fq: list[str], links: list[Mutation], fence: Fence) -> bool:
+        """Revoke what a timed-out or late create may have written (tombstones at its revoke time,
+        which shadow its columns whenever they land); False if that failed too."""
+        at = fence.revoke_ts
+        undo = [Mutation(UUID_TABLE, u, None, None, at), Mutation(FQ_TABLE, t, col_fq(fq, u), None, at)]
+        undo += [Mutation(m.table, m.key, m.column, None, at) for m in links]
         try:
             await self._send(undo)
         except Exception as e:
@@ -445,6 +485,9 @@ class Objects(StoreSession):
             muts.append(Mutation(UUID_TABLE, src, col_ref(t, uuid)))
         for share_type, share_id, _ in share_entries(obj.get("perms2")):
             muts.append(Mutation(SHARED_TABLE, t, col_shared(share_type, share_id, uuid)))
-        await self._write(muts)
+        # Later than every column of the row (a writer whose clock ran ahead cannot outlive an
+        # acknowledged delete); every column deleted is named by this uuid, never written again.
+        at = max(time.time_ns() // 1000, links.newest + 1)
+        await self._write([Mutation(m.table, m.key, m.column, None, at) for m in muts])
         self.forget(uuid)
         return True

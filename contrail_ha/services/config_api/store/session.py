@@ -29,7 +29,15 @@ from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_
 
 from contrail_ha.services import cql
 from contrail_ha.services.config_api.objects import Unavailable, mark_write
-from contrail_ha.services.config_api.rows import Layout, Mutation, bounds, whole_values
+from contrail_ha.services.config_api.rows import (
+    CREATE_DEADLINE_S,
+    LINK_STALE_S,
+    Layout,
+    Mutation,
+    bounds,
+    link_is_fresh,
+    whole_values,
+)
 
 log = logging.getLogger(__package__)  # the package's logger, as before the split into modules
 
@@ -72,6 +80,10 @@ class _Statements:
         self.insert = p(f"INSERT INTO {t} (key, column1, value) VALUES (?, ?, ?)")
         self.delete_col = p(f"DELETE FROM {t} WHERE key = ? AND column1 = ?")
         self.delete_row = p(f"DELETE FROM {t} WHERE key = ?")
+        # the same with an explicit write time (a create's fence, a revoke, an ordered delete)
+        self.insert_at = p(f"INSERT INTO {t} (key, column1, value) VALUES (?, ?, ?) USING TIMESTAMP ?")
+        self.delete_col_at = p(f"DELETE FROM {t} USING TIMESTAMP ? WHERE key = ? AND column1 = ?")
+        self.delete_row_at = p(f"DELETE FROM {t} USING TIMESTAMP ? WHERE key = ?")
         self.row = p(f"SELECT column1, value, WRITETIME(value) FROM {t} WHERE key = ?")
         self.slice = p(f"SELECT column1, value, WRITETIME(value) FROM {t} WHERE key = ? AND column1 >= ? "
                        "AND column1 < ?")
@@ -87,8 +99,11 @@ class StoreSession:
                  request_timeout: float = 5.0, batch_limit: int = BATCH_LIMIT,
                  gc_grace_seconds: int = GC_GRACE_SECONDS, fq_cache_size: int = FQ_CACHE_SIZE,
                  max_in_flight: int = 256, schema_agreement_wait: float = 30.0, page_size: int = 5000,
-                 layout: Layout = whole_values) -> None:
+                 layout: Layout = whole_values, create_deadline: float = CREATE_DEADLINE_S) -> None:
         self.layout = layout
+        self.create_deadline = create_deadline
+        # a claim older than this (by our clock) belongs to a create that can no longer acknowledge
+        self.link_stale = create_deadline + (LINK_STALE_S - CREATE_DEADLINE_S)
         self.ips, self.port, self.rf = list(ips), port, rf
         self.keyspace = f"{prefix}_{KEYSPACE}" if prefix else KEYSPACE
         self.ua_keyspace = f"{prefix}_{USERAGENT_KEYSPACE}" if prefix else USERAGENT_KEYSPACE
@@ -184,6 +199,12 @@ class StoreSession:
     def _stmt(self, m: Mutation) -> tuple[PreparedStatement, tuple[Any, ...]]:
         st = self._st[m.table]
         k = m.key.encode()
+        if m.ts is not None:
+            if m.column is None:
+                return st.delete_row_at, (m.ts, k)
+            if m.value is None:
+                return st.delete_col_at, (m.ts, k, m.column.encode())
+            return st.insert_at, (k, m.column.encode(), m.value, m.ts)
         if m.column is None:
             return st.delete_row, (k,)
         if m.value is None:
@@ -319,6 +340,11 @@ class StoreSession:
     async def exists(self, uuid: str) -> bool:
         """Whether the object's row exists in Cassandra now (uncached; the fq-lock stale rule asks this)."""
         return bool(await self._cols(UUID_TABLE, uuid, ("type",)))
+
+    def claim_is_live(self, writetime_us: int | None) -> bool:
+        """Whether a claim (link column, fq-name lock) written at ``writetime_us`` may belong to a
+        create that can still acknowledge: it must not be revoked."""
+        return link_is_fresh(writetime_us, stale=self.link_stale)
 
     async def _bounded(self, fn: Callable[[str], Awaitable[T]], items: list[str]) -> list[T]:
         out: list[T] = []

@@ -31,10 +31,11 @@ class Coordinator(Session):
         self._subnets = SubnetAllocators(self)
 
     # --- fq-name create lock (fqlock.py) ------------------------------------------------------------
-    async def create_fq_lock(self, obj_type: str, fq_name: Sequence[str], uuid: str) -> bool:
-        """Take the create lock of ``fq_name`` for ``uuid``; False when another uuid holds it and
-        the lock is not stale (:func:`.fqlock.create_fq_lock`)."""
-        return await fqlock.create_fq_lock(self, obj_type, fq_name, uuid)
+    async def create_fq_lock(self, obj_type: str, fq_name: Sequence[str], uuid: str,
+                             fence_ts: int | None = None) -> bool:
+        """Take the create lock of ``fq_name`` for ``uuid`` (its create's fence ``fence_ts``); False
+        when another uuid holds it and the lock is not stale (:func:`.fqlock.create_fq_lock`)."""
+        return await fqlock.create_fq_lock(self, obj_type, fq_name, uuid, fence_ts)
 
     async def delete_fq_lock(self, obj_type: str, fq_name: Sequence[str], uuid: str | None = None) -> bool:
         """Release the lock (only if ``uuid`` holds it, when given). False if it was not there."""
