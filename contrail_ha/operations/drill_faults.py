@@ -70,6 +70,20 @@ def _resume(plan: Plan, layout: Layout, done: dict[str, Any]) -> None:
         faults.resume(plan, layout, done["host"], name)
 
 
+def _skew(component: str, pick: Callable[[Plan], str], seconds: float) -> Callable[[Plan, Layout], dict[str, Any]]:
+    def inject(plan: Plan, layout: Layout) -> dict[str, Any]:
+        host = pick(plan)
+        inst = plan.instance(component, host)
+        faults.skew(plan, layout, host, inst.name, seconds)
+        return {"host": host, "skewed": [inst.name], "seconds": seconds}
+    return inject
+
+
+def _unskew(plan: Plan, layout: Layout, done: dict[str, Any]) -> None:
+    for name in done.get("skewed", []):
+        faults.unskew(plan, layout, done["host"], name)
+
+
 def _heal_processes(plan: Plan, layout: Layout, done: dict[str, Any]) -> None:
     for name in done.get("processes", []):
         faults.heal(plan, layout, done["host"], name)
@@ -159,4 +173,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           _pause(RABBITMQ, _last(RABBITMQ)), _resume, PAUSE_S),
     Fault("kafka-pause", "SIGSTOP a Kafka broker", _at_least("analyticsdb", 3, "analyticsdb"),
           _pause(KAFKA, _last(KAFKA)), _resume, PAUSE_S),
+    # A clock 60 s ahead (libfaketime): the replica must refuse writes rather than win every conflict.
+    Fault("api-clock-skew", "restart one contrail-api replica with its clock 60 s ahead",
+          _at_least("controllers", 2, "controller"), _skew(CONFIG_API, _last(CONFIG_API), 60.0), _unskew),
 ]}

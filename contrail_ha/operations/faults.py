@@ -1,5 +1,5 @@
 """Faults injected for real: kill -9 a supervised process (held down until healed), pause one
-(SIGSTOP until healed), pull a cable, partition a host."""
+(SIGSTOP until healed), skew its clock (libfaketime), pull a cable, partition a host."""
 
 from __future__ import annotations
 
@@ -73,6 +73,26 @@ def _cont(pids: list[int]) -> None:
             pass
 
 
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"  # Debian's libfaketime (threads)
+
+
+def skew(plan: Plan, layout: Layout, host: str, proc: str, seconds: float) -> None:
+    """Restart ``proc`` with its clock ``seconds`` off (libfaketime: wall and monotonic clocks alike,
+    as a host whose time source is wrong). Undone by :func:`unskew`."""
+    if not os.path.exists(FAKETIME_LIB):
+        raise RuntimeError(f"{FAKETIME_LIB} is missing: install Debian's libfaketime (scripts/install.sh does)")
+    _dir(plan, layout, host, proc).set_fault_env(proc, {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": f"{seconds:+.0f}s"})
+    kill(plan, layout, host, proc, hold=False)
+
+
+def unskew(plan: Plan, layout: Layout, host: str, proc: str) -> None:
+    """Restart ``proc`` with the true clock."""
+    sd = _dir(plan, layout, host, proc)
+    if sd.fault_env(proc):
+        sd.clear_fault_env(proc)
+        kill(plan, layout, host, proc, hold=False)
+
+
 def heal(plan: Plan, layout: Layout, host: str, proc: str) -> None:
     """Let the supervisor restart a held process."""
     _dir(plan, layout, host, proc).release(proc)
@@ -128,6 +148,15 @@ def heal_all(plan: Plan, layout: Layout) -> list[str]:
     dirs = [d for n in (ROUTER, *(h.name for h in plan.topology.hosts)) for d in SupervisorDir.all_of(layout, n)]
     held = sorted(((sd, p) for sd in dirs for p in sd.held_processes()), key=lambda t: t[0].held_file(t[1]))
     for sd in dirs:
+        for proc in sd.fault_env_processes():
+            sd.clear_fault_env(proc)
+            pid = sd.pid(proc)
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)  # the supervisor restarts it with its own environment
+                except ProcessLookupError:
+                    pass
+            healed.append(f"restarted {proc} ({sd.node}) without its fault environment")
         for proc in sd.paused_processes():
             _cont(sd.paused_pids(proc))
             sd.forget_paused(proc)

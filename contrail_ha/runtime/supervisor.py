@@ -6,6 +6,7 @@ tool (and an operator) can see it:
 
 - ``<proc>.enabled``: the process should run (the orchestrator enables processes in waves);
 - ``<proc>.held``: do not restart it until the file is removed (drills inject faults this way);
+- ``<proc>.fault-env``: extra environment (JSON) for its next starts (a drill's skewed clock);
 - ``state.json``: pid, state and restart count of every process, rewritten on each change.
 
 A process that exits is restarted with exponential back-off (0.5 s up to 10 s). SIGTERM stops
@@ -88,7 +89,7 @@ class Supervisor:
         spec = p.spec
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = {"PATH": os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
-               "LANG": "C.UTF-8", **spec.env}
+               "LANG": "C.UTF-8", **spec.env, **self.dir.fault_env(spec.name)}
         with open(self.log_dir / f"{spec.name}.out", "ab") as out:
             out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} supervisor: starting {spec.name}\n".encode())
             out.flush()

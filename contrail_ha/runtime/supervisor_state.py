@@ -29,6 +29,7 @@ PID_FILE = "supervisor.pid"
 ENABLED = "enabled"  # control file suffixes: <process>.enabled, <process>.held
 HELD = "held"
 PAUSED = "paused"  # control file: the pids a pause fault stopped
+FAULT_ENV = "fault-env"  # control file: extra environment a fault gives the process (JSON)
 
 
 @dataclass
@@ -202,6 +203,26 @@ class SupervisorDir:
     def release(self, process: str) -> None:
         """Let the supervisor restart a held process."""
         self.held_file(process).unlink(missing_ok=True)
+
+    def fault_env_file(self, process: str) -> Path:
+        return self.path / f"{process}.{FAULT_ENV}"
+
+    def set_fault_env(self, process: str, env: dict[str, str]) -> None:
+        """Extra environment for the next starts of ``process`` (a fault: e.g. a skewed clock)."""
+        self.fault_env_file(process).write_text(json.dumps(env))
+
+    def fault_env(self, process: str) -> dict[str, str]:
+        try:
+            data = json.loads(self.fault_env_file(process).read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def clear_fault_env(self, process: str) -> None:
+        self.fault_env_file(process).unlink(missing_ok=True)
+
+    def fault_env_processes(self) -> list[str]:
+        return [p.name[: -len(FAULT_ENV) - 1] for p in sorted(self.path.glob(f"*.{FAULT_ENV}"))]
 
     def paused_file(self, process: str) -> Path:
         return self.path / f"{process}.{PAUSED}"

@@ -656,6 +656,38 @@ def test_delete_wins_over_a_row_written_by_a_fast_clock(env: Env) -> None:
     assert not any(vn["uuid"] in k for k in raw_row(env.servers, "obj_uuid_table", p["uuid"]))
 
 
+def test_later_change_wins_over_a_fast_clocks_write(env: Env) -> None:
+    """A replica whose clock ran 60 s ahead created an object and set a property; a change that
+    starts after those were acknowledged, through a replica with the true clock, still wins:
+    its write time goes after the row's last change, not at its own clock."""
+    store = env.store
+    _, p = env.run(make_project(store, "later-wins"))
+    np = obj("network_policy", ["later-wins", "p", "np"], ("project", p["uuid"]))
+    env.run(store.create(np))
+    vn = obj("virtual_network", ["later-wins", "p", "vn"], ("project", p["uuid"]), display_name="first")
+    env.run(store.create(vn, Fence(time.time_ns() // 1000 + 60_000_000, time.monotonic())))
+    env.run(store.update(vn["uuid"], {"display_name": "second"}))
+    got = env.run(store.read(vn["uuid"]))
+    assert got is not None and got["display_name"] == "second"
+    # a ref added, removed and added again: each later change wins
+    for op in ("ADD", "DELETE", "ADD"):
+        env.run(store.ref_update(vn["uuid"], "network_policy", np["uuid"], None, op))
+    got = env.run(store.read(vn["uuid"]))
+    assert got is not None and [r["uuid"] for r in got.get("network_policy_refs", [])] == [np["uuid"]]
+    env.run(store.update_elements(vn["uuid"], [("annotations", "k", {"key": "k", "value": "v"})],
+                                  shells={"annotations": {"key_value_pair": []}}))
+    env.run(store.update_elements(vn["uuid"], [("annotations", "k", None)]))
+    assert env.run(store.read_elements(vn["uuid"], "annotations")) == []
+
+
+def test_clock_samples_from_the_config_db(env: Env) -> None:
+    """The clock guard's measurement: each node's clock (one query pinned to it) against ours."""
+    samples = env.run(env.store.clock_samples())
+    assert len(samples) == 1
+    [s] = samples
+    assert abs(s.offset) < 0.5 and 0 < s.uncertainty < 1.0
+
+
 # --- ZooKeeper ---------------------------------------------------------------------------------------
 
 def test_session_state(env: Env) -> None:

@@ -71,6 +71,17 @@ def generator_stalled(u: Uve) -> tuple[int, str] | None:
     return MAJOR, "Generator(s) stalled, analytics records not delivered: " + "; ".join(bad)
 
 
+def clock_skew(u: Uve) -> tuple[int, str] | None:
+    """A contrail-api replica refusing writes because its clock cannot be vouched for (off the
+    cluster's by more than the bound, unmeasured, or stepped): fix its time source (NTP)."""
+    bad = [f"{ps.get('module_id')}:{ps.get('instance_id')} ({ps['clock'].get('reason', '')})"
+           for ps in u.value.get("NodeStatus", {}).get("process_status", [])
+           if isinstance(ps.get("clock"), dict) and ps["clock"].get("refusing_writes")]
+    if not bad:
+        return None
+    return MAJOR, "Clock skew, writes refused: " + "; ".join(bad)
+
+
 def node_status(u: Uve, stale_after_s: float = 30.0) -> tuple[int, str] | None:
     if u.agent_age_s is None or u.agent_age_s <= stale_after_s:
         return None
@@ -140,6 +151,7 @@ RULES: dict[str, Rule] = {
     "process-connectivity": process_connectivity,
     "node-status": node_status,
     "generator-stalled": generator_stalled,
+    "clock-skew": clock_skew,
     "zookeeper-quorum": zookeeper_quorum,
     "cassandra-node-down": cassandra_node_down,
     "kafka-under-replicated": kafka_under_replicated,

@@ -52,6 +52,10 @@ def process_status(origin: Origin, deps: list[Dependency], gen: Generator | None
            "connection_infos": sorted(conns, key=lambda c: (c["type"], c["name"]))}
     if gen is not None:
         out["generator"] = gen.report()
+    for d in deps:  # a dependency with its own report (the clock guard: the clock-skew alarm reads it)
+        report = getattr(d, "node_status", None)
+        if callable(report):
+            out[d.name] = report()
     return out
 
 

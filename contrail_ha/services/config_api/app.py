@@ -134,6 +134,7 @@ class Ready(Dependency):
 
 
 async def _start(cfg: base.ServiceConfig, api: ConfigApi, deps: list[Dependency], ready: Ready) -> None:
+    from contrail_ha.services.config_api.clock import ClockGuard
     from contrail_ha.services.config_api.notify import Notifier
     from contrail_ha.services.config_api.store import ConfigStore
     from contrail_ha.services.config_api.zk import Coordinator, security_group_allocator, virtual_network_allocator
@@ -147,6 +148,11 @@ async def _start(cfg: base.ServiceConfig, api: ConfigApi, deps: list[Dependency]
         except Exception as e:
             ready._set(False, f"config DB: {e}"[:200])
             await asyncio.sleep(1)
+    clock = ClockGuard(store.clock_samples)
+    await clock.measure()
+    clock.start(asyncio.get_running_loop())
+    deps.append(clock)
+    api.clock_refusal = clock.refuse_reason
     zk = Coordinator(cfg.zookeeper, cfg.cluster_id)
     await zk.start()
     zk.stale_check = store  # the fq-name lock's stale rule asks Cassandra whether the uuid exists

@@ -86,6 +86,8 @@ class ApiCore:
         self.ipam: Any = None
         # Called after every change is stored and announced: (oper, type, uuid, fq_name, old, new).
         self.audit: Callable[[str, str, str, list[str], Obj | None, Obj | None], None] | None = None
+        # Why writes are refused now (this replica's clock cannot be vouched for), or None: clock.ClockGuard.
+        self.clock_refusal: Callable[[], str | None] | None = None
 
     # --- helpers -------------------------------------------------------------------------------
     def rtype(self, name: str) -> ResourceType:
@@ -97,6 +99,8 @@ class ApiCore:
     async def require_writable(self) -> None:
         """Refuse a write up front (503) when it could not be coordinated or announced. A ZooKeeper
         session that is moving to another server (a leader election) is waited for, briefly."""
+        if self.clock_refusal is not None and (why := self.clock_refusal()) is not None:
+            raise Unavailable(f"Writes refused: {why}")
         if not self.zk.connected and not await self.zk.wait_writable():
             raise Unavailable("No connection to zookeeper")
         if self.notifier is not None:

@@ -13,19 +13,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from cassandra import OperationTimedOut, Timeout
-from cassandra.query import BatchType
 
 from contrail_ha.services.config_api.objects import (
     ENVELOPE,
     ConfigError,
-    Conflict,
     NotFound,
     Obj,
     OutcomeUnknown,
     Unavailable,
 )
 from contrail_ha.services.config_api.rows import (
-    DELETING,
     LAST_MODIFIED,
     LATEST,
     NULL,
@@ -33,7 +30,6 @@ from contrail_ha.services.config_api.rows import (
     Links,
     Mutation,
     claim_value,
-    col_backref,
     col_child,
     col_fq,
     col_parent,
@@ -42,7 +38,6 @@ from contrail_ha.services.config_api.rows import (
     col_relax,
     col_shared,
     decode_row,
-    deleting_mark,
     dumps,
     otype,
     position_order,
@@ -50,18 +45,22 @@ from contrail_ha.services.config_api.rows import (
     ref_value,
     share_entries,
 )
+from contrail_ha.services.config_api.store.claims import Claims
 from contrail_ha.services.config_api.store.session import (
-    CLAIM_WAIT_S,
     FQ_TABLE,
     SHARED_TABLE,
     UUID_TABLE,
-    StoreSession,
 )
 
 log = logging.getLogger(__package__)  # the package's logger, as before the split into modules
 
 
-class Objects(StoreSession):
+def stamped(muts: list[Mutation], at: int) -> list[Mutation]:
+    """``muts`` with the write time ``at`` (one change: one write time, claims and commit alike)."""
+    return [Mutation(m.table, m.key, m.column, m.value, at) for m in muts]
+
+
+class Objects(Claims):
     """Create / read / update / delete of config objects, over the primitives of :class:`StoreSession`."""
 
     # --- create / read / update / delete --------------------------------------------------------
@@ -134,18 +133,6 @@ class Objects(StoreSession):
                               "(a paused or overloaded replica); nothing was created, retry it")
         self._cache_put(u, fq, t)
 
-    async def revoke(self, obj_type: str, uuid: str, fq_name: Sequence[str] | None, claim_ts: int) -> None:
-        """Revoke a create judged dead (its claim written at ``claim_ts``, older than
-        :data:`LINK_STALE_S`, its object invisible): tombstones one microsecond after the claim on
-        its row and fq-name column, which shadow its commit (written at ``claim_ts``) whenever it
-        lands. Harmless on a row that was committed and deleted since."""
-        muts = [Mutation(UUID_TABLE, uuid, None, None, claim_ts + 1)]
-        if fq_name:
-            muts.append(Mutation(FQ_TABLE, otype(obj_type), col_fq(list(fq_name), uuid), None, claim_ts + 1))
-        log.warning("revoking the create of %s %s (claimed %.1f s ago, never committed)", obj_type, uuid,
-                    time.time() - claim_ts / 1e6)
-        await self._send(muts, BatchType.UNLOGGED)
-
     async def commit_time(self, uuid: str) -> int | None:
         """The write time (microseconds) of an object's ``type`` column: its create's fence, or None."""
         cols = await self._cols(UUID_TABLE, uuid, ("type",))
@@ -159,83 +146,6 @@ class Objects(StoreSession):
         shell, items = coll.split(value)
         return [Mutation(UUID_TABLE, uuid, col_prop(name), dumps(shell))] + \
             [Mutation(UUID_TABLE, uuid, coll.column(name, pos), dumps(e)) for pos, e in items]
-
-    async def _claim(self, links: list[Mutation], targets: dict[str, str], parent: str | None = None, *,
-                     at: int | None = None) -> None:
-        """Write ``links`` on the targets' rows, then check the targets (see :meth:`create`);
-        ``parent``: the target that is the object's parent; ``at``: the write time of an undo."""
-        if not links:
-            return
-        await self._write_links(links)
-        try:
-            await self._check_targets(targets, parent)
-        except BaseException:
-            await self._unclaim(links, at=at)
-            raise
-
-    async def _write_links(self, links: list[Mutation]) -> None:
-        """Link columns on other rows: unlogged (each is idempotent and undone on failure), in
-        batches under the batch limit, concurrently."""
-        chunks: list[list[Mutation]] = [[]]
-        size = 0
-        for m in links:
-            if chunks[-1] and size + m.size() > self.batch_limit:
-                chunks.append([])
-                size = 0
-            chunks[-1].append(m)
-            size += m.size()
-        await asyncio.gather(*(self._send(c, BatchType.UNLOGGED) for c in chunks if c))
-
-    async def _unclaim(self, links: list[Mutation], *, at: int | None = None) -> None:
-        """Remove claimed link columns (best effort: a leftover is invisible and goes stale). ``at``:
-        the write time (a create's revoke time, so a retry of it, fenced later, keeps its own)."""
-        if not links:
-            return
-        try:
-            await self._write_links([Mutation(m.table, m.key, m.column, None, at) for m in links])
-        except Exception as e:
-            log.warning("could not remove %d claimed link columns: %s", len(links), e)
-
-    async def _check_targets(self, targets: dict[str, str], parent: str | None = None) -> None:
-        """Every target row exists and is not being deleted. A delete in progress is waited for
-        briefly (it either finishes - the target is gone: 404 - or gives up: go on)."""
-        deadline = time.monotonic() + CLAIM_WAIT_S
-        pending = dict(targets)
-        while pending:
-            rows = await self._bounded(lambda u: self._cols(UUID_TABLE, u, ("type", DELETING)), list(pending))
-            busy: dict[str, str] = {}
-            for (u, what), cols in zip(pending.items(), rows, strict=True):
-                have = {c: v for c, v, _ in cols}
-                if "type" not in have:  # a missing parent is a bad request (as R2005), a missing target 404
-                    raise ConfigError(f"{what} does not exist") if u == parent else NotFound(f"{what} not found")
-                if have.get(DELETING) is not None:  # a mark never goes stale (docs/integrity.md)
-                    busy[u] = what
-            if busy and time.monotonic() > deadline:
-                raise Conflict(f"{next(iter(busy.values()))} is being deleted; try again (a DELETE of it "
-                               "that did not finish is completed or given up by retrying that DELETE)")
-            pending = busy
-            if pending:
-                await asyncio.sleep(0.05)
-
-    async def _undo_create(self, u: str, t: str, fq: list[str], links: list[Mutation], fence: Fence) -> bool:
-        """Revoke what a timed-out or late create may have written (tombstones at its revoke time,
-        which shadow its columns whenever they land); False if that failed too."""
-        at = fence.revoke_ts
-        undo = [Mutation(UUID_TABLE, u, None, None, at), Mutation(FQ_TABLE, t, col_fq(fq, u), None, at)]
-        undo += [Mutation(m.table, m.key, m.column, None, at) for m in links]
-        try:
-            await self._send(undo)
-        except Exception as e:
-            log.warning("could not undo the timed-out create of %s %s (outcome unknown): %s", t, u, e)
-            return False
-        return True
-
-    @staticmethod
-    def _other_side(obj_type: str, obj_uuid: str, ref_type: str, ref_uuid: str, value: str | None) -> Mutation:
-        """The column a ref writes on its target's row: ``backref:`` (or ``ref:`` between objects of one type)."""
-        if otype(ref_type) == obj_type:
-            return Mutation(UUID_TABLE, ref_uuid, col_ref(obj_type, obj_uuid), value)
-        return Mutation(UUID_TABLE, ref_uuid, col_backref(obj_type, obj_uuid), value)
 
     async def read(self, uuid: str, *, fields: Sequence[str] | None = None) -> Obj | None:
         """The object (objects.py form) with its children and back-refs, or None.
@@ -303,16 +213,26 @@ class Objects(StoreSession):
         reads of one request run at once, so a huge request cannot starve the others."""
         return await self._bounded(lambda u: self.read(u, fields=fields), list(uuids))
 
-    async def _touch(self, uuid: str, modified: str | None) -> tuple[str, list[Mutation]]:
-        """The type of an existing object and the columns every change of it writes (``META``
-        bumps, the new ``last_modified``); ``NotFound`` when it does not exist."""
-        found = await self.uuid_to_fq_name(uuid)
-        if found is None:
+    async def _touch(self, uuid: str, modified: str | None) -> tuple[str, int, list[Mutation]]:
+        """The type of an existing object, the write time of this change and the columns every
+        change of it writes (``META`` bumps, the new ``last_modified``); ``NotFound`` when it
+        does not exist.
+
+        The write time is later than the row's last change (``META:latest_col_ts`` read now at
+        QUORUM), so of two changes of one object the one that started after the other was
+        acknowledged always wins, whatever the replicas' clocks say; and every column of the
+        change (its claims on other rows too) carries it, so a change that is paused and lands
+        late is shadowed, claim and commit alike, by whatever was decided after it began."""
+        cols = {c: (v, ts) for c, v, ts in await self._cols(UUID_TABLE, uuid, ("type", "fq_name", LATEST))}
+        if "type" not in cols or "fq_name" not in cols:
             raise NotFound(f"{uuid} not found")
+        t = json.loads(cols["type"][0])
+        self._cache_put(uuid, json.loads(cols["fq_name"][0]), t)
+        at = max(time.time_ns() // 1000, (cols.get(LATEST, (None, 0))[1] or 0) + 1)
         muts = [Mutation(UUID_TABLE, uuid, LATEST, NULL)]
         if modified:
             muts.append(Mutation(UUID_TABLE, uuid, LAST_MODIFIED, dumps(modified)))
-        return found[1], muts
+        return t, at, muts
 
     async def update(self, uuid: str, changes: Obj, refs: dict[str, list[Obj]] | None = None, *,
                      modified: str | None = None) -> None:
@@ -324,7 +244,7 @@ class Objects(StoreSession):
         ``modified`` is the new ``id_perms.last_modified``. New refs are claimed on their targets
         first (as in :meth:`create`). Raises ``NotFound`` when the object does not exist.
         """
-        t, muts = await self._touch(uuid, modified)
+        t, at, muts = await self._touch(uuid, modified)
         refs = dict(refs or {})
         whole: dict[str, Any] = {}
         for k, v in changes.items():
@@ -360,11 +280,12 @@ class Objects(StoreSession):
                     links.append(self._other_side(t, uuid, rtype, ru, val))
                     if ru not in have:
                         targets[ru] = f"{f}: {rtype.replace('_', '-')} {ru}"
-        await self._claim(links, targets)
+        links, muts = stamped(links, at), stamped(muts, at)
+        await self._claim(links, targets, at=at + 1)
         try:
             await self._write(muts)
         except BaseException:
-            await self._unclaim([m for m in links if m.key in targets])
+            await self._unclaim([m for m in links if m.key in targets], at=at + 1)
             raise
 
     async def update_elements(self, uuid: str, changes: Sequence[tuple[str, str, Any]], *,
@@ -375,7 +296,7 @@ class Objects(StoreSession):
         ``shells``: the ``prop:<name>`` shell of each touched collection (so the property reads
         back as set). Raises ``NotFound`` when the object does not exist.
         """
-        t, muts = await self._touch(uuid, modified)
+        t, at, muts = await self._touch(uuid, modified)
         for name, shell in (shells or {}).items():
             muts.append(Mutation(UUID_TABLE, uuid, col_prop(name), dumps(shell)))
         for name, pos, value in changes:
@@ -383,7 +304,7 @@ class Objects(StoreSession):
             if coll is None:
                 raise ValueError(f"{name} is not a list or map property of {t}")
             muts.append(Mutation(UUID_TABLE, uuid, coll.column(name, pos), None if value is None else dumps(value)))
-        await self._write(muts)
+        await self._write(stamped(muts, at))
 
     async def read_elements(self, uuid: str, name: str) -> list[tuple[str, Any]] | None:
         """``(position or key, element)`` of a list or map property in order; None when the
@@ -421,7 +342,7 @@ class Objects(StoreSession):
         """Add refs ``(ref type, uuid, attr)`` and remove refs ``(ref type, uuid)``: only those refs'
         columns are written, so concurrent changes of different refs all survive. Added refs claim
         their targets first (each must exist and not be being deleted)."""
-        t, muts = await self._touch(uuid, modified)
+        t, at, muts = await self._touch(uuid, modified)
         links: list[Mutation] = []
         targets: dict[str, str] = {}
         for ref_type, ref_uuid, attr in adds:
@@ -433,39 +354,19 @@ class Objects(StoreSession):
             muts += self._unlink(t, uuid, otype(ref_type), ref_uuid)
         if links:  # the object itself must still be there (not being deleted) when refs are added
             targets[uuid] = f"{t.replace('_', '-')} {uuid}"
-        await self._claim(links, targets)
+        links, muts = stamped(links, at), stamped(muts, at)
+        await self._claim(links, targets, at=at + 1)
         try:
             await self._write(muts)
         except BaseException:
-            await self._unclaim(links)
+            await self._unclaim(links, at=at + 1)
             raise
 
     async def relax_ref(self, uuid: str, ref_uuid: str) -> None:
         """Mark ``uuid``'s ref to ``ref_uuid`` as relaxed for delete (``relaxbackref:<uuid>`` on ``ref_uuid``)."""
         await self._send([Mutation(UUID_TABLE, ref_uuid, col_relax(uuid), NULL)])
 
-    # --- guarded delete -------------------------------------------------------------------------
-    async def mark_deleting(self, uuid: str) -> None:
-        """Announce a delete on the object's row before its links are read (see :meth:`create`)."""
-        await self._send([Mutation(UUID_TABLE, uuid, DELETING, deleting_mark())])
-
-    async def unmark_deleting(self, uuid: str) -> None:
-        """The delete gave up (409 or an error): creates pointing here may go on."""
-        try:
-            await self._send([Mutation(UUID_TABLE, uuid, DELETING)])
-        except Exception as e:  # the mark goes stale by itself
-            log.warning("could not remove the delete mark of %s: %s", uuid, e)
-
-    async def visible(self, uuids: Sequence[str]) -> dict[str, tuple[list[str], str]]:
-        """``(fq_name, type)`` of those uuids whose object exists now (QUORUM reads, no cache)."""
-        found = await self._bounded(lambda u: self._cols(UUID_TABLE, u, ("fq_name", "type")), list(uuids))
-        out: dict[str, tuple[list[str], str]] = {}
-        for u, cols in zip(uuids, found, strict=True):
-            have = {c: v for c, v, _ in cols}
-            if "fq_name" in have and "type" in have:
-                out[u] = (json.loads(have["fq_name"]), json.loads(have["type"]))
-        return out
-
+    # --- guarded delete ---------------------------------------------------------------------------
     async def delete(self, uuid: str, decoded: tuple[Obj, Links] | None = None) -> bool:
         """Remove an object: its row, the parent's child column, its refs' other sides, relaxed
         referrers' refs, its fq-name and shared columns. False if it did not exist. ``decoded``:

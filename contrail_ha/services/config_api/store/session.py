@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid as uuidlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -28,6 +29,7 @@ from cassandra.connection import ConnectionException
 from cassandra.query import BatchStatement, BatchType, PreparedStatement, tuple_factory
 
 from contrail_ha.services import cql
+from contrail_ha.services.config_api.clock import Sample
 from contrail_ha.services.config_api.objects import Unavailable, mark_write
 from contrail_ha.services.config_api.rows import (
     CREATE_DEADLINE_S,
@@ -52,6 +54,7 @@ GC_GRACE_SECONDS = 864000
 BATCH_LIMIT = 40 * 1024  # below Cassandra's default 50 KiB multi-partition batch failure threshold
 FQ_CACHE_SIZE = 100_000
 MAX_STATEMENTS = 4096  # statements in one unlogged batch (a huge collection is sent in several)
+CLOCK_QUERY = "SELECT toUnixTimestamp(now()) FROM system.local"  # the node's clock, in ms
 FANOUT = 64  # reads one request runs at once (the rest of the store's 256 stay for other requests)
 CLAIM_WAIT_S = 2.0  # how long a write waits for a delete in progress on a row it points to
 
@@ -340,6 +343,23 @@ class StoreSession:
     async def exists(self, uuid: str) -> bool:
         """Whether the object's row exists in Cassandra now (uncached; the fq-lock stale rule asks this)."""
         return bool(await self._cols(UUID_TABLE, uuid, ("type",)))
+
+    async def clock_samples(self) -> list[Sample]:
+        """Each reachable config-DB node's clock against ours: ``now()`` of ``system.local``, one
+        query pinned to each node; the uncertainty is half the round trip (and the 1 ms unit)."""
+        cluster, session = self._cluster, self._session
+        if cluster is None or session is None:
+            return []
+
+        def one(host: Any) -> Sample:
+            t0 = time.time()
+            row = session.execute(CLOCK_QUERY, host=host, timeout=2.0).one()
+            t1 = time.time()
+            return Sample(str(host.address), row[0] / 1000.0 - (t0 + t1) / 2, (t1 - t0) / 2 + 0.001)
+
+        hosts = [h for h in cluster.metadata.all_hosts() if h.is_up is not False]
+        found = await asyncio.gather(*(asyncio.to_thread(one, h) for h in hosts), return_exceptions=True)
+        return [s for s in found if isinstance(s, Sample)]
 
     def claim_is_live(self, writetime_us: int | None) -> bool:
         """Whether a claim (link column, fq-name lock) written at ``writetime_us`` may belong to a
