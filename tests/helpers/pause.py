@@ -13,7 +13,11 @@ and every reader (the VIP and each replica directly) is asked:
   target, reads 404;
 - ``phantom``: a network listed (``GET /virtual-networks``) that reads 404;
 - ``lost-delete``: a project or IPAM whose delete was answered 200 and that still reads;
-- ``5xx``: an answer >= 500 other than 503 / 504 (both mean "not done" / "unknown").
+- ``5xx``: an answer >= 500 other than 503 / 504 (both mean "not done" / "unknown");
+- ``not-linearizable``: meanwhile clients write and read one property of one object through the
+  VIP and through each replica (the frozen one too); the history of that register must be
+  linearizable (``contrail_ha.operations.linearizable``), which covers read-your-writes across
+  replicas, monotonic reads and no acknowledged write lost.
 
 Every request and answer is kept with its send and answer times (``history``), so a violation can
 be shown with the requests that produced it. Everything a round created is deleted afterwards.
@@ -32,8 +36,13 @@ from typing import Any
 
 import httpx
 
+from contrail_ha.operations import linearizable
+
 DOMAIN = "default-domain"
 TIMEOUT = 120.0  # a request held by the frozen replica is answered after the resume
+# The deleters' requests: one that HAProxy sent to the frozen replica before taking it out of
+# rotation is given up (and counted unanswered) so the deleter goes on through the others.
+DELETE_TIMEOUT = 10.0
 Obj = dict[str, Any]
 
 
@@ -59,18 +68,20 @@ class Op:
 class PauseResult:
     rounds: int = 0
     held: int = 0  # requests sent before the freeze and answered after the resume (held by the pause)
+    register_ops: int = 0  # operations of the register history checked for linearizability
     answers: Counter[str] = field(default_factory=Counter)  # "<kind> <status>"
     violations: list[str] = field(default_factory=list)
     history: list[Op] = field(default_factory=list)
 
     def summary(self) -> str:
         answers = ", ".join(f"{k}: {n}" for k, n in sorted(self.answers.items()))
-        return f"{self.rounds} rounds; answers {answers}; {len(self.violations)} violations"
+        return (f"{self.rounds} rounds; answers {answers}; register ops checked {self.register_ops}; "
+                f"{len(self.violations)} violations")
 
 
 def _req(client: httpx.Client, base: str, method: str, path: str, body: Any = None) -> tuple[int | None, str]:
     try:
-        r = client.request(method, base + path, json=body, timeout=TIMEOUT)
+        r = client.request(method, base + path, json=body)
         return r.status_code, r.text
     except httpx.HTTPError as e:
         return None, f"{type(e).__name__}: {e}"
@@ -89,6 +100,8 @@ class Round:
         self.projects: list[tuple[str, str, str]] = []  # (project uuid, ipam uuid, anchor network uuid)
         self.client = httpx.Client(timeout=TIMEOUT)
         self.frozen: tuple[float, float] = (0.0, 0.0)  # when the replica was frozen and resumed
+        self.register = ""  # the uuid of the object whose display_name the register clients share
+        self.register_ops: list[linearizable.Op] = []
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -124,6 +137,32 @@ class Round:
             ipam = self._post("network-ipam", {"fq_name": [DOMAIN, pname, "ipam"], "parent_type": "project"})
             vn = self._post("virtual-network", {"fq_name": [DOMAIN, pname, "anchor"], "parent_type": "project"})
             self.projects.append((p, ipam, vn))
+        self.register = self._post("project", {"fq_name": [DOMAIN, f"pz-{self.tag}-reg"], "parent_type": "domain",
+                                               "display_name": "initial"})
+
+    def register_worker(self, label: str, base: str, stop: threading.Event) -> None:
+        """Write a unique value, read it back, through one reader, until ``stop``."""
+        with httpx.Client(timeout=TIMEOUT) as client:
+            k = 0
+            while not stop.is_set():
+                k += 1
+                value = f"{label}-{k}"
+                t0 = self.now()
+                status, text = _req(client, base, "PUT", f"/project/{self.register}",
+                                    {"project": {"display_name": value}})
+                t1 = self.now()
+                if status == 200:
+                    self.register_ops.append(linearizable.Op("w", value, t0, t1, label))
+                elif status is None or status >= 500:  # no answer, 503/504: it may still apply
+                    self.register_ops.append(linearizable.Op("w", value, t0, None, label))
+                t0 = self.now()
+                status, text = _req(client, base, "GET", f"/project/{self.register}?fields=display_name")
+                t1 = self.now()
+                if status == 200:
+                    got = httpx.Response(200, text=text).json()["project"].get("display_name")
+                    self.register_ops.append(linearizable.Op("r", got, t0, t1, label))
+                elif status is None or status >= 500:
+                    time.sleep(0.2)
 
     # --- the load on the replica that is frozen ------------------------------------------------------
     def worker(self, w: int, stop: threading.Event) -> None:
@@ -148,27 +187,31 @@ class Round:
     # --- the deleter, through the other replicas -------------------------------------------------------
     def delete_all(self, i: int, until: float) -> None:
         """Delete everything under project ``i`` through the other replicas, retrying 409s."""
+        with httpx.Client(timeout=DELETE_TIMEOUT) as client:
+            self._delete_all(client, i, until)
+
+    def _delete_all(self, client: httpx.Client, i: int, until: float) -> None:
         p, ipam, _ = self.projects[i]
         rnd = random.Random(i)
         while self.now() < until:
             base = rnd.choice(self.others)
-            status, text = _req(self.client, base, "GET", f"/virtual-networks?parent_id={p}")
+            status, text = _req(client, base, "GET", f"/virtual-networks?parent_id={p}")
             if status != 200:
                 time.sleep(0.5)
                 continue
             vns = [v["uuid"] for v in httpx.Response(200, text=text).json().get("virtual-networks", [])]
             for u in vns:
-                self.call(self.client, "ref-del", i, base, "POST", "/ref-update",
+                self.call(client, "ref-del", i, base, "POST", "/ref-update",
                           {"operation": "DELETE", "type": "virtual-network", "uuid": u,
                            "ref-type": "network-ipam", "ref-uuid": ipam})
-                op = self.call(self.client, "delete-vn", i, base, "DELETE", f"/virtual-network/{u}")
+                op = self.call(client, "delete-vn", i, base, "DELETE", f"/virtual-network/{u}")
                 op.uuid = u
-            op = self.call(self.client, "delete-ipam", i, base, "DELETE", f"/network-ipam/{ipam}")
+            op = self.call(client, "delete-ipam", i, base, "DELETE", f"/network-ipam/{ipam}")
             op.uuid = ipam
             if op.status not in (200, 404):
                 time.sleep(0.5)
                 continue
-            op = self.call(self.client, "delete-project", i, base, "DELETE", f"/project/{p}")
+            op = self.call(client, "delete-project", i, base, "DELETE", f"/project/{p}")
             op.uuid = p
             if op.status in (200, 404):
                 return
@@ -177,26 +220,32 @@ class Round:
     # --- the round --------------------------------------------------------------------------------------
     def run(self, pause: Callable[[], None], resume: Callable[[], None], hold: float) -> list[str]:
         self.setup()
-        stop = threading.Event()
+        stop, stop_register = threading.Event(), threading.Event()
         threads = [threading.Thread(target=self.worker, args=(w, stop), daemon=True) for w in range(self.workers)]
-        for t in threads:
+        readers = [("vip", self.vip)] + [(f"replica{k}", b) for k, b in enumerate(self.others[:-1])] + \
+            [("frozen", self.paused)]
+        registers = [threading.Thread(target=self.register_worker, args=(label, base, stop_register), daemon=True)
+                     for label, base in readers]
+        for t in threads + registers:
             t.start()
         time.sleep(1.0)  # requests in flight at every stage of the write path
         stop.set()  # no new request once the replica is frozen (those in flight stay there)
         pause()
         frozen_at = self.now()
+        deleters = [threading.Thread(target=self.delete_all, args=(i, frozen_at + hold - 1), daemon=True)
+                    for i in range(self.pairs)]
         try:
-            deleters = [threading.Thread(target=self.delete_all, args=(i, frozen_at + hold - 1), daemon=True)
-                        for i in range(self.pairs)]
             for t in deleters:
                 t.start()
-            for t in deleters:
-                t.join(hold + 30)
-            time.sleep(max(0.0, frozen_at + hold - self.now()))
+            time.sleep(max(0.0, frozen_at + hold - self.now()))  # the freeze lasts exactly ``hold``
         finally:
             resume()
             self.frozen = (frozen_at, self.now())
-        for t in threads:
+        for t in deleters + threads:
+            t.join(TIMEOUT + 10)
+        time.sleep(2.0)  # the register clients go on a little after the resume
+        stop_register.set()
+        for t in registers:
             t.join(TIMEOUT + 10)
         return self.check()
 
@@ -213,6 +262,9 @@ class Round:
             if op.status == 200 and op.index in gone_projects and op.uuid not in deleted:
                 out.append(f"acked-orphan: {op.brief()} / project deleted: "
                            + "; ".join(o.brief() for o in by_kind["delete-project"] if o.index == op.index))
+        verdict = linearizable.check(self.register_ops, initial="initial")
+        if not verdict.ok:
+            out.append(f"not-linearizable: the register ({len(self.register_ops)} ops): {verdict}")
         created = {op.uuid for op in by_kind.get("create", []) if op.uuid}
         for base in [self.vip, *self.others[:-1], self.paused]:
             out += self._read_check(base, created, gone_projects)
@@ -255,6 +307,8 @@ class Round:
     def cleanup(self) -> None:
         for i in range(len(self.projects)):
             self.delete_all(i, self.now() + 60)
+        if self.register:
+            _req(self.client, self.others[0], "DELETE", f"/project/{self.register}")
         self.client.close()
 
 
@@ -272,6 +326,7 @@ def run(vip: str, replicas: list[str], paused: str, pause: Callable[[], None], r
         res.held += sum(1 for op in r.history if op.target == paused and op.sent < r.frozen[0]
                         and op.answered >= r.frozen[1])
         res.history += r.history
+        res.register_ops += len(r.register_ops)
         res.violations += [f"[round {n}] {v}" for v in found]
         answers = Counter(f"{op.kind} {op.status}" for op in r.history)
         res.answers.update(answers)
