@@ -118,9 +118,9 @@ def check(history: Sequence[Op], initial: Hashable = None, *, max_steps: int = 5
         if steps > max_steps:
             raise RuntimeError(f"linearizability search gave up after {max_steps} steps ({n} ops)")
         if entry.is_call:
-            op = entry.op
-            assert op is not None
-            ok, new_state = (True, op.value) if op.kind == "w" else (op.value == state, state)
+            cur = entry.op
+            assert cur is not None
+            ok, new_state = (True, cur.value) if cur.kind == "w" else (cur.value == state, state)
             key = (linearized | (1 << entry.index), new_state)
             if ok and key not in cache:
                 cache.add(key)
