@@ -59,7 +59,7 @@ class Verdict:
 class _Entry:
     """A call or return event in the doubly linked list the search walks."""
 
-    __slots__ = ("op", "index", "is_call", "match", "prev", "next", "time")
+    __slots__ = ("index", "is_call", "match", "next", "op", "prev", "time")
 
     def __init__(self, op: Op | None, index: int, is_call: bool, time: float) -> None:
         self.op, self.index, self.is_call, self.time = op, index, is_call, time
