@@ -318,7 +318,8 @@ def status(topology: Path | None, state_root: Path, as_json: bool) -> None:
 @topology_opt
 @state_opt
 @click.option("--fault", "fault_names", multiple=True, metavar="NAME",
-              help="fault to inject (repeatable; default: every fault the topology survives)")
+              help="fault to inject (repeatable; NAME+NAME injects several at once; default: every fault "
+                   "the topology survives)")
 @click.option("--repeat", default=1, show_default=True, type=click.IntRange(1, 100), help="runs of each fault")
 @click.option("--seconds", default=8.0, show_default=True, type=click.FloatRange(1, 600),
               help="how long each fault is held before it is healed")
@@ -334,6 +335,7 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
     import asyncio
 
     from contrail_ha.operations.drill import FAULTS, as_dict, run_fault, save
+    from contrail_ha.operations.drill_faults import fault_named
     from contrail_ha.operations.faults import heal_all
     from contrail_ha.runtime import netns
 
@@ -347,10 +349,11 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
             console.print(f"healed: {line}")
         console.print(f"{len(healed)} fault(s) healed" if healed else "nothing to heal")
         return
-    unknown = [n for n in fault_names if n not in FAULTS]
+    unknown = [p for n in fault_names for p in n.split("+") if p not in FAULTS]
     if unknown:
-        raise UsageProblem(f"unknown fault(s) {', '.join(unknown)}; faults: {', '.join(FAULTS)}")
-    chosen = [FAULTS[n] for n in (fault_names or FAULTS)]
+        raise UsageProblem(f"unknown fault(s) {', '.join(unknown)}; faults: {', '.join(FAULTS)} "
+                           "(several at once: NAME+NAME)")
+    chosen = [fault_named(n) for n in (fault_names or FAULTS)]
     refused = [(f.name, why) for f in chosen if (why := f.needs(plan))]
     if refused and fault_names:
         raise CommandError("\n".join(f"refusing to inject {name}: the topology cannot survive it: {why}"
@@ -386,7 +389,8 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
     else:
         t = Table(title=f"drill results ({path})")
         for col in ("fault", "requests", "failed", "longest outage s", "gap s", "writes back s", "p99 ms", "recovery s",
-                    "acked", "lost", "dup names", "dup ids", "replicas differ", "messages", "msgs lost", "data"):
+                    "acked", "lost", "dup names", "dup ids", "replicas differ", "messages", "msgs lost",
+                    "register ops", "data"):
             t.add_column(col)
         for r in results:
             t.add_row(r.fault, str(r.requests), str(sum(r.failed.values())), str(r.longest_outage_s),
@@ -394,8 +398,13 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
                       str(r.recovery_s) + ("" if r.recovered else " (not recovered)"), str(r.acked_creates),
                       str(r.lost), str(r.duplicate_fq_names), str(r.duplicate_vn_ids), str(r.replicas_disagree),
                       str(r.analytics_sent), str(r.analytics_lost + r.analytics_duplicates),
+                      f"{r.register_ops}" + ("" if r.register_linearizable else " NOT linearizable"),
                       "[green]ok[/]" if r.data_ok else "[red]LOST/DUP[/]")
         console.print(t)
+        for r in results:
+            if not r.register_linearizable:
+                console.print(f"[red]{r.fault}: the register's history is not linearizable[/]; the smallest "
+                              "window that cannot be ordered:\n  " + "\n  ".join(r.register_window))
     if not all(r.data_ok for r in results):
         raise DataLost()
 

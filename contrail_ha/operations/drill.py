@@ -23,6 +23,7 @@ from typing import Any
 
 from contrail_ha.operations.drill_check import Result, data_check, outage, summarise
 from contrail_ha.operations.drill_faults import FAULTS, Fault
+from contrail_ha.operations.drill_register import Register, project_uuid
 from contrail_ha.operations.drill_workload import (
     CLIENT_TIMEOUT_S,
     RATE,
@@ -80,6 +81,8 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
     project = await setup_project(plan)
     wl = Workload(plan, project, rate=rate)
     runner = asyncio.get_running_loop().create_task(wl.run())
+    register = Register(plan, await project_uuid(plan, project))
+    registering = asyncio.get_running_loop().create_task(register.run())
     await asyncio.sleep(2)  # warm-up: the workload reaches its steady rate
     t_inject = time.monotonic()
     done = await asyncio.to_thread(fault.inject, plan, layout)
@@ -115,15 +118,21 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
                  out_of_rotation_s=await rotation if rotation is not None else None, last_unhealthy=last_unhealthy)
     await asyncio.sleep(1)
     wl.stop.set()
+    register.stop.set()
     await runner
+    await registering
     await wl.flush()
     summarise(res, wl, t_inject, t_heal)
+    reg = await asyncio.to_thread(register.check)
+    res.register_ops, res.register_unknown = reg.ops, reg.unknown
+    res.register_linearizable, res.register_window = reg.linearizable, reg.window
     await data_check(plan, wl, res)
     if not keep:
         progress(f"{fault.name}: deleted the drill's {await cleanup(plan, project)} objects")
     progress(f"{fault.name}: {res.requests} requests, failed {sum(res.failed.values())}, "
              f"longest outage {res.longest_outage_s}s (gap {res.longest_gap_s}s), writes back {res.writes_back_s}s, "
              f"recovery {res.recovery_s}s, analytics {res.analytics_sent} sent/{res.analytics_lost} lost, "
+             f"register {res.register_ops} ops {'linearizable' if res.register_linearizable else 'NOT linearizable'}, "
              f"data {'ok' if res.data_ok else 'NOT OK'}")
     return res
 

@@ -42,12 +42,16 @@ class Result:
     minority_writes: dict[str, int] = field(default_factory=dict)  # partition only: status -> count
     out_of_rotation_s: float | None = None  # killed API replica: until every lb's HAProxy has it DOWN
     last_unhealthy: list[str] = field(default_factory=list)  # the checks that were the last to recover
+    register_ops: int = 0  # the register's history (drill_register): operations checked
+    register_unknown: int = 0  # of which writes with an unknown outcome
+    register_linearizable: bool = True
+    register_window: list[str] = field(default_factory=list)  # on a violation: the ops that cannot be ordered
 
     @property
     def data_ok(self) -> bool:
         return not (self.lost or self.mismatched or self.duplicate_fq_names or self.duplicate_vn_ids
                     or self.replicas_disagree or self.analytics_lost or self.analytics_duplicates
-                    or self.minority_writes.get("200"))
+                    or self.minority_writes.get("200") or not self.register_linearizable)
 
 
 async def data_check(plan: Plan, wl: Workload, res: Result) -> None:

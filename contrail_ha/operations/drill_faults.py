@@ -160,9 +160,9 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("kafka-broker", "kill -9 a Kafka broker", _at_least("analyticsdb", 3, "analyticsdb"),
           _kill(KAFKA, _last(KAFKA)), _heal_processes),
     Fault("controller-partition", "partition one controller host from the other controllers",
-          _at_least("controllers", 3, "controller"), _partition_controller, _heal_partition),
-    # Pauses (SIGSTOP): the process keeps its sockets and answers nothing, for longer than every
-    # timeout in the write path (a create's claim window is 15 s).
+          _at_least("controllers", 3, "controller"), _partition_controller, _heal_partition, PAUSE_S),
+    # Pauses (SIGSTOP): the process keeps its sockets and answers nothing. Pauses and the partition
+    # are held longer than every timeout in the write path (a create's claim window is 15 s).
     Fault("api-pause", "SIGSTOP one contrail-api replica", _at_least("controllers", 2, "controller"),
           _pause(CONFIG_API, _last(CONFIG_API)), _resume, PAUSE_S),
     Fault("config-db-pause", "SIGSTOP a config-DB Cassandra node", _at_least("controllers", 3, "controller"),
@@ -177,3 +177,39 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
     Fault("api-clock-skew", "restart one contrail-api replica with its clock 60 s ahead",
           _at_least("controllers", 2, "controller"), _skew(CONFIG_API, _last(CONFIG_API), 60.0), _unskew),
 ]}
+
+
+def fault_named(name: str) -> Fault:
+    """A fault of the catalogue, or several at once (``a+b``: injected in that order, held together
+    as long as the longest needs, healed in the reverse order)."""
+    parts = [FAULTS[n] for n in name.split("+")]
+    if len(parts) == 1:
+        return parts[0]
+    if len({p.name for p in parts}) != len(parts):
+        raise ValueError(f"{name}: a fault appears twice")
+
+    def needs(plan: Plan) -> str | None:
+        return next((f"{p.name} {why}" for p in parts if (why := p.needs(plan))), None)
+
+    def inject(plan: Plan, layout: Layout) -> dict[str, Any]:
+        done: list[dict[str, Any]] = []
+        try:
+            for p in parts:
+                done.append(p.inject(plan, layout))
+        except BaseException:
+            for p, d in reversed(list(zip(parts, done, strict=False))):
+                p.heal(plan, layout, d)
+            raise
+        merged: dict[str, Any] = {}
+        for d in done:  # the first part's host, server and minority (what the drill watches)
+            merged.update({k: v for k, v in d.items() if k not in merged})
+        merged["parts"] = done
+        merged["hosts"] = [d.get("host") for d in done]
+        return merged
+
+    def heal(plan: Plan, layout: Layout, done: dict[str, Any]) -> None:
+        for p, d in reversed(list(zip(parts, done["parts"], strict=True))):
+            p.heal(plan, layout, d)
+
+    return Fault(name, " and ".join(p.description for p in parts), needs, inject, heal,
+                 max(p.min_seconds for p in parts))

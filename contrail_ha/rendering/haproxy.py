@@ -14,8 +14,10 @@ received them.
 
 Process: ``haproxy -db -W -f haproxy.cfg`` (master-worker, in the foreground; the master's
 PID is in the pid file, ``kill -USR2 <master>`` reloads). It is stopped with **SIGUSR1**, a
-soft stop: listeners close at once, requests in flight finish, and ``hard-stop-after`` bounds
-the wait. The lb's health watcher should withdraw the VIP before stopping HAProxy.
+soft stop: listeners close at once, requests in flight finish, idle keep-alive connections are
+answered once more with ``Connection: close`` (``option idle-close-on-response``, so a client
+sending on one just then is not cut off), and ``hard-stop-after`` bounds the wait. The lb's
+health watcher should withdraw the VIP before stopping HAProxy.
 """
 
 from __future__ import annotations
@@ -161,6 +163,9 @@ def render_config(plan: Plan, inst: Instance, layout: Layout) -> str:
         "    timeout http-keep-alive 10s",
         "    timeout queue 5s",
         "    timeout check 2s",
+        "    # a reload (scale, new config) keeps each idle client keep-alive connection until its next",
+        "    # request and answers it (Connection: close) instead of closing it under a request in flight",
+        "    option idle-close-on-response",
         "    retries 2",
         "    option redispatch 1",
         "    retry-on conn-failure empty-response 503",

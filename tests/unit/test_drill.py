@@ -76,3 +76,64 @@ def test_create_uuid_follows_the_request_id() -> None:
     finally:
         server.REQUEST_ID.reset(token)
     assert server.create_uuid("virtual_network", ["default-domain", "p", "vn"]) != a  # no id: random
+
+
+def test_faults_combine_in_order_and_heal_in_reverse() -> None:
+    from contrail_ha.operations.drill_faults import Fault, fault_named
+
+    calls: list[str] = []
+
+    def part(name: str, seconds: float, fail: bool = False) -> Fault:
+        def inject(plan: object, layout: object) -> dict:
+            if fail:
+                raise RuntimeError(f"{name} cannot be injected")
+            calls.append(f"inject {name}")
+            return {"host": f"h-{name}", name: True}
+
+        def heal(plan: object, layout: object, done: dict) -> None:
+            calls.append(f"heal {name} {sorted(done)}")
+
+        return Fault(name, f"do {name}", lambda plan: None, inject, heal, seconds)
+
+    saved = dict(FAULTS)
+    try:
+        FAULTS.update({"a": part("a", 0), "b": part("b", 20), "bad": part("bad", 0, fail=True)})
+        both = fault_named("a+b")
+        assert both.name == "a+b" and both.min_seconds == 20 and both.description == "do a and do b"
+        done = both.inject(None, None)  # type: ignore[arg-type]
+        assert done["host"] == "h-a" and done["a"] and done["b"] and done["hosts"] == ["h-a", "h-b"]
+        both.heal(None, None, done)  # type: ignore[arg-type]
+        assert calls == ["inject a", "inject b", "heal b ['b', 'host']", "heal a ['a', 'host']"]
+        calls.clear()
+        try:
+            fault_named("a+bad").inject(None, None)  # type: ignore[arg-type]
+        except RuntimeError:
+            pass
+        assert calls == ["inject a", "heal a ['a', 'host']"]  # what was injected is healed
+        assert fault_named("a") is FAULTS["a"]
+        for bad in ("a+a",):
+            try:
+                fault_named(bad)
+                raise AssertionError(bad)
+            except ValueError:
+                pass
+    finally:
+        FAULTS.clear()
+        FAULTS.update(saved)
+
+
+def test_a_register_violation_is_data_not_ok() -> None:
+    from contrail_ha.operations import linearizable
+    from contrail_ha.operations.drill_register import INITIAL, Register
+
+    r = Register(_plan("ha"), "u")
+    assert r.readers[0][0] == "vip" and len(r.readers) == 4
+    r.ops = [linearizable.Op("w", "x", 0.0, 1.0, "vip"), linearizable.Op("r", "x", 2.0, 3.0, "c1")]
+    ok = r.check()
+    assert ok.linearizable and ok.ops == 2
+    r.ops.append(linearizable.Op("r", INITIAL, 4.0, 5.0, "c2"))  # an acknowledged write undone
+    bad = r.check()
+    assert not bad.linearizable and any("c2" in line for line in bad.window)
+    res = Result("f", {})
+    res.register_linearizable = bad.linearizable
+    assert not res.data_ok
