@@ -64,6 +64,8 @@ class Register:
                 async with s.put(base + self.path, json={"project": {"display_name": value}}) as r:
                     await r.read()
                     status: int | None = r.status
+            except aiohttp.ClientConnectorError:  # never sent (the replica is down): a definite failure
+                status = 0
             except (TimeoutError, aiohttp.ClientError):
                 status = None
             t1 = self.now()
