@@ -126,13 +126,14 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
     reg = await asyncio.to_thread(register.check)
     res.register_ops, res.register_unknown = reg.ops, reg.unknown
     res.register_linearizable, res.register_window = reg.linearizable, reg.window
+    res.register_undecided = reg.undecided
     await data_check(plan, wl, res)
     if not keep:
         progress(f"{fault.name}: deleted the drill's {await cleanup(plan, project)} objects")
     progress(f"{fault.name}: {res.requests} requests, failed {sum(res.failed.values())}, "
              f"longest outage {res.longest_outage_s}s (gap {res.longest_gap_s}s), writes back {res.writes_back_s}s, "
              f"recovery {res.recovery_s}s, analytics {res.analytics_sent} sent/{res.analytics_lost} lost, "
-             f"register {res.register_ops} ops {'linearizable' if res.register_linearizable else 'NOT linearizable'}, "
+             f"register {res.register_ops} ops {register_verdict(res)}, "
              f"data {'ok' if res.data_ok else 'NOT OK'}")
     return res
 
@@ -143,6 +144,12 @@ def save(results: list[Result], layout: Layout) -> Path:
     f = d / f"drill-{time.strftime('%Y%m%dT%H%M%S')}.json"
     f.write_text(json.dumps([as_dict(r) for r in results], indent=2))
     return f
+
+
+def register_verdict(res: Result) -> str:
+    if res.register_undecided:
+        return "undecided"
+    return "linearizable" if res.register_linearizable else "NOT linearizable"
 
 
 def as_dict(r: Result) -> dict[str, Any]:

@@ -45,6 +45,7 @@ class Result:
     register_ops: int = 0  # the register's history (drill_register): operations checked
     register_unknown: int = 0  # of which writes with an unknown outcome
     register_linearizable: bool = True
+    register_undecided: bool = False  # the checker's search gave up on this history
     register_window: list[str] = field(default_factory=list)  # on a violation: the ops that cannot be ordered
 
     @property

@@ -31,6 +31,7 @@ class RegisterResult:
     unknown: int = 0  # writes whose outcome the client could not learn (no answer, 5xx)
     linearizable: bool = True
     window: list[str] = field(default_factory=list)  # on a violation: the smallest window, one line an op
+    undecided: bool = False  # the search gave up (reported, not counted as a violation)
 
 
 class Register:
@@ -90,9 +91,12 @@ class Register:
             await asyncio.gather(*(self._reader(s, label, base) for label, base in self.readers))
 
     def check(self) -> RegisterResult:
-        verdict = linearizable.check(self.ops, initial=INITIAL)
-        return RegisterResult(len(self.ops), sum(1 for o in self.ops if o.done is None), verdict.ok,
-                              [o.brief() for o in verdict.window])
+        unknown = sum(1 for o in self.ops if o.done is None)
+        try:
+            verdict = linearizable.check(self.ops, initial=INITIAL)
+        except RuntimeError as e:  # the search is exponential in the worst case: say so, do not guess
+            return RegisterResult(len(self.ops), unknown, True, [f"undecided: {e}"], undecided=True)
+        return RegisterResult(len(self.ops), unknown, verdict.ok, [o.brief() for o in verdict.window])
 
 
 async def project_uuid(plan: Plan, name: str) -> str:

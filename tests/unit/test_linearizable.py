@@ -89,3 +89,14 @@ def test_a_corrupted_read_is_rejected_when_it_cannot_be_explained(seed: int) -> 
     i = reads[len(reads) // 2]
     h[i] = r("never-written", h[i].invoked, h[i].done)
     assert not check(h).ok
+
+
+def test_unread_unknown_writes_are_left_out_and_keep_the_search_small() -> None:
+    """A replica cut off from the rest answers every write with an error: hundreds of unknown-outcome
+    writes nobody read. They can never be needed, so the search ignores them."""
+    h = [w("a", 0, 1, "ok")]
+    h += [w(f"lost-{k}", 2 + k * 0.01, None, "cut") for k in range(400)]
+    h += [r("a", 10 + k, 10.5 + k, "ok") for k in range(50)]
+    v = check(h, max_steps=10_000)
+    assert v.ok and v.ops == 51
+    assert not check([*h, r("b", 100, 101, "ok")], max_steps=10_000).ok
