@@ -99,8 +99,7 @@ class Claims(StoreSession):
         """Revoke what a timed-out or late create may have written (tombstones at its revoke time,
         which shadow its columns whenever they land); False if that failed too."""
         at = fence.revoke_ts
-        undo = [Mutation(UUID_TABLE, u, None, None, at), Mutation(FQ_TABLE, t, col_fq(fq, u), None, at)]
-        undo += [Mutation(m.table, m.key, m.column, None, at) for m in links]
+        undo = self._revocation(t, u, fq, fence.ts) + [Mutation(m.table, m.key, m.column, None, at) for m in links]
         try:
             await self._send(undo)
         except Exception as e:
@@ -115,14 +114,21 @@ class Claims(StoreSession):
             return Mutation(UUID_TABLE, ref_uuid, col_ref(obj_type, obj_uuid), value)
         return Mutation(UUID_TABLE, ref_uuid, col_backref(obj_type, obj_uuid), value)
 
+    @staticmethod
+    def _revocation(obj_type: str, uuid: str, fq_name: Sequence[str] | None, claim_ts: int) -> list[Mutation]:
+        """Tombstones one microsecond after a create's write time on its row and (when its fq_name
+        is known) its fq-name column: they shadow every column the create wrote at ``claim_ts``."""
+        muts = [Mutation(UUID_TABLE, uuid, None, None, claim_ts + 1)]
+        if fq_name:
+            muts.append(Mutation(FQ_TABLE, obj_type, col_fq(list(fq_name), uuid), None, claim_ts + 1))
+        return muts
+
     async def revoke(self, obj_type: str, uuid: str, fq_name: Sequence[str] | None, claim_ts: int) -> None:
         """Revoke a create judged dead (its claim written at ``claim_ts``, older than
         :data:`LINK_STALE_S`, its object invisible): tombstones one microsecond after the claim on
         its row and fq-name column, which shadow its commit (written at ``claim_ts``) whenever it
         lands. Harmless on a row that was committed and deleted since."""
-        muts = [Mutation(UUID_TABLE, uuid, None, None, claim_ts + 1)]
-        if fq_name:
-            muts.append(Mutation(FQ_TABLE, otype(obj_type), col_fq(list(fq_name), uuid), None, claim_ts + 1))
+        muts = self._revocation(otype(obj_type), uuid, fq_name, claim_ts)
         log.warning("revoking the create of %s %s (claimed %.1f s ago, never committed)", obj_type, uuid,
                     time.time() - claim_ts / 1e6)
         await self._send(muts, BatchType.UNLOGGED)
@@ -135,8 +141,8 @@ class Claims(StoreSession):
         """The delete gave up (409 or an error): creates pointing here may go on."""
         try:
             await self._send([Mutation(UUID_TABLE, uuid, DELETING)])
-        except Exception as e:  # the mark goes stale by itself
-            log.warning("could not remove the delete mark of %s: %s", uuid, e)
+        except Exception as e:  # marks never expire: a retry of the DELETE completes or clears it
+            log.warning("could not remove the delete mark of %s (retry the DELETE to clear it): %s", uuid, e)
 
     async def visible(self, uuids: Sequence[str]) -> dict[str, tuple[list[str], str]]:
         """``(fq_name, type)`` of those uuids whose object exists now (QUORUM reads, no cache)."""

@@ -81,20 +81,19 @@ class Objects(Claims):
         """
         fence = fence or Fence.start()
         u, t, fq = obj["uuid"], otype(obj["type"]), list(obj["fq_name"])
-        at = fence.ts
         body: list[Mutation] = []
         links: list[Mutation] = []
         targets: dict[str, str] = {}
         modified = (obj.get("id_perms") or {}).get("last_modified") if isinstance(obj.get("id_perms"), dict) else None
-        commit = [Mutation(UUID_TABLE, u, "fq_name", dumps(fq), at), Mutation(UUID_TABLE, u, "type", dumps(t), at),
-                  Mutation(UUID_TABLE, u, LATEST, NULL, at)]
+        commit = [Mutation(UUID_TABLE, u, "fq_name", dumps(fq)), Mutation(UUID_TABLE, u, "type", dumps(t)),
+                  Mutation(UUID_TABLE, u, LATEST, NULL)]
         if modified:
-            commit.append(Mutation(UUID_TABLE, u, LAST_MODIFIED, dumps(modified), at))
+            commit.append(Mutation(UUID_TABLE, u, LAST_MODIFIED, dumps(modified)))
         if obj.get("parent_type") and obj.get("parent_uuid"):
             pt, pu = otype(obj["parent_type"]), obj["parent_uuid"]
-            commit += [Mutation(UUID_TABLE, u, "parent_type", dumps(pt), at),
-                       Mutation(UUID_TABLE, u, col_parent(pt, pu), NULL, at)]
-            links.append(Mutation(UUID_TABLE, pu, col_child(t, u), claim_value(fq), at))
+            commit += [Mutation(UUID_TABLE, u, "parent_type", dumps(pt)),
+                       Mutation(UUID_TABLE, u, col_parent(pt, pu), NULL)]
+            links.append(Mutation(UUID_TABLE, pu, col_child(t, u), claim_value(fq)))
             targets[pu] = f"Parent {obj['parent_type']} {pu}"
         for k, v in obj.items():
             if k in ENVELOPE or k.endswith("_back_refs") or k == "relaxed_back_refs":
@@ -103,13 +102,13 @@ class Objects(Claims):
             if rtype is not None and isinstance(v, list):
                 for r in v:
                     val = ref_value(r.get("attr"))
-                    body.append(Mutation(UUID_TABLE, u, col_ref(rtype, r["uuid"]), val, at))
-                    side = self._other_side(t, u, rtype, r["uuid"], claim_value(fq, val))
-                    links.append(Mutation(side.table, side.key, side.column, side.value, at))
+                    body.append(Mutation(UUID_TABLE, u, col_ref(rtype, r["uuid"]), val))
+                    links.append(self._other_side(t, u, rtype, r["uuid"], claim_value(fq, val)))
                     targets.setdefault(r["uuid"], f"{k}: {rtype.replace('_', '-')} {r['uuid']}")
             elif v is not None:
-                body += [Mutation(m.table, m.key, m.column, m.value, at) for m in self._prop_columns(t, u, k, v)]
-        commit.append(Mutation(FQ_TABLE, t, col_fq(fq, u), NULL, at))
+                body += self._prop_columns(t, u, k, v)
+        commit.append(Mutation(FQ_TABLE, t, col_fq(fq, u), NULL))
+        body, links, commit = stamped(body, fence.ts), stamped(links, fence.ts), stamped(commit, fence.ts)
         await self._claim(links, targets, obj.get("parent_uuid") or None, at=fence.revoke_ts)
         try:
             await self._write(body, commit)
