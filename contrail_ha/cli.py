@@ -390,7 +390,7 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
         t = Table(title=f"drill results ({path})")
         for col in ("fault", "requests", "failed", "longest outage s", "gap s", "writes back s", "p99 ms", "recovery s",
                     "acked", "lost", "dup names", "dup ids", "replicas differ", "messages", "msgs lost",
-                    "register ops", "data"):
+                    "register ops", "graph ops", "data"):
             t.add_column(col)
         for r in results:
             t.add_row(r.fault, str(r.requests), str(sum(r.failed.values())), str(r.longest_outage_s),
@@ -399,12 +399,16 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
                       str(r.lost), str(r.duplicate_fq_names), str(r.duplicate_vn_ids), str(r.replicas_disagree),
                       str(r.analytics_sent), str(r.analytics_lost + r.analytics_duplicates),
                       f"{r.register_ops}" + ("" if r.register_linearizable else " NOT linearizable"),
+                      f"{r.graph_ops}" + (f" {r.graph_violations} violations" if r.graph_violations else ""),
                       "[green]ok[/]" if r.data_ok else "[red]LOST/DUP[/]")
         console.print(t)
         for r in results:
             if not r.register_linearizable:
                 console.print(f"[red]{r.fault}: the register's history is not linearizable[/]; the smallest "
                               "window that cannot be ordered:\n  " + "\n  ".join(r.register_window))
+            if r.graph_violations:
+                console.print(f"[red]{r.fault}: {r.graph_violations} violations in the object graph[/]; the first:\n  "
+                              + "\n  ".join(r.graph_examples))
     if not all(r.data_ok for r in results):
         raise DataLost()
 

@@ -23,6 +23,8 @@ from typing import Any
 
 from contrail_ha.operations.drill_check import Result, data_check, outage, summarise
 from contrail_ha.operations.drill_faults import FAULTS, Fault
+from contrail_ha.operations.drill_graph import Graph
+from contrail_ha.operations.drill_graph_check import check as graph_check
 from contrail_ha.operations.drill_register import Register, project_uuid
 from contrail_ha.operations.drill_workload import (
     CLIENT_TIMEOUT_S,
@@ -83,6 +85,9 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
     runner = asyncio.get_running_loop().create_task(wl.run())
     register = Register(plan, await project_uuid(plan, project))
     registering = asyncio.get_running_loop().create_task(register.run())
+    graph = Graph(plan)
+    await graph.setup()
+    graphing = asyncio.get_running_loop().create_task(graph.run())
     await asyncio.sleep(2)  # warm-up: the workload reaches its steady rate
     t_inject = time.monotonic()
     done = await asyncio.to_thread(fault.inject, plan, layout)
@@ -119,8 +124,10 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
     await asyncio.sleep(1)
     wl.stop.set()
     register.stop.set()
+    graph.stop.set()
     await runner
     await registering
+    await graphing
     await wl.flush()
     summarise(res, wl, t_inject, t_heal)
     reg = await asyncio.to_thread(register.check)
@@ -128,12 +135,17 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
     res.register_linearizable, res.register_window = reg.linearizable, reg.window
     res.register_undecided = reg.undecided
     await data_check(plan, wl, res)
+    g = await graph_check(graph)
+    res.graph_ops, res.graph_answers = g.ops, g.answers
+    res.graph_violations, res.graph_examples = len(g.violations), g.violations[:20]
     if not keep:
-        progress(f"{fault.name}: deleted the drill's {await cleanup(plan, project)} objects")
+        progress(f"{fault.name}: deleted the drill's {await cleanup(plan, project)} objects "
+                 f"and {await graph.cleanup()} graph generations")
     progress(f"{fault.name}: {res.requests} requests, failed {sum(res.failed.values())}, "
              f"longest outage {res.longest_outage_s}s (gap {res.longest_gap_s}s), writes back {res.writes_back_s}s, "
              f"recovery {res.recovery_s}s, analytics {res.analytics_sent} sent/{res.analytics_lost} lost, "
              f"register {res.register_ops} ops {register_verdict(res)}, "
+             f"graph {res.graph_ops} ops {res.graph_violations} violations, "
              f"data {'ok' if res.data_ok else 'NOT OK'}")
     return res
 

@@ -47,12 +47,17 @@ class Result:
     register_linearizable: bool = True
     register_undecided: bool = False  # the checker's search gave up on this history
     register_window: list[str] = field(default_factory=list)  # on a violation: the ops that cannot be ordered
+    graph_ops: int = 0  # the object graph's history (drill_graph): requests checked
+    graph_answers: dict[str, int] = field(default_factory=dict)  # "<kind> <status>" -> count
+    graph_violations: int = 0  # orphans, dangling refs, lost, duplicate addresses or tag ids, 5xx
+    graph_examples: list[str] = field(default_factory=list)  # the first violations, with their requests
 
     @property
     def data_ok(self) -> bool:
         return not (self.lost or self.mismatched or self.duplicate_fq_names or self.duplicate_vn_ids
                     or self.replicas_disagree or self.analytics_lost or self.analytics_duplicates
-                    or self.minority_writes.get("200") or not self.register_linearizable)
+                    or self.minority_writes.get("200") or not self.register_linearizable
+                    or self.graph_violations)
 
 
 async def data_check(plan: Plan, wl: Workload, res: Result) -> None:

@@ -65,9 +65,10 @@ class Register:
                 async with s.put(base + self.path, json={"project": {"display_name": value}}) as r:
                     await r.read()
                     status: int | None = r.status
-            except aiohttp.ClientConnectorError:  # never sent (the replica is down): a definite failure
-                status = 0
             except (TimeoutError, aiohttp.ClientError):
+                # even a refused connection is no proof: aiohttp resends an idempotent PUT once when a
+                # kept-alive connection closes under it, so the first copy may have applied (it did, on
+                # a replica stopped mid-request, before the checker knew this)
                 status = None
             t1 = self.now()
             if status == 200:
