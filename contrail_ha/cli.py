@@ -1,4 +1,5 @@
-"""The ``contrail-ha`` command line: init, validate, render, export, up, scale, down, status, drill, ui, logs.
+"""The ``contrail-ha`` command line: init, validate, render, export, up, scale, down, status, drill, ui, logs, image
+(``cli_image``).
 
 Exit status: 0 success; 1 the topology is invalid, the cluster degraded or an operation
 failed; 2 usage error (bad option, unreadable file); 130 an interrupted drill. Commands report
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from contrail_ha.cli_errors import CommandError, DataLost, Degraded, Interrupted, UsageProblem, err
+from contrail_ha.cli_image import image
 from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
 from contrail_ha.runtime.supervisor_state import SupervisorDir
 from contrail_ha.topology.plan import Plan
@@ -467,6 +469,8 @@ def logs(host: str, service: str | None, topology: Path | None, state_root: Path
             console.rule(str(f))
             click.echo("\n".join(f.read_text(errors="replace").splitlines()[-lines:]))
 
+
+main.add_command(image)
 
 if __name__ == "__main__":
     main()

@@ -12,6 +12,13 @@ tool (and an operator) can see it:
 A process that exits is restarted with exponential back-off (0.5 s up to 10 s). SIGTERM stops
 every process in reverse order (stop signal, then SIGKILL after its stop timeout) and exits;
 SIGHUP re-reads the spec and restarts processes whose command or environment changed.
+
+``--container`` is the container contract: every process runs from the start (no orchestrator
+enables them), each line a process writes goes to the supervisor's own stdout prefixed with its
+name (the container's log, which the engine keeps and rotates), and a process that crash-loops
+(:data:`CRASHLOOP_EXITS` exits in a row, each within :data:`STABLE_AFTER` of its start) makes the
+supervisor stop the others and exit 1, so that the engine restarts the container and reports
+it, instead of the container showing "Up" around a dead component.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +39,9 @@ from contrail_ha.runtime.supervisor_state import GroupSpec, SupervisorDir  # Gro
 
 TICK = 0.2
 BACKOFF_MIN, BACKOFF_MAX, STABLE_AFTER = 0.5, 10.0, 30.0
+CRASHLOOP_EXITS = 5  # --container: this many quick exits in a row end the supervisor (exit 1)
+CRASHLOOP_STATUS = 1
+_out_lock = threading.Lock()
 
 
 @dataclass
@@ -42,6 +53,7 @@ class _Proc:
     backoff: float = BACKOFF_MIN
     next_start: float = 0.0
     last_exit: str = ""
+    quick_exits: int = 0  # exits in a row, each within STABLE_AFTER of its start
 
 
 CONFIG_DIGEST = "CONTRAIL_HA_CONFIG"  # the rendered files' digest the orchestrator puts in each environment
@@ -73,8 +85,10 @@ def _become_subreaper() -> None:
 class Supervisor:
     """Keeps one role's processes running."""
 
-    def __init__(self, spec_path: Path) -> None:
+    def __init__(self, spec_path: Path, *, container: bool = False) -> None:
         self.spec_path = spec_path
+        self.container = container
+        self.crashlooped: str | None = None
         self.spec = GroupSpec.from_json(spec_path.read_text())
         self.run_dir = Path(self.spec.run_dir)
         self.dir = SupervisorDir(self.run_dir)
@@ -90,27 +104,36 @@ class Supervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = {"PATH": os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
                "LANG": "C.UTF-8", **spec.env, **self.dir.fault_env(spec.name)}
-        with open(self.log_dir / f"{spec.name}.out", "ab") as out:
-            out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} supervisor: starting {spec.name}\n".encode())
-            out.flush()
-            pid = os.fork()
-            if pid == 0:  # child: own session/process group, stdio to the log
-                try:
-                    os.setsid()
-                    os.dup2(out.fileno(), 1)
-                    os.dup2(out.fileno(), 2)
-                    devnull = os.open(os.devnull, os.O_RDONLY)
-                    os.dup2(devnull, 0)
-                    if spec.cwd:
-                        os.chdir(spec.cwd)
-                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                    signal.signal(signal.SIGHUP, signal.SIG_DFL)
-                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    os.execvpe(spec.argv[0], spec.argv, env)
-                except BaseException as e:
-                    os.write(2, f"supervisor: exec {spec.argv[0]} failed: {e}\n".encode())
-                finally:
-                    os._exit(127)
+        banner = f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} supervisor: starting {spec.name}\n".encode()
+        if self.container:  # a pipe to the supervisor's stdout, each line prefixed with the process's name
+            rfd, wfd = os.pipe()
+            _emit(spec.name, banner)
+        else:
+            with open(self.log_dir / f"{spec.name}.out", "ab") as out:
+                out.write(banner)
+                wfd = os.dup(out.fileno())
+            rfd = -1
+        pid = os.fork()
+        if pid == 0:  # child: own session/process group, stdio to the log
+            try:
+                os.setsid()
+                os.dup2(wfd, 1)
+                os.dup2(wfd, 2)
+                devnull = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(devnull, 0)
+                if spec.cwd:
+                    os.chdir(spec.cwd)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_DFL)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                os.execvpe(spec.argv[0], spec.argv, env)
+            except BaseException as e:
+                os.write(2, f"supervisor: exec {spec.argv[0]} failed: {e}\n".encode())
+            finally:
+                os._exit(127)
+        os.close(wfd)
+        if rfd >= 0:
+            threading.Thread(target=_relay, args=(spec.name, rfd), daemon=True).start()
         p.pid = pid
         p.started = time.monotonic()
 
@@ -166,11 +189,18 @@ class Supervisor:
                     ran = time.monotonic() - p.started
                     p.backoff = BACKOFF_MIN if ran > STABLE_AFTER else min(p.backoff * 2, BACKOFF_MAX)
                     p.next_start = time.monotonic() + (0 if ran > STABLE_AFTER else p.backoff)
+                    p.quick_exits = 0 if ran > STABLE_AFTER else p.quick_exits + 1
                     self._log(f"{p.spec.name} (pid {pid}) ended: {p.last_exit} after {ran:.1f}s")
+                    if self.container and p.quick_exits >= CRASHLOOP_EXITS and not self.stopping:
+                        self.crashlooped = (f"{p.spec.name} crash-loops ({p.quick_exits} exits in a row, each "
+                                            f"within {STABLE_AFTER:.0f} s of its start; last: {p.last_exit})")
+                        self.stopping = True
 
     def _log(self, msg: str) -> None:
-        sys.stdout.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {self.spec.host}/{self.spec.role}: {msg}\n")
-        sys.stdout.flush()
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {self.spec.host}/{self.spec.role}: {msg}\n"
+        with _out_lock:
+            sys.stdout.write(line)
+            sys.stdout.flush()
 
     def _write_state(self) -> None:
         state: dict[str, Any] = {"supervisor_pid": os.getpid(), "host": self.spec.host, "role": self.spec.role,
@@ -248,17 +278,40 @@ class Supervisor:
             self._stop(p)
         self._write_state()
         self.dir.remove_pid()
+        if self.crashlooped:
+            self._log(f"{self.crashlooped}: exiting {CRASHLOOP_STATUS} so that the engine restarts the container")
+            sys.exit(CRASHLOOP_STATUS)
         self._log("stopped")
+
+
+def _emit(name: str, line: bytes) -> None:
+    with _out_lock:
+        sys.stdout.flush()
+        os.write(1, name.encode() + b" | " + line)
+
+
+def _relay(name: str, fd: int) -> None:
+    """Copy a process's output to stdout line by line, prefixed (until every writer closed the pipe)."""
+    with os.fdopen(fd, "rb", buffering=0) as pipe:
+        buf = b""
+        while chunk := pipe.read(65536):
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                _emit(name, line + b"\n")
+        if buf:
+            _emit(name, buf + b"\n")
 
 
 def main() -> None:
     args = sys.argv[1:]
-    enable_all = "--enable-all" in args  # in a container: every process runs from the start (no orchestrator)
-    args = [a for a in args if a != "--enable-all"]
+    container = "--container" in args  # the container contract (see the module's docstring)
+    enable_all = container or "--enable-all" in args  # every process runs from the start (no orchestrator)
+    args = [a for a in args if a not in ("--enable-all", "--container")]
     if len(args) != 1:
-        sys.stderr.write("usage: python -m contrail_ha.runtime.supervisor [--enable-all] SPEC.json\n")
+        sys.stderr.write("usage: python -m contrail_ha.runtime.supervisor [--enable-all | --container] SPEC.json\n")
         sys.exit(2)
-    sup = Supervisor(Path(args[0]))
+    sup = Supervisor(Path(args[0]), container=container)
     if enable_all:
         sup.run_dir.mkdir(parents=True, exist_ok=True)
         for name in sup.procs:

@@ -137,3 +137,41 @@ def test_config_change_reloads_by_signal_when_the_process_has_one(tmp_path: Path
     finally:
         p.terminate()
         p.wait(20)
+
+
+def _container(tmp_path: Path, *procs: ProcessSpec) -> tuple[subprocess.Popen[bytes], Path]:
+    spec = GroupSpec(host="h1", role="test", run_dir=str(tmp_path / "run"), log_dir=str(tmp_path / "logs"),
+                     processes=list(procs))
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(spec.to_json())
+    out = tmp_path / "container.log"
+    with open(out, "wb") as f:
+        p = subprocess.Popen([sys.executable, "-m", "contrail_ha.runtime.supervisor", "--container", str(spec_file)],
+                             stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+    return p, out
+
+
+def test_container_mode_logs_every_process_to_stdout(tmp_path: Path) -> None:
+    p, out = _container(tmp_path, ProcessSpec(name="talker", argv=["sh", "-c", "echo hello; echo oops >&2; sleep 300"]))
+    try:
+        text = _wait(lambda: (t := out.read_text()) and "talker | oops" in t and t)
+        assert "talker | hello" in text
+        assert not (tmp_path / "logs" / "talker.out").exists()  # nothing to an unrotated file
+    finally:
+        p.terminate()
+        assert p.wait(20) == 0  # a requested stop is a clean exit
+
+
+def test_container_exits_nonzero_when_a_process_crash_loops(tmp_path: Path) -> None:
+    p, out = _container(tmp_path, ProcessSpec(name="steady", argv=["sleep", "300"]),
+                        ProcessSpec(name="broken", argv=["sh", "-c", "echo cannot start; exit 3"]))
+    try:
+        assert p.wait(60) == 1  # the engine sees the container fail and restarts it
+    finally:
+        if p.poll() is None:
+            p.kill()
+    text = out.read_text()
+    assert text.count("broken | cannot start") >= 5
+    assert "broken crash-loops" in text and "exit 3" in text
+    steady = _state(tmp_path / "run")["steady"]
+    assert steady["pid"] is None  # the others were stopped, not left behind
