@@ -5,8 +5,8 @@ Two layers of work, each skipped when its result exists:
 1. The **base**: Debian 12 from ``debootstrap --variant=minbase`` of the Debian mirror apt
    already uses, imported as ``localhost/contrail-ha-base:bookworm`` (no ``FROM debian:12``:
    no registry is reachable here, nor at air-gapped sites).
-2. The **image**: the runtime only - HAProxy, BIRD, RabbitMQ, a JRE, Python - at the Debian
-   versions this machine runs (the ones the suite tested), the pinned jars at the paths the
+2. The **image**: the runtime only - HAProxy, BIRD, RabbitMQ, a JRE, Python - pinned to the
+   versions the Debian mirror offers when the image is planned (apt's candidates), the pinned jars at the paths the
    rendered command lines name, and contrail-ha in a venv from wheels of ``requirements.lock``
    (exact versions), installed offline. No compiler, Maven, browser or test tool. A non-root
    user ``contrail`` (uid 10001) is the default; only the lb's BIRD and VIP agent need root.
@@ -38,7 +38,7 @@ NAME = "localhost/contrail-ha"
 CACHE = Path(os.environ.get("CONTRAIL_HA_CACHE", "/var/cache/contrail-ha"))
 UID = 10001
 VENV = "/opt/contrail-ha/venv"
-# What the containers run; versions are those installed here when present (the tested ones).
+# What the containers run (pinned to apt's candidate versions: candidate_versions).
 PACKAGES = ("python3", "python3-venv", "haproxy", "bird2", "rabbitmq-server", "openjdk-17-jre-headless",
             "iproute2", "nftables", "procps", "tini", "libfaketime", "ca-certificates")
 SOURCES = ("/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list")
@@ -71,14 +71,20 @@ def mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
-def installed_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
-    """``package -> version`` of those installed on this machine (dpkg), for pinning."""
+def candidate_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    """``package -> version`` the Debian mirror offers now (apt's candidate, from the lists
+    install.sh refreshed), for pinning: the image gets exactly these, whatever apt would pick on
+    another day. A package apt does not know is left unpinned."""
+    p = subprocess.run(["apt-cache", "policy", *packages], capture_output=True, text=True, timeout=60, check=False)
     out: dict[str, str] = {}
-    for pkg in packages:
-        p = subprocess.run(["dpkg-query", "-W", "-f=${Status}\t${Version}", pkg], capture_output=True, text=True,
-                           timeout=30, check=False)
-        if p.returncode == 0 and p.stdout.startswith("install ok installed"):
-            out[pkg] = p.stdout.split("\t", 1)[1]
+    current = ""
+    for line in p.stdout.splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):
+            current = line[:-1]
+        elif line.strip().startswith("Candidate:") and current in packages:
+            version = line.split(":", 1)[1].strip()
+            if version and version != "(none)":
+                out[current] = version
     return out
 
 
@@ -97,10 +103,10 @@ def jar_paths(cache: Path = CACHE) -> list[Path]:
 
 def containerfile(pins: dict[str, str], inputs: str) -> str:
     pkgs = " ".join(f"{p}={pins[p]}" if p in pins else p for p in PACKAGES)
+    # Slow, rarely changing layers first (packages, jars, locked dependencies), so that a change of
+    # contrail-ha's own code rebuilds one small layer; the inputs label comes last for the same reason.
     return f"""# contrail-ha {__version__}: the image of every contrail-ha container (contrail-ha image build)
 FROM {BASE}
-LABEL org.opencontainers.image.title="contrail-ha" org.opencontainers.image.version="{__version__}" \\
-      io.contrail-ha.inputs="{inputs}"
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 CONTRAIL_HA_CACHE={CACHE} \\
     PATH={VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # this machine's apt sources (updates and security too: the pinned versions may come from them);
@@ -109,20 +115,23 @@ COPY apt /etc/apt/sources.list.d/
 RUN rm -f /etc/apt/sources.list \\
  && printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d \\
  && apt-get update -q && apt-get install -y -q --no-install-recommends {pkgs} \\
- && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
-COPY wheels /tmp/wheels
-RUN python3 -m venv {VENV} \\
- && {VENV}/bin/pip install -q --no-index --no-cache-dir --find-links /tmp/wheels \\
-      -r /tmp/wheels/requirements.lock contrail-ha=={__version__} \\
- && rm -rf /tmp/wheels
-COPY cache {CACHE}
-RUN groupadd --system --gid {UID} contrail \\
+ && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \\
+ && groupadd --system --gid {UID} contrail \\
  && useradd --system --uid {UID} --gid {UID} --home-dir /var/lib/contrail-ha --no-create-home contrail \\
  && mkdir -p /var/lib/contrail-ha && chown {UID}:{UID} /var/lib/contrail-ha
+COPY cache {CACHE}
+COPY deps /tmp/deps
+RUN python3 -m venv {VENV} \\
+ && {VENV}/bin/pip install -q --no-index --no-cache-dir --find-links /tmp/deps -r /tmp/deps/requirements.lock \\
+ && rm -rf /tmp/deps
+COPY app /tmp/app
+RUN {VENV}/bin/pip install -q --no-index --no-cache-dir --no-deps /tmp/app/*.whl && rm -rf /tmp/app
 USER {UID}
 WORKDIR /var/lib/contrail-ha
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["contrail-ha", "--version"]
+LABEL org.opencontainers.image.title="contrail-ha" org.opencontainers.image.version="{__version__}" \\
+      io.contrail-ha.inputs="{inputs}"
 """
 
 
@@ -134,7 +143,7 @@ def _package_files() -> list[Path]:
 
 def plan(cache: Path = CACHE) -> Plan:
     """The tag and Containerfile of this tree's image, without building anything."""
-    pins = installed_versions()
+    pins = candidate_versions()
     h = hashlib.sha256()
     h.update(containerfile(pins, "").encode())
     for f in _package_files():
@@ -165,8 +174,9 @@ def build_base(engine: Engine, log: Callable[[str], None] = print, *, timeout: f
         engine.run("import", str(tar), BASE, timeout=timeout)
 
 
-def wheels(into: Path, log: Callable[[str], None] = print, *, timeout: float = 1800) -> None:
-    """Wheels of every locked dependency and of contrail-ha, in ``into`` (reused from the cache)."""
+def wheels(deps: Path, app: Path, log: Callable[[str], None] = print, *, timeout: float = 1800) -> None:
+    """Wheels of every locked dependency in ``deps`` (built once per lock, then reused from the
+    cache) and of contrail-ha in ``app``."""
     lock = REPO / "requirements.lock"
     key = hashlib.sha256(lock.read_bytes()).hexdigest()[:12]
     cached = CACHE / "wheels" / key
@@ -176,15 +186,16 @@ def wheels(into: Path, log: Callable[[str], None] = print, *, timeout: float = 1
         cached.mkdir(parents=True, exist_ok=True)
         _run([*pip, "-w", str(cached), "-r", str(lock)], timeout)
         (cached / ".complete").touch()
-    into.mkdir(parents=True, exist_ok=True)
+    deps.mkdir(parents=True, exist_ok=True)
     for w in cached.glob("*.whl"):
-        shutil.copy2(w, into / w.name)
-    shutil.copy2(lock, into / "requirements.lock")
+        shutil.copy2(w, deps / w.name)
+    shutil.copy2(lock, deps / "requirements.lock")
+    app.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="contrail-ha-src-") as src:  # pip builds in the tree it is given
         shutil.copytree(REPO / "contrail_ha", Path(src) / "contrail_ha", ignore=shutil.ignore_patterns("__pycache__"))
         for f in ("pyproject.toml", "README.md"):
             shutil.copy2(REPO / f, Path(src) / f)
-        _run([*pip, "--no-deps", "-w", str(into), src], timeout)
+        _run([*pip, "--no-deps", "-w", str(app), src], timeout)
 
 
 def apt_sources(into: Path) -> None:
@@ -216,14 +227,20 @@ def build(engine: Engine, log: Callable[[str], None] = print, *, timeout: float 
         (ctx / "Containerfile").write_text(p.containerfile)
         (ctx / ".dockerignore").write_text("Containerfile\n")
         apt_sources(ctx / "apt")
-        wheels(ctx / "wheels", log)
+        wheels(ctx / "deps", ctx / "app", log)
         for j in jars + sorted((CACHE / "classpath").glob("*.txt")):
             dest = ctx / "cache" / j.relative_to(CACHE)
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.link(j, dest) if j.stat().st_dev == ctx.stat().st_dev else shutil.copy2(j, dest)
         _say(log, f"image: building {p.tag}")
-        engine.run("build", "--format", "docker", "--network", "host", "-t", p.tag, "-f", str(ctx / "Containerfile"),
-                   str(ctx), timeout=timeout)
+        try:
+            engine.run("build", "--format", "docker", "--network", "host", "-t", p.tag, "-f",
+                       str(ctx / "Containerfile"), str(ctx), timeout=timeout)
+        except EngineError as e:
+            if "was not found" in str(e):  # the mirror moved on since this machine's apt lists were read
+                raise ImageError(f"{e}\nThe pins come from this machine's apt lists: run `apt-get update`, "
+                                 "then build again") from e
+            raise
     engine.run("tag", p.tag, f"{NAME}:{__version__}", timeout=60)
     return p.tag
 

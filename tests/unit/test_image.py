@@ -62,12 +62,12 @@ def test_the_lock_pins_every_runtime_dependency_within_pyproject() -> None:
 def test_tag_follows_the_inputs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / "classpath").mkdir()
     (tmp_path / "classpath" / "zookeeper.txt").write_text("/x/zookeeper-3.8.4.jar")
-    monkeypatch.setattr(build, "installed_versions", lambda: {"haproxy": "1"})
+    monkeypatch.setattr(build, "candidate_versions", lambda: {"haproxy": "1"})
     a = build.plan(tmp_path)
     assert a.tag == f"{build.NAME}:{build.__version__}-{a.inputs}" and a == build.plan(tmp_path)
     (tmp_path / "classpath" / "zookeeper.txt").write_text("/x/zookeeper-3.8.5.jar")
     assert build.plan(tmp_path).tag != a.tag
-    monkeypatch.setattr(build, "installed_versions", lambda: {"haproxy": "2"})
+    monkeypatch.setattr(build, "candidate_versions", lambda: {"haproxy": "2"})
     assert build.plan(tmp_path).tag != a.tag
 
 
