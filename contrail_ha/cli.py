@@ -161,11 +161,12 @@ def render(directory: Path, topology: Path | None) -> None:
 @click.argument("target", type=click.Choice(["compose", "kubernetes", "all"]))
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @topology_opt
-@click.option("--image", default=None, help="container image (default contrail-ha:<version>, see the Dockerfile)")
+@click.option("--image", default=None,
+              help="container image (default localhost/contrail-ha:<version>, from `contrail-ha image build`)")
 def export(target: str, directory: Path, topology: Path | None, image: str | None) -> None:
     """Write production artifacts for the topology: Docker Compose per host and/or Kubernetes manifests.
 
-    DIRECTORY gets a Dockerfile (the image), a manifest.json, compose/<host>/docker-compose.yaml with the
+    DIRECTORY gets a README.md, a manifest.json, compose/<host>/docker-compose.yaml with the
     host's rendered tree in compose/<host>/state, and kubernetes/<cluster-id>.yaml.
     """
     from contrail_ha import export as ex
@@ -176,7 +177,6 @@ def export(target: str, directory: Path, topology: Path | None, image: str | Non
     out.mkdir(parents=True, exist_ok=True)
     root = DEFAULT_STATE_ROOT / plan.cluster_id
     units = ex.units(plan, out, root)
-    (out / "Dockerfile").write_text(ex.dockerfile(plan))
     (out / "manifest.json").write_text(ex.manifest(units))
     (out / "README.md").write_text(ex.readme(plan, root))
     if target in ("compose", "all"):
@@ -186,8 +186,8 @@ def export(target: str, directory: Path, topology: Path | None, image: str | Non
     if target in ("kubernetes", "all"):
         f = kubernetes.write(units, out / "kubernetes", plan.cluster_id, root, image)
         console.print(f"kubernetes: {f} ({len(units)} deployments)")
-    console.print(f"image: build it with `docker build -f {out / 'Dockerfile'} -t {image or 'contrail-ha:<version>'} .`"
-                  " from a clone of this repository")
+    console.print("image: `contrail-ha image build`, then `contrail-ha image save FILE` and `podman load -i FILE` on "
+                  "each host (see the README there)")
 
 
 @main.command()

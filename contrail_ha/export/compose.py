@@ -9,7 +9,6 @@ import yaml
 
 from contrail_ha import __version__
 from contrail_ha.export import PRIVILEGED, Unit
-from contrail_ha.rendering.base import DEFAULT_CACHE
 
 
 def project(host: str, units: list[Unit], root: Path, image: str) -> dict[str, Any]:
@@ -22,9 +21,12 @@ def project(host: str, units: list[Unit], root: Path, image: str) -> dict[str, A
             "hostname": host,
             "network_mode": "host",
             "restart": "unless-stopped",
-            "init": False,  # the role supervisor reaps its own descendants (it is a subreaper)
+            "init": False,  # the image's entrypoint is tini; the role supervisor reaps its own descendants
             "stop_grace_period": "120s",  # Cassandra and Kafka drain before they stop
-            "volumes": [f"./state:{root}", f"{DEFAULT_CACHE}:{DEFAULT_CACHE}:ro"],
+            # the rendered tree only: the jars and the runtime are the image's own
+            "volumes": [f"./state:{root}"],
+            # root until each component's data directories belong to the image's user (issue 11)
+            "user": "0:0",
             "command": u.command(),
             "labels": {"io.contrail-ha.host": host, "io.contrail-ha.role": u.group},
         }
@@ -36,7 +38,7 @@ def project(host: str, units: list[Unit], root: Path, image: str) -> dict[str, A
 
 def write(units: list[Unit], out: Path, root: Path, image: str | None = None) -> list[Path]:
     """``out/<host>/docker-compose.yaml`` for every host."""
-    image = image or f"contrail-ha:{__version__}"
+    image = image or f"localhost/contrail-ha:{__version__}"
     paths: list[Path] = []
     for host in dict.fromkeys(u.host for u in units):
         f = out / host / "docker-compose.yaml"

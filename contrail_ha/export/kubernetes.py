@@ -70,7 +70,7 @@ def deployment(u: Unit, namespace: str, root: Path, image: str) -> dict[str, Any
 
 
 def manifests(units: list[Unit], cluster_id: str, root: Path, image: str | None = None) -> list[dict[str, Any]]:
-    image = image or f"contrail-ha:{__version__}"
+    image = image or f"localhost/contrail-ha:{__version__}"
     ns = f"contrail-ha-{cluster_id}"
     docs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}]
     for u in units:

@@ -54,7 +54,9 @@ def test_compose_per_host(exported: tuple[Path, list[ex.Unit]]) -> None:
         assert svc["network_mode"] == "host" and svc["restart"] == "unless-stopped"
         assert f"./state:{ROOT}" in svc["volumes"]
         spec = Path(svc["command"][-1])
-        assert svc["command"][:4] == [ex.IMAGE_PYTHON, "-m", "contrail_ha.runtime.supervisor", "--enable-all"]
+        assert svc["command"][:4] == [ex.IMAGE_PYTHON, "-m", "contrail_ha.runtime.supervisor", "--container"]
+        assert svc["volumes"] == [f"./state:{ROOT}"]  # nothing of the exporting machine (its jar cache) mounted
+        assert svc["image"].startswith("localhost/contrail-ha:")
         assert (out / "compose" / "ctrl1" / "state" / spec.relative_to(ROOT)).is_file(), name
         assert "privileged" not in svc
     lb = yaml.safe_load((out / "compose" / "lb1" / "docker-compose.yaml").read_text())
@@ -102,11 +104,11 @@ def test_unpack_refuses_paths_outside_the_root(tmp_path: Path) -> None:
         unpack.unpack(tmp_path, tmp_path / "root")
 
 
-def test_readme_and_dockerfile(exported: tuple[Path, list[ex.Unit]]) -> None:
+def test_readme_and_no_registry_image(exported: tuple[Path, list[ex.Unit]]) -> None:
     out, _ = exported
-    assert "net.ipv4.ip_nonlocal_bind=1" in (out / "README.md").read_text()
-    df = (out / "Dockerfile").read_text()
-    assert df.startswith("# contrail-ha") and "FROM debian:12" in df and "scripts/install.sh" in df
+    readme = (out / "README.md").read_text()
+    assert "net.ipv4.ip_nonlocal_bind=1" in readme and "contrail-ha image save" in readme
+    assert not (out / "Dockerfile").exists()  # no FROM debian:12 from a registry: the product's own image
     assert json.loads((out / "manifest.json").read_text())[0]["container"].startswith("contrail-")
     units = ex.units(load_topology(REPO / "examples" / "split.yaml").plan(), out / "split", ROOT)
     assert len(compose.project("adb1", [u for u in units if u.host == "adb1"], ROOT, "img")["services"]) == 2

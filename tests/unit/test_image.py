@@ -72,7 +72,7 @@ def test_tag_follows_the_inputs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 
 def test_jars_must_be_resolved_first(tmp_path: Path) -> None:
-    with pytest.raises(build.ImageError, match="install.sh"):
+    with pytest.raises(build.ImageError, match=r"install\.sh"):
         build.jar_paths(tmp_path)
     (tmp_path / "classpath").mkdir()
     (tmp_path / "classpath" / "kafka.txt").write_text(str(tmp_path / "missing.jar"))
