@@ -193,7 +193,9 @@ def export(target: str, directory: Path, topology: Path | None, image: str | Non
 @main.command()
 @topology_opt
 @state_opt
-def up(topology: Path | None, state_root: Path) -> None:
+@click.option("--containers", "in_containers", is_flag=True,
+              help="run every host's roles as containers of the product's image (built first if needed)")
+def up(topology: Path | None, state_root: Path, in_containers: bool) -> None:
     """Bring the cluster up locally (idempotent): namespaces, then every component in waves."""
     from contrail_ha.runtime import cluster
 
@@ -201,9 +203,21 @@ def up(topology: Path | None, state_root: Path) -> None:
     plan, path = _load(topology or DEFAULT_TOPOLOGY)
     layout = _layout(plan, state_root)
     t0 = time.monotonic()
+
+    def progress(m: str) -> None:
+        console.print(f"[dim]{time.monotonic() - t0:6.1f}s[/] {m}")
+
+    image = None
+    if in_containers:
+        from contrail_ha.image.build import build
+        from contrail_ha.image.engine import Engine, EngineError
+
+        try:
+            image = build(Engine(), log=progress)
+        except EngineError as e:
+            raise CommandError(f"[red]up failed: no image[/]: {e}") from e
     try:
-        cluster.up(plan, layout, progress=lambda m: console.print(f"[dim]{time.monotonic() - t0:6.1f}s[/] {m}"),
-                   topology_text=path.read_text())
+        cluster.up(plan, layout, progress=progress, topology_text=path.read_text(), image=image)
     except cluster.UpError as e:
         raise CommandError(f"[red]up failed[/]: {e}\n"
                            "the cluster is partly up; `contrail-ha status` shows what runs, `contrail-ha down` stops it"

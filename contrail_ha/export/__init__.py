@@ -17,17 +17,16 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout, ProcessSpec, python
+from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
 from contrail_ha.runtime.cluster import host_groups
+from contrail_ha.runtime.containers import IMAGE_PYTHON, image_argv
 from contrail_ha.runtime.supervisor import GroupSpec
 from contrail_ha.topology.model import Role
 from contrail_ha.topology.plan import NODE_GROUP, Plan
 
-IMAGE_PYTHON = "/opt/contrail-ha/venv/bin/python"
 CONTAINER_NAMES = {Role.LB.value: "contrail-lb", Role.CONTROLLER.value: "contrail-controller",
                    Role.ANALYTICS.value: "contrail-analytics", Role.ANALYTICSDB.value: "contrail-analyticsdb",
                    NODE_GROUP: "contrail-node-agent"}
-PRIVILEGED = {Role.LB.value}  # the VIP on lo, BIRD's routes, ip_nonlocal_bind (Contrail ran contrail-lb privileged)
 
 
 @dataclass(frozen=True)
@@ -61,12 +60,6 @@ class Unit:
         return [IMAGE_PYTHON, "-m", "contrail_ha.runtime.supervisor", "--container", str(spec)]
 
 
-def _image_argv(p: ProcessSpec) -> ProcessSpec:
-    """Our own processes run with the image's interpreter."""
-    argv = [IMAGE_PYTHON if a == python() else a for a in p.argv]
-    return replace(p, argv=argv)
-
-
 def units(plan: Plan, out: Path, root: Path | None = None) -> list[Unit]:
     """Every container of the cluster (the upstream router is the operator's network: not exported).
     Secrets (the Erlang cookie) are made once and kept under ``out``."""
@@ -78,7 +71,7 @@ def units(plan: Plan, out: Path, root: Path | None = None) -> list[Unit]:
 
     result: list[Unit] = []
     for g, rendered in host_groups(plan, layout):
-        spec = replace(g.spec, processes=[_image_argv(p) for p in g.spec.processes])
+        spec = replace(g.spec, processes=[image_argv(p) for p in g.spec.processes])
         files = {rel(path): text for r in rendered for path, text in r.files.items()}
         files[rel(Path(spec.run_dir) / "spec.json")] = spec.to_json()
         modes = {rel(path): mode for r in rendered for path, mode in r.modes.items()}

@@ -8,7 +8,8 @@ from typing import Any
 import yaml
 
 from contrail_ha import __version__
-from contrail_ha.export import PRIVILEGED, Unit
+from contrail_ha.export import Unit
+from contrail_ha.runtime.containers import PRIVILEGED
 
 
 def project(host: str, units: list[Unit], root: Path, image: str) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 
 from contrail_ha import __version__
-from contrail_ha.export import IMAGE_PYTHON, PRIVILEGED, Unit
+from contrail_ha.export import IMAGE_PYTHON, Unit
+from contrail_ha.runtime.containers import PRIVILEGED
 
 CONFIG_MOUNT = "/etc/contrail-ha/rendered"
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 
 from contrail_ha.errors import ContrailHaError
+from contrail_ha.image.engine import Engine, EngineError
 from contrail_ha.probes import bird as p_bird
 from contrail_ha.probes import cassandra as p_cassandra
 from contrail_ha.probes import haproxy as p_haproxy
@@ -38,7 +39,7 @@ from contrail_ha.rendering import rabbitmq as r_rabbitmq
 from contrail_ha.rendering import services as r_services
 from contrail_ha.rendering import zookeeper as r_zookeeper
 from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, python
-from contrail_ha.runtime import netns, network, pids
+from contrail_ha.runtime import containers, netns, network, pids
 from contrail_ha.runtime.supervisor import CONFIG_DIGEST, GroupSpec
 from contrail_ha.runtime.supervisor_state import SupervisorDir
 from contrail_ha.topology.model import Role
@@ -187,9 +188,20 @@ def supervisor_pid(g: Group) -> int | None:
     return SupervisorDir(g.run_dir).running_pid()
 
 
-def start_supervisor(plan: Plan, g: Group) -> int:
+RUNTIME_FILE = "runtime.json"  # in the state root: how this cluster's supervisors run (up --runtime)
+
+
+def runtime_of(layout: Layout) -> dict[str, str]:
+    """``{"runtime": "processes"}`` or ``{"runtime": "containers", "image": TAG}``."""
+    f = layout.root / RUNTIME_FILE
+    return dict(json.loads(f.read_text())) if f.exists() else {"runtime": "processes"}
+
+
+def start_supervisor(plan: Plan, g: Group, layout: Layout | None = None) -> int:
+    rt = runtime_of(layout) if layout is not None else {"runtime": "processes"}
+    container = rt["runtime"] == "containers" and g.node != netns.ROUTER
     sd = SupervisorDir(g.run_dir)
-    changed = sd.write_spec(g.spec)
+    changed = sd.write_spec(containers.in_image(g.spec) if container else g.spec)
     spec_file = sd.spec_file
     pid = supervisor_pid(g)
     if pid:
@@ -197,17 +209,23 @@ def start_supervisor(plan: Plan, g: Group) -> int:
             os.kill(pid, signal.SIGHUP)
         return pid
     Path(g.spec.log_dir).mkdir(parents=True, exist_ok=True)
-    argv = netns.exec_argv(plan, g.node, [python(), "-m", "contrail_ha.runtime.supervisor", str(spec_file)])
-    with open(Path(g.spec.log_dir) / f"supervisor-{g.role}.out", "ab") as out:
-        subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         start_new_session=True, cwd="/")
-    deadline = time.monotonic() + 20
+    if container:
+        assert layout is not None
+        containers.start(Engine(), plan, layout, g.node, g.role, spec_file, rt["image"])
+    else:
+        argv = netns.exec_argv(plan, g.node, [python(), "-m", "contrail_ha.runtime.supervisor", str(spec_file)])
+        with open(Path(g.spec.log_dir) / f"supervisor-{g.role}.out", "ab") as out:
+            subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True, cwd="/")
+    deadline = time.monotonic() + (60 if container else 20)
     while time.monotonic() < deadline:
         pid = supervisor_pid(g)
         if pid:
             return pid
         time.sleep(0.05)
-    raise UpError(f"supervisor {g.node}/{g.role} did not start; see {g.spec.log_dir}/supervisor-{g.role}.out")
+    where = f"`podman logs {containers.name(plan, g.node, g.role)}`" if container else \
+        f"{g.spec.log_dir}/supervisor-{g.role}.out"
+    raise UpError(f"supervisor {g.node}/{g.role} did not start; see {where}")
 
 
 def enable(layout: Layout, plan: Plan, node: str, role: str, names: list[str]) -> None:
@@ -288,19 +306,23 @@ def run_steps(steps: dict[str, tuple[list[str], Callable[[], None]]], abort: thr
                 done.add(name)
 
 
-def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: str | None = None) -> float:
-    """Bring the whole cluster up (idempotent). Returns the wall time in seconds."""
+def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: str | None = None,
+       image: str | None = None) -> float:
+    """Bring the whole cluster up (idempotent). Returns the wall time in seconds. With ``image``,
+    every host's supervisors run as containers of that image (:mod:`.containers`)."""
     t0 = time.monotonic()
     layout.root.mkdir(parents=True, exist_ok=True)
     if topology_text is not None:
         (layout.root / "topology.yaml").write_text(topology_text)
+    if image is not None:
+        (layout.root / RUNTIME_FILE).write_text(json.dumps({"runtime": "containers", "image": image}))
     progress("network: creating namespaces, bridge, router and client")
     network.create(plan, progress=lambda m: progress(f"  {m}"))
     progress("rendering configuration")
     gs = groups(plan, layout)
     for g in gs:
-        start_supervisor(plan, g)
-    progress(f"supervisors: {len(gs)} running")
+        start_supervisor(plan, g, layout)
+    progress(f"supervisors: {len(gs)} running ({runtime_of(layout)['runtime']})")
     # Probes reach the hosts from the client namespace, as a user would.
     netns.enter(netns.ns_name(plan, netns.CLIENT))
 
@@ -439,6 +461,13 @@ def down(plan: Plan, layout: Layout, purge: bool = False, progress: Progress = p
                 progress(f"killed leftover pid {pid} in {ns}")
             except ProcessLookupError:
                 pass
+    engine = Engine()
+    if engine.available():  # a cluster up on containers: remove them (stopped with their supervisors)
+        try:
+            if removed := containers.remove_all(engine, plan.cluster_id):
+                progress(f"removed {len(removed)} containers")
+        except EngineError as e:
+            progress(f"containers not removed: {e}")
     leftovers = network.destroy(plan)
     progress("network removed" if not leftovers else f"left behind: {leftovers}")
     if layout.root.exists():
@@ -446,6 +475,7 @@ def down(plan: Plan, layout: Layout, purge: bool = False, progress: Progress = p
             shutil.rmtree(layout.root)
             progress(f"purged {layout.root}")
         else:
+            (layout.root / RUNTIME_FILE).unlink(missing_ok=True)
             state = layout.root / "cluster.json"
             state.write_text(json.dumps({"state": "down", "at": time.strftime("%Y-%m-%dT%H:%M:%S")}))
     return leftovers
