@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/drill_report.py drill.json [more.json ...]
 
 One row per fault over all its repetitions: figures as min-max, failures summed by kind, data
-checks summed (they must all be 0).
+checks summed (they must all be 0); then the history checkers' table (the register and the
+object graph), when the results have them.
 """
 
 from __future__ import annotations
@@ -57,6 +58,35 @@ def report(runs: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def checkers(runs: list[dict[str, Any]]) -> str:
+    """The history checkers per fault: the register's (linearizability) and the object graph's."""
+    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        by[r["fault"]].append(r)
+    out = ["| fault | runs | register ops (unknown outcome) | linearizable | graph requests | graph creates acked "
+           "| graph deletes acked (projects) | graph answers 5xx (503 / 504) | violations |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for fault, rs in by.items():
+        answers: dict[str, int] = defaultdict(int)
+        for r in rs:
+            for k, v in r.get("graph_answers", {}).items():
+                answers[k] += v
+        creates = sum(v for k, v in answers.items() if k.startswith("create-") and k.endswith(" 200"))
+        deletes = sum(v for k, v in answers.items() if k.startswith("delete-") and k.endswith(" 200"))
+        projects = answers.get("delete-project 200", 0)
+        unavailable = (sum(v for k, v in answers.items() if k.endswith(" 503")),
+                       sum(v for k, v in answers.items() if k.endswith(" 504")))
+        lin = "all" if all(r["register_linearizable"] for r in rs) else "NO"
+        if any(r.get("register_undecided") for r in rs):
+            lin += " (some undecided)"
+        violations = sum(r.get("graph_violations", 0) for r in rs) + \
+            sum(0 if r["register_linearizable"] else 1 for r in rs)
+        out.append(f"| {fault} | {len(rs)} | {sum(r['register_ops'] for r in rs)} "
+                   f"({sum(r['register_unknown'] for r in rs)}) | {lin} | {sum(r.get('graph_ops', 0) for r in rs)} "
+                   f"| {creates} | {deletes} ({projects}) | {unavailable[0]} / {unavailable[1]} | {violations} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     runs: list[dict[str, Any]] = []
     for f in sys.argv[1:]:
@@ -64,6 +94,9 @@ def main() -> None:
     if not runs:
         raise SystemExit("usage: drill_report.py DRILL.json [...]")
     print(report(runs))
+    if any("graph_ops" in r for r in runs):
+        print()
+        print(checkers(runs))
 
 
 if __name__ == "__main__":

@@ -388,18 +388,19 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
         task = asyncio.current_task()
         assert task is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        out = []
         for _ in range(repeat):
             for f in chosen:
-                out.append(await run_fault(plan, layout, f, fault_seconds=seconds, rate=rate, keep=keep,
-                                           progress=err.print if as_json else console.print))
-        return out
+                results.append(await run_fault(plan, layout, f, fault_seconds=seconds, rate=rate, keep=keep,
+                                               progress=err.print if as_json else console.print))
+                save(results, layout, path)  # after each fault: an interrupted matrix keeps what it measured
+        return results
 
+    results: list = []
+    path = save([], layout)
     try:
-        results = asyncio.run(all_faults())
+        asyncio.run(all_faults())
     except (KeyboardInterrupt, asyncio.CancelledError):
-        raise Interrupted("drill interrupted (the fault in progress was healed)") from None
-    path = save(results, layout)
+        raise Interrupted(f"drill interrupted (the fault in progress was healed); results so far: {path}") from None
     if as_json:
         click.echo(json.dumps([as_dict(r) for r in results], indent=2))
     else:

@@ -150,10 +150,11 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
     return res
 
 
-def save(results: list[Result], layout: Layout) -> Path:
+def save(results: list[Result], layout: Layout, path: Path | None = None) -> Path:
+    """Write ``results`` to ``path`` (default: a new file under the state root's ``drills/``)."""
     d = layout.root / "drills"
     d.mkdir(parents=True, exist_ok=True)
-    f = d / f"drill-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    f = path or d / f"drill-{time.strftime('%Y%m%dT%H%M%S')}.json"
     f.write_text(json.dumps([as_dict(r) for r in results], indent=2))
     return f
 

@@ -1,0 +1,120 @@
+"""The product's image on the real engine (Podman + runc, the project's CONTAINERS_CONF): built
+with no registry, carrying the runtime and nothing else, and the supervisor's container contract
+(output in the container's log, a crash-looping component fails the container)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from contrail_ha.image import build
+from contrail_ha.image.engine import Engine
+from contrail_ha.rendering.base import ProcessSpec
+from contrail_ha.runtime.supervisor_state import GroupSpec
+
+pytestmark = pytest.mark.timeout(2400)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    eng = Engine()
+    if not eng.available():
+        pytest.fail("podman is not installed: scripts/install.sh installs it")
+    return eng
+
+
+@pytest.fixture(scope="module")
+def image(engine: Engine) -> str:
+    return build.build(engine, log=print)
+
+
+def run(engine: Engine, image: str, *argv: str, timeout: float = 120, check: bool = True) -> str:
+    return engine.run("run", "--rm", "--network", "none", image, *argv, timeout=timeout, check=check).stdout
+
+
+def test_build_is_reused_when_nothing_changed(engine: Engine, image: str) -> None:
+    assert image == build.plan().tag and engine.image_exists(image)
+    assert build.build(engine, log=print) == image  # no rebuild
+    labels = json.loads(engine.run("image", "inspect", "--format", "{{json .Labels}}", image).stdout)
+    assert labels["io.contrail-ha.inputs"] == build.plan().inputs
+
+
+def test_image_runs_the_product_as_a_non_root_user(engine: Engine, image: str) -> None:
+    assert run(engine, image).strip().startswith("contrail-ha, version")
+    assert run(engine, image, "id", "-u").strip() == str(build.UID)
+    assert "HAProxy version" in run(engine, image, "haproxy", "-v")
+    bird = engine.run("run", "--rm", "--network", "none", image, "bird", "--version", check=False)
+    assert "BIRD version 2" in bird.stdout + bird.stderr
+    java = engine.run("run", "--rm", "--network", "none", image, "java", "-version", check=False)
+    assert 'version "17' in java.stdout + java.stderr
+    assert run(engine, image, "sh", "-c", "test -x /usr/lib/rabbitmq/bin/rabbitmq-server && echo ok").strip() == "ok"
+
+
+def test_image_carries_every_pinned_jar_at_its_rendered_path(engine: Engine, image: str) -> None:
+    jars = [str(j) for j in build.jar_paths()]
+    script = "for j in " + " ".join(jars) + '; do test -f "$j" || echo "missing $j"; done; echo done'
+    assert run(engine, image, "sh", "-c", script).strip() == "done"
+
+
+def test_image_has_no_build_or_test_tools(engine: Engine, image: str) -> None:
+    script = ("for t in mvn gcc cc make chromium javac pytest ruff mypy apt-get-build-dep; do "
+              "command -v $t >/dev/null && echo found $t; done; echo done")
+    assert run(engine, image, "sh", "-c", script).strip() == "done"
+    size = engine.image_size(image)
+    print(f"\nimage {image}: {size / 1e6:.0f} MB")
+    assert size < 1_500_000_000
+
+
+def test_save_and_load_round_trip(engine: Engine, image: str, tmp_path: Path) -> None:
+    archive = tmp_path / "image.tar"
+    build.save(engine, image, archive)
+    assert archive.stat().st_size > 100_000_000
+    copy = f"localhost/contrail-ha-loadtest:{uuid.uuid4().hex[:8]}"
+    engine.run("tag", image, copy)
+    engine.run("rmi", copy)
+    assert "Loaded image" in build.load(engine, archive) or engine.image_exists(image)
+
+
+@pytest.fixture
+def group_dir(tmp_path: Path) -> Iterator[Path]:
+    d = tmp_path / "group"
+    d.mkdir()
+    d.chmod(0o777)  # the container's user writes its state there
+    yield d
+
+
+def _spec(d: Path, *procs: ProcessSpec) -> Path:
+    spec = GroupSpec(host="h1", role="test", run_dir="/group/run", log_dir="/group/logs", processes=list(procs))
+    (d / "spec.json").write_text(spec.to_json())
+    return d / "spec.json"
+
+
+def test_supervisor_in_a_container_logs_to_the_engine(engine: Engine, image: str, group_dir: Path) -> None:
+    _spec(group_dir, ProcessSpec(name="talker", argv=["sh", "-c", "echo from-the-component; sleep 300"]))
+    name = f"contrail-ha-test-{uuid.uuid4().hex[:8]}"
+    engine.run("run", "-d", "--name", name, "--network", "none", "-v", f"{group_dir}:/group", image,
+               "python", "-m", "contrail_ha.runtime.supervisor", "--container", "/group/spec.json")
+    try:
+        deadline = time.monotonic() + 60
+        logs = ""
+        while time.monotonic() < deadline and "talker | from-the-component" not in logs:
+            logs = engine.run("logs", name, timeout=30).stdout
+            time.sleep(0.5)
+        assert "talker | from-the-component" in logs
+    finally:
+        engine.run("rm", "-f", "-t", "5", name, timeout=60, check=False)
+
+
+def test_a_crash_looping_component_fails_its_container(engine: Engine, image: str, group_dir: Path) -> None:
+    _spec(group_dir, ProcessSpec(name="steady", argv=["sleep", "300"]),
+          ProcessSpec(name="broken", argv=["sh", "-c", "echo cannot start; exit 3"]))
+    r = engine.run("run", "--rm", "--network", "none", "-v", f"{group_dir}:/group", image,
+                   "python", "-m", "contrail_ha.runtime.supervisor", "--container", "/group/spec.json",
+                   timeout=120, check=False)
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "broken crash-loops" in r.stdout
