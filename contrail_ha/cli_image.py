@@ -35,11 +35,12 @@ def build() -> None:
     from contrail_ha.image.build import build as do_build
     from contrail_ha.image.engine import EngineError
 
+    eng = _engine()
     try:
-        tag = do_build(_engine(), log=lambda m: console.print(f"[dim]{m}[/]"))
+        tag = do_build(eng, log=lambda m: console.print(f"[dim]{m}[/]"))
     except EngineError as e:
         raise CommandError(f"[red]image build failed:[/] {e}") from None
-    console.print(f"image: {tag} ({_engine().image_size(tag) / 1e6:.0f} MB)")
+    console.print(f"image: {tag} ({eng.image_size(tag) / 1e6:.0f} MB)")
 
 
 @image.command()

@@ -42,10 +42,20 @@ class GraphResult:
     violations: list[str] = field(default_factory=list)
 
 
+def _gone(history: list[Op]) -> set[str]:
+    """Objects a delete may have removed (answered 200 or 404, or with no definite answer)."""
+    return {op.uuid for op in history if op.kind.startswith("delete-") and op.may_have_applied}
+
+
+def _acked(history: list[Op], prefix: str) -> dict[str, Op]:
+    """uuid -> the request of that kind (``create-`` / ``delete-``) answered 200."""
+    return {op.uuid: op for op in history if op.kind.startswith(prefix) and op.ok}
+
+
 def history_check(history: list[Op]) -> list[str]:
     out: list[str] = []
-    gone = {op.uuid for op in history if op.kind.startswith("delete-") and op.may_have_applied}
-    acked_delete = {op.uuid: op for op in history if op.kind.startswith("delete-") and op.ok}
+    gone = _gone(history)
+    acked_delete = _acked(history, "delete-")
     for op in history:
         if op.status is not None and op.status >= 500 and op.status not in (503, 504):
             out.append(f"5xx: {op.brief()}")
@@ -74,7 +84,6 @@ class Reader:
     def __init__(self, s: aiohttp.ClientSession, label: str, base: str) -> None:
         self.s, self.label, self.base = s, label, base
         self.cache: dict[str, Obj | None] = {}
-        self.sem = asyncio.Semaphore(16)
 
     async def get(self, path: str) -> Obj | None:
         if path not in self.cache:
@@ -85,7 +94,7 @@ class Reader:
         last = ""
         for attempt in range(10):
             try:
-                async with self.sem, self.s.get(self.base + path) as r:
+                async with self.s.get(self.base + path) as r:
                     if r.status == 404:
                         return None
                     if r.status == 200:
@@ -104,9 +113,7 @@ class Reader:
 async def read_check(graph: Graph, reader: Reader) -> list[str]:
     out: list[str] = []
     hist = graph.history
-    gone = {op.uuid for op in hist if op.kind.startswith("delete-") and op.may_have_applied}
-    acked = {op.uuid: op for op in hist if op.kind.startswith("create-") and op.ok}
-    deleted = {op.uuid: op for op in hist if op.kind.startswith("delete-") and op.ok}
+    gone, acked, deleted = _gone(hist), _acked(hist, "create-"), _acked(hist, "delete-")
     where = f"({reader.label})"
 
     async def read(rtype: str, u: str) -> Any:

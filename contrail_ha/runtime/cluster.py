@@ -197,8 +197,8 @@ def runtime_of(layout: Layout) -> dict[str, str]:
     return dict(json.loads(f.read_text())) if f.exists() else {"runtime": "processes"}
 
 
-def start_supervisor(plan: Plan, g: Group, layout: Layout | None = None) -> int:
-    rt = runtime_of(layout) if layout is not None else {"runtime": "processes"}
+def start_supervisor(plan: Plan, g: Group, layout: Layout) -> int:
+    rt = runtime_of(layout)
     container = rt["runtime"] == "containers" and g.node != netns.ROUTER
     sd = SupervisorDir(g.run_dir)
     changed = sd.write_spec(containers.in_image(g.spec) if container else g.spec)
@@ -210,7 +210,6 @@ def start_supervisor(plan: Plan, g: Group, layout: Layout | None = None) -> int:
         return pid
     Path(g.spec.log_dir).mkdir(parents=True, exist_ok=True)
     if container:
-        assert layout is not None
         containers.start(Engine(), plan, layout, g.node, g.role, spec_file, rt["image"])
     else:
         argv = netns.exec_argv(plan, g.node, [python(), "-m", "contrail_ha.runtime.supervisor", str(spec_file)])
