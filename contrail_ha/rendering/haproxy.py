@@ -40,6 +40,7 @@ CONFIG_API_BACKEND = "contrail-api-backend"
 ANALYTICS_API_FRONTEND = "contrail-analytics-api"
 ANALYTICS_API_BACKEND = "contrail-analytics-api-backend"
 BACKENDS = (CONFIG_API_BACKEND, ANALYTICS_API_BACKEND)
+BACKEND_COMPONENT = {CONFIG_API_BACKEND: CONFIG_API, ANALYTICS_API_BACKEND: ANALYTICS_API}
 STATS_PROXY = "stats"
 
 HEALTH_PATH = "/health"
@@ -67,6 +68,11 @@ def stats_socket(layout: Layout, host: str) -> Path:
 def pid_path(layout: Layout, host: str) -> Path:
     """The master's pid file."""
     return layout.run(host, NAME) / PID_FILE
+
+
+def planned_servers(plan: Plan) -> dict[str, set[str]]:
+    """Per backend, the servers the plan puts in rotation (what a scale-in compares the running ones to)."""
+    return {be: {server_name(i) for i in plan.of(comp)} for be, comp in BACKEND_COMPONENT.items()}
 
 
 def server_name(inst: Instance) -> str:
@@ -176,9 +182,9 @@ def render_config(plan: Plan, inst: Instance, layout: Layout) -> str:
         "",
         *_frontend(ANALYTICS_API_FRONTEND, _bind(plan, p.analytics_api), ANALYTICS_API_BACKEND),
         "",
-        *_backend(CONFIG_API_BACKEND, plan.of(CONFIG_API)),
+        *_backend(CONFIG_API_BACKEND, plan.of(BACKEND_COMPONENT[CONFIG_API_BACKEND])),
         "",
-        *_backend(ANALYTICS_API_BACKEND, plan.of(ANALYTICS_API)),
+        *_backend(ANALYTICS_API_BACKEND, plan.of(BACKEND_COMPONENT[ANALYTICS_API_BACKEND])),
         "",
         f"listen {STATS_PROXY}",
         f"    bind {inst.ip}:{p.haproxy_stats}",

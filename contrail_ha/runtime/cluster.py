@@ -17,7 +17,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
@@ -39,7 +38,8 @@ from contrail_ha.rendering import rabbitmq as r_rabbitmq
 from contrail_ha.rendering import services as r_services
 from contrail_ha.rendering import zookeeper as r_zookeeper
 from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, python
-from contrail_ha.runtime import containers, netns, network, pids
+from contrail_ha.runtime import containers, netns, network, pids, rollout
+from contrail_ha.runtime.steps import run_steps
 from contrail_ha.runtime.supervisor import CONFIG_DIGEST, GroupSpec
 from contrail_ha.runtime.supervisor_state import SupervisorDir
 from contrail_ha.topology.model import Role
@@ -167,14 +167,25 @@ def host_groups(plan: Plan, layout: Layout) -> list[tuple[Group, list[Rendered]]
 def groups(plan: Plan, layout: Layout) -> list[Group]:
     """Render everything and return the supervisor groups (files are written)."""
     out: list[Group] = []
-    for g, rendered in host_groups(plan, layout):
+    for g, rendered in rendered_groups(plan, layout):
         for r in rendered:
             write(r)
         out.append(g)
-    rr = render_router(plan, layout)
-    write(rr)
-    out.append(Group(netns.ROUTER, ROUTER_ROLE, _spec(layout, netns.ROUTER, ROUTER_ROLE, rr.processes)))
     return out
+
+
+def rendered_groups(plan: Plan, layout: Layout) -> list[tuple[Group, list[Rendered]]]:
+    """Every supervisor group, the router's included, with its rendered files (nothing is written)."""
+    rr = render_router(plan, layout)
+    router = Group(netns.ROUTER, ROUTER_ROLE, _spec(layout, netns.ROUTER, ROUTER_ROLE, rr.processes))
+    return [*host_groups(plan, layout), (router, [rr])]
+
+
+def apply(plan: Plan, layout: Layout, g: Group, rendered: list[Rendered]) -> int:
+    """Write a group's files and start its supervisor, or have the running one reload its spec."""
+    for r in rendered:
+        write(r)
+    return start_supervisor(plan, g, layout)
 
 
 def _spec(layout: Layout, node: str, role: str, procs: list[ProcessSpec]) -> GroupSpec:
@@ -286,25 +297,6 @@ def _start_wave(plan: Plan, layout: Layout, insts: list[Instance], timeout: floa
     progress(f"{insts[0].component}: {len(insts)} ready in {time.monotonic() - t0:.1f}s")
 
 
-def run_steps(steps: dict[str, tuple[list[str], Callable[[], None]]], abort: threading.Event) -> None:
-    """Run named steps on threads as soon as their dependencies are done; the first failure aborts all."""
-    done: set[str] = set()
-    running: dict[Future[None], str] = {}
-    with ThreadPoolExecutor(max_workers=len(steps)) as ex:
-        while len(done) < len(steps):
-            for name, (deps, fn) in steps.items():
-                if name not in done and name not in running.values() and all(d in done for d in deps):
-                    running[ex.submit(fn)] = name
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for f in finished:
-                name = running.pop(f)
-                err = f.exception()
-                if err is not None:
-                    abort.set()
-                    raise err
-                done.add(name)
-
-
 def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: str | None = None,
        image: str | None = None) -> float:
     """Bring the whole cluster up (idempotent). Returns the wall time in seconds. With ``image``,
@@ -318,10 +310,17 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
     progress("network: creating namespaces, bridge, router and client")
     network.create(plan, progress=lambda m: progress(f"  {m}"))
     progress("rendering configuration")
-    gs = groups(plan, layout)
-    for g in gs:
-        start_supervisor(plan, g, layout)
-    progress(f"supervisors: {len(gs)} running ({runtime_of(layout)['runtime']})")
+    gs = rendered_groups(plan, layout)
+    # On a running cluster (scale): replicas leaving HAProxy's backends are drained before their
+    # supervisors stop them, and running lbs take their new backends only once the API waves are
+    # ready (the HAProxy step), so HAProxy never routes to a replica that does not serve.
+    rollout.drain(plan, layout, progress)
+    held = [(g, r) for g, r in gs if g.role == Role.LB.value and supervisor_pid(g)]
+    for g, r in gs:
+        if not any(g is h for h, _ in held):
+            apply(plan, layout, g, r)
+    progress(f"supervisors: {len(gs) - len(held)} running ({runtime_of(layout)['runtime']})"
+             + (f", {len(held)} lbs to reload after the APIs" if held else ""))
     # Probes reach the hosts from the client namespace, as a user would.
     netns.enter(netns.ns_name(plan, netns.CLIENT))
 
@@ -349,6 +348,11 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
         wave(rabbit[1:], 180)
         progress(f"rabbitmq: HA queue policy {prober(RABBITMQ).configure(plan, layout)}")
 
+    def haproxy() -> None:
+        for g, r in held:
+            apply(plan, layout, g, r)
+        wave(plan.of(HAPROXY), 60)
+
     def cassandra(comp: str) -> Callable[[], None]:
         def run() -> None:
             nodes = plan.of(comp)
@@ -371,7 +375,7 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
         AGGREGATOR: ([COLLECTOR, ANALYTICS_DB], lambda: wave(plan.of(AGGREGATOR), 120)),
         CONFIG_API: ([ZOOKEEPER, RABBITMQ, CONFIG_DB], lambda: wave(plan.of(CONFIG_API), 120)),
         ANALYTICS_API: ([ANALYTICS_DB], lambda: wave(plan.of(ANALYTICS_API), 120)),
-        HAPROXY: ([CONFIG_API, ANALYTICS_API], lambda: wave(plan.of(HAPROXY), 60)),
+        HAPROXY: ([CONFIG_API, ANALYTICS_API], haproxy),
         BIRD: ([HAPROXY], lambda: wave(plan.of(BIRD), 60)),
         LB_AGENT: ([BIRD], lambda: wave(plan.of(LB_AGENT), 60)),
         "vip": ([LB_AGENT], lambda: _wait_vip(plan, layout, progress)),

@@ -75,7 +75,8 @@ def test_drill_heal_undoes_what_a_dead_drill_left(cluster: Cluster) -> None:
 
 
 def test_scale_config_api_out_and_back_without_dropping_requests(cluster: Cluster, tmp_path) -> None:
-    """`scale config-api=2`: a second replica per controller joins HAProxy (which reloads); then back to 1."""
+    """`scale config-api=2`: a second replica per controller joins HAProxy (which reloads) once it is
+    ready; then back to 1, each departing replica drained first. Three clients see no error."""
     import subprocess
     import sys
     import threading
@@ -97,19 +98,21 @@ def test_scale_config_api_out_and_back_without_dropping_requests(cluster: Cluste
                 except httpx.HTTPError as e:
                     results.append(e.__class__.__name__)
 
-    def scale(n: int) -> None:
+    def scale(n: int) -> str:
         p = subprocess.run([sys.executable, "-m", "contrail_ha.cli", "scale", f"config-api={n}", "-t", str(topo)],
                            capture_output=True, text=True, timeout=600)
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+        return p.stdout
 
     def servers() -> set[str]:
         rows = haproxy.parse_stat(haproxy.command(haproxy.stats_socket(cluster.layout, "lb1"), "show stat"))
         return set(haproxy.backends(rows)["contrail-api-backend"]["servers"])
 
-    t = threading.Thread(target=load, daemon=True)
-    t.start()
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
     try:
-        scale(2)
+        assert "lbs to reload after the APIs" in scale(2)
         assert "config_api_replicas: 2" in topo.read_text() and "# contrail-api instances" in topo.read_text()
         assert servers() == {f"ctrl{i}-config-api-{r}" for i in (1, 2, 3) for r in (1, 2)}
         r = httpx.get(f"http://{cluster.plan.topology.host('ctrl1').ip}:18082/health", timeout=10)

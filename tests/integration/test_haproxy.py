@@ -258,3 +258,28 @@ def test_sigusr1_soft_stop(cluster: Cluster) -> None:
     assert not ok
     [check] = probe.checks(cluster.plan, cluster.layout)
     assert not check.ok and "stats socket" in check.detail
+
+
+def test_scale_in_drains_a_departing_replica_before_it_stops(cluster: Cluster) -> None:
+    """rollout.drain puts a replica the new plan drops in maintenance, so stopping it is invisible."""
+    from contrail_ha.runtime import rollout
+
+    proc.wait_for(lambda: _converged(cluster), 20, "health states")
+    hosts = [{"name": "lb1", "ip": f"{PREFIX}.100", "roles": ["lb"]}]
+    hosts += [{"name": f"n{i}", "ip": f"{PREFIX}.{i}", "roles": ["controller"]} for i in (1, 2, 4)]
+    hosts += [{"name": "a1", "ip": f"{PREFIX}.11", "roles": ["analytics"]}]
+    smaller = loopback_plan(PREFIX, ports=PORTS, hosts=hosts)
+    n3 = cluster.server("n3")
+    assert rollout.departing(smaller, cluster.layout, "lb1") == [(haproxy.CONFIG_API_BACKEND, n3)]
+    assert rollout.departing(cluster.plan, cluster.layout, "lb1") == []
+    said: list[str] = []
+    assert rollout.drain(smaller, cluster.layout, said.append) == [f"lb1:{haproxy.CONFIG_API_BACKEND}/{n3}"]
+    assert cluster.states()[n3] == "MAINT" and said[-1] == "drained", said
+    os.kill(cluster.backends["n3"].pid, signal.SIGKILL)
+    answers = [_request("GET") for _ in range(30)]
+    assert all(code == 200 for code, _ in answers), answers
+    assert "n3" not in {name for _, name in answers}
+    [check] = probe.checks(cluster.plan, cluster.layout)
+    dead = check.data["backends"][haproxy.CONFIG_API_BACKEND]["servers"][n3]
+    assert int(dead["wretr"] or 0) + int(dead["wredis"] or 0) == 0, dead  # nothing was even tried on it
+    assert rollout.drain(smaller, cluster.layout, said.append) == [f"lb1:{haproxy.CONFIG_API_BACKEND}/{n3}"]
