@@ -8,7 +8,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${CONTRAIL_HA_CACHE:-/var/cache/contrail-ha}
 VENV=${CONTRAIL_HA_VENV:-$ROOT/.venv}
 APT_PACKAGES=(haproxy bird2 rabbitmq-server iproute2 nftables socat procps psmisc openjdk-17-jre-headless maven util-linux chromium libfaketime
-  podman runc netavark aardvark-dns iptables debootstrap)
+  podman runc netavark aardvark-dns iptables debootstrap docker-compose)
 PYTHON=${PYTHON:-python3}
 
 log() { printf '[install] %s\n' "$*"; }
