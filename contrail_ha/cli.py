@@ -472,12 +472,21 @@ def logs(host: str, service: str | None, topology: Path | None, state_root: Path
     hosts = [h.name for h in plan.topology.hosts] + ["router"]
     if host not in hosts:
         raise UsageProblem(f"unknown host {host!r}; hosts: {', '.join(hosts)}")
+    from contrail_ha.runtime import cluster, containers
+
+    if host != "router" and cluster.runtime_of(layout)["runtime"] == "containers":  # the engine keeps them
+        from contrail_ha.image.engine import Engine
+
+        for g in (g for g in cluster.recorded_groups(layout) if g.node == host):
+            if text := containers.logs(Engine(), containers.name(host, g.role), lines, service):
+                console.rule(f"container {containers.name(host, g.role)}")
+                click.echo(text)
     base = layout.router_dir if host == "router" else layout.host_dir(host)
     files = sorted((base / "logs").glob("*.out"))
     if service:
         files = [f for f in files if f.stem.startswith(service)]
         files += sorted((base / service / "log").glob("*")) if (base / service / "log").exists() else []
-    if not files:
+    if not files and cluster.runtime_of(layout)["runtime"] != "containers":
         raise CommandError(f"error: no logs for {host}{'/' + service if service else ''} under {base}")
     for f in files:
         if f.is_file():

@@ -19,14 +19,9 @@ from pathlib import Path
 
 from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
 from contrail_ha.runtime.cluster import host_groups
-from contrail_ha.runtime.containers import IMAGE_PYTHON, image_argv
+from contrail_ha.runtime.containers import CONTAINER_NAMES, image_argv, supervisor_argv
 from contrail_ha.runtime.supervisor import GroupSpec
-from contrail_ha.topology.model import Role
-from contrail_ha.topology.plan import NODE_GROUP, Plan
-
-CONTAINER_NAMES = {Role.LB.value: "contrail-lb", Role.CONTROLLER.value: "contrail-controller",
-                   Role.ANALYTICS.value: "contrail-analytics", Role.ANALYTICSDB.value: "contrail-analyticsdb",
-                   NODE_GROUP: "contrail-node-agent"}
+from contrail_ha.topology.plan import Plan
 
 
 @dataclass(frozen=True)
@@ -55,9 +50,12 @@ class Unit:
     def name(self) -> str:
         return CONTAINER_NAMES[self.group]
 
+    @property
+    def spec_file(self) -> Path:
+        return Path(self.spec.run_dir) / "spec.json"
+
     def command(self) -> list[str]:
-        spec = Path(self.spec.run_dir) / "spec.json"
-        return [IMAGE_PYTHON, "-m", "contrail_ha.runtime.supervisor", "--container", str(spec)]
+        return supervisor_argv(self.spec_file)
 
 
 def units(plan: Plan, out: Path, root: Path | None = None) -> list[Unit]:

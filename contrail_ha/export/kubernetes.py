@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 
 from contrail_ha import __version__
-from contrail_ha.export import IMAGE_PYTHON, Unit
-from contrail_ha.runtime.containers import PRIVILEGED
+from contrail_ha.export import Unit
+from contrail_ha.runtime.containers import IMAGE_PYTHON, PRIVILEGED, health_argv
 
 CONFIG_MOUNT = "/etc/contrail-ha/rendered"
 
@@ -62,12 +62,20 @@ def deployment(u: Unit, namespace: str, root: Path, image: str) -> dict[str, Any
                         "volumeMounts": [*mounts, {"name": "rendered", "mountPath": CONFIG_MOUNT, "readOnly": True}],
                     }],
                     "containers": [{"name": u.name, "image": image, "command": u.command(),
-                                    "volumeMounts": mounts, "securityContext": security}],
+                                    "volumeMounts": mounts, "securityContext": security, **_probes(u)}],
                     "volumes": volumes,
                 },
             },
         },
     }
+
+
+def _probes(u: Unit) -> dict[str, Any]:
+    """The container's health check as Kubernetes probes: a start-up allowance (Cassandra's bootstrap),
+    then liveness (restart) and readiness (the same check)."""
+    check = {"exec": {"command": health_argv(u.spec_file)}, "periodSeconds": 15, "timeoutSeconds": 10}
+    return {"startupProbe": {**check, "failureThreshold": 40}, "livenessProbe": {**check, "failureThreshold": 3},
+            "readinessProbe": {**check, "failureThreshold": 1}}
 
 
 def manifests(units: list[Unit], cluster_id: str, root: Path, image: str | None = None) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from contrail_ha import __version__
 from contrail_ha.image.engine import Engine, EngineError
+from contrail_ha.runtime.containers import HEALTH_INTERVAL, HEALTH_RETRIES, HEALTH_START_PERIOD, HEALTH_TIMEOUT
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = "localhost/contrail-ha-base:bookworm"
@@ -128,6 +129,8 @@ COPY app /tmp/app
 RUN {VENV}/bin/pip install -q --no-index --no-cache-dir --no-deps /tmp/app/*.whl && rm -rf /tmp/app
 USER {UID}
 WORKDIR /var/lib/contrail-ha
+HEALTHCHECK --interval={HEALTH_INTERVAL} --timeout={HEALTH_TIMEOUT} --retries={HEALTH_RETRIES} \\
+  --start-period={HEALTH_START_PERIOD} CMD ["{VENV}/bin/python", "-m", "contrail_ha.runtime.health"]
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["contrail-ha", "--version"]
 LABEL org.opencontainers.image.title="contrail-ha" org.opencontainers.image.version="{__version__}" \\

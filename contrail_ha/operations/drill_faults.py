@@ -139,6 +139,16 @@ def _heal_partition(plan: Plan, layout: Layout, done: dict[str, Any]) -> None:
     faults.heal_partition(plan, done["host"])
 
 
+def _kill_host(plan: Plan, layout: Layout) -> dict[str, Any]:
+    """The last controller host dies at once (every role on it: on containers, all its containers)."""
+    host = plan.controllers[-1].name
+    return {"host": host, "killed": faults.kill_host(plan, layout, host)}
+
+
+def _recover_host(plan: Plan, layout: Layout, done: dict[str, Any]) -> None:
+    faults.recover_host(plan, layout)
+
+
 def _config_api_address(plan: Plan, host: str) -> str:
     return plan.instance(CONFIG_API, host).address
 
@@ -161,6 +171,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in [
           _kill(KAFKA, _last(KAFKA)), _heal_processes),
     Fault("controller-partition", "partition one controller host from the other controllers",
           _at_least("controllers", 3, "controller"), _partition_controller, _heal_partition, PAUSE_S),
+    Fault("host-kill", "kill -9 everything of one controller host at once (on containers: all its containers)",
+          _at_least("controllers", 3, "controller"), _kill_host, _recover_host),
     # Pauses (SIGSTOP): the process keeps its sockets and answers nothing. Pauses and the partition
     # are held longer than every timeout in the write path (a create's claim window is 15 s).
     Fault("api-pause", "SIGSTOP one contrail-api replica", _at_least("controllers", 2, "controller"),

@@ -1,5 +1,6 @@
 """Faults injected for real: kill -9 a supervised process (held down until healed), pause one
-(SIGSTOP until healed), skew its clock (libfaketime), pull a cable, partition a host."""
+(SIGSTOP until healed), skew its clock (libfaketime), pull a cable, partition a host, kill a whole
+host (every process or container of it at once)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,34 @@ def kill(plan: Plan, layout: Layout, host: str, proc: str, hold: bool = True) ->
         except ProcessLookupError:
             pass
     return pids
+
+
+def kill_host(plan: Plan, layout: Layout, host: str) -> int:
+    """kill -9 everything of ``host`` at once, as if it lost power: every process in its network
+    namespace - its role supervisors (on containers, each container's main process: the engine
+    sees them exit 137) and every component. Returns how many processes were killed."""
+    ns = network.ns_name(plan, host)
+    killed: set[int] = set()
+    for _ in range(3):  # a supervisor may start a child between the listing and its own death
+        pids = [p for p in network.pids_in(ns) if p not in (os.getpid(), os.getppid())]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+        if not pids:
+            break
+        time.sleep(0.2)
+    return len(killed)
+
+
+def recover_host(plan: Plan, layout: Layout) -> None:
+    """What an operator does after a host came back: ``contrail-ha up`` (idempotent), which starts
+    whatever the engine has not restarted and waits for every component to be ready again."""
+    from contrail_ha.runtime import cluster
+
+    cluster.up(plan, layout, progress=lambda _m: None)
 
 
 def pause(plan: Plan, layout: Layout, host: str, proc: str) -> list[int]:

@@ -21,7 +21,7 @@ PROBES: list[tuple[str, ModuleType]] = [("zookeeper", zookeeper), ("rabbitmq", r
 def process_checks(plan: Plan, layout: Layout) -> list[Check]:
     """Every supervised process: running or not, with restarts."""
     out: list[Check] = []
-    for g in cluster._all_groups(plan, layout):
+    for g in cluster.recorded_groups(layout):
         pid = cluster.supervisor_pid(g)
         if pid is None:
             out.append(Check("supervisor", f"{g.node}/{g.role}", False, "supervisor not running"))
@@ -40,6 +40,34 @@ def process_checks(plan: Plan, layout: Layout) -> list[Check]:
     return out
 
 
+def container_checks(plan: Plan, layout: Layout) -> list[Check]:
+    """On the container runtime: every container's engine state, and its health check - the very
+    check its engine runs (:mod:`contrail_ha.runtime.health`), run here in-process: a ``podman
+    healthcheck run`` per container on every poll would starve 2 cores (BFD timers first)."""
+    if cluster.runtime_of(layout)["runtime"] != "containers":
+        return []
+    from contrail_ha.image.engine import Engine, EngineError
+    from contrail_ha.runtime import containers, health
+
+    try:
+        states = containers.states(Engine(), plan.cluster_id)
+    except EngineError as e:
+        return [Check("container", "engine", False, str(e))]
+    hosts = {h.name for h in plan.topology.hosts}
+
+    def one(g: cluster.Group) -> Check:
+        name = containers.name(g.node, g.role)
+        state = states.get(name)
+        if state != "running":
+            return Check("container", name, False, state or "missing")
+        problems = health.problems(g.spec)
+        return Check("container", name, not problems,
+                     "running, " + ("healthy" if not problems else "unhealthy: " + "; ".join(problems)))
+
+    with ThreadPoolExecutor(4) as ex:
+        return list(ex.map(one, [g for g in cluster.recorded_groups(layout) if g.node in hosts]))
+
+
 def collect(plan: Plan, layout: Layout) -> list[Check]:
     """All checks; probes run in parallel, each bounded by its own timeouts."""
     def run(entry: tuple[str, ModuleType]) -> list[Check]:
@@ -52,7 +80,7 @@ def collect(plan: Plan, layout: Layout) -> list[Check]:
 
     with ThreadPoolExecutor(len(PROBES)) as ex:
         results = list(ex.map(run, PROBES))
-    out = process_checks(plan, layout)
+    out = container_checks(plan, layout) + process_checks(plan, layout)
     for r in results:
         out.extend(r)
     return out

@@ -83,6 +83,9 @@ class ProcessSpec:
     # A signal that makes the running process re-read its (rewritten) configuration: a change of the
     # rendered files alone then reloads it instead of restarting it (HAProxy: SIGUSR2, no downtime).
     reload_signal: int | None = None
+    # How the container's health check sees that it serves (contrail_ha.runtime.health): tcp://, zk://,
+    # http:// or unix:// URL; empty: running is enough.
+    health: str = ""
 
 
 @dataclass

@@ -262,6 +262,7 @@ def _process(conf: Path, sock: Path, pid: Path) -> ProcessSpec:
         argv=["bird", "-f", "-c", str(conf), "-s", str(sock), "-P", str(pid)],
         stop_signal=signal.SIGTERM,
         stop_timeout=STOP_TIMEOUT_S,
+        health=f"unix://{sock}",
     )
 
 

@@ -245,6 +245,7 @@ def render(plan: Plan, inst: Instance, layout: Layout, *, jmx: bool = True) -> R
                 cwd=str(data),
                 stop_signal=signal.SIGTERM,
                 stop_timeout=90.0,
+                health=f"tcp://{inst.address}",  # CQL opens once the node has joined
             )
         ],
     )

@@ -217,6 +217,7 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
                 stop_signal=signal.SIGUSR1,
                 stop_timeout=STOP_TIMEOUT_S,
                 reload_signal=signal.SIGUSR2,  # master-worker: new workers on the new config, no downtime
+                health=f"unix://{stats_socket(layout, host)}",
             )
         ],
     )

@@ -159,5 +159,6 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
     return Rendered(
         files={props: server_properties(plan, inst, layout), log4j: log4j_properties()},
         dirs=[conf, data, logs],
-        processes=[ProcessSpec(name=inst.name, argv=argv, cwd=str(logs), stop_timeout=30.0)],
+        processes=[ProcessSpec(name=inst.name, argv=argv, cwd=str(logs), stop_timeout=30.0,
+                               health=f"tcp://{inst.address}")],
     )

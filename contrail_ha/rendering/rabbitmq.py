@@ -180,10 +180,10 @@ def render(plan: Plan, inst: Instance, layout: Layout, epmd_port: int = EPMD_POR
         dirs=[p["conf"], p["mnesia"], p["logs"], p["run"], p["home"]],
         processes=[
             ProcessSpec(name="epmd", argv=[EPMD], env=epmd_env(inst, epmd_port), cwd=str(p["run"]),
-                        stop_timeout=5.0),
+                        stop_timeout=5.0, health=f"tcp://{inst.ip}:{epmd_port}"),
             ProcessSpec(name=inst.name, argv=[SERVER], env=server_env(plan, inst, layout, epmd_port, shared_netns),
                         cwd=str(p["mnesia"]), stop_signal=signal.SIGTERM, stop_timeout=30.0,
-                        pid_file=str(p["pid"])),
+                        pid_file=str(p["pid"]), health=f"tcp://{inst.address}"),  # AMQP opens once booted
         ],
     )
 

@@ -84,5 +84,6 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
         files={path: json.dumps(cfg, indent=2) + "\n"},
         dirs=dirs,
         processes=[ProcessSpec(name=inst.name, argv=[python(), "-m", MODULES[inst.component], str(path)],
-                               env={"PYTHONUNBUFFERED": "1"}, stop_signal=signal.SIGTERM, stop_timeout=10)],
+                               env={"PYTHONUNBUFFERED": "1"}, stop_signal=signal.SIGTERM, stop_timeout=10,
+                               health="" if inst.component == LB_AGENT else f"http://{inst.address}/health")],
     )

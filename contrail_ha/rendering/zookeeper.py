@@ -128,5 +128,6 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
             logback: logback_xml(str(logs)),
         },
         dirs=[conf, data, logs],
-        processes=[ProcessSpec(name=inst.name, argv=argv, cwd=str(logs), stop_timeout=15.0)],
+        processes=[ProcessSpec(name=inst.name, argv=argv, cwd=str(logs), stop_timeout=15.0,
+                               health=f"zk://{inst.address}")],
     )

@@ -38,7 +38,7 @@ from contrail_ha.rendering import rabbitmq as r_rabbitmq
 from contrail_ha.rendering import services as r_services
 from contrail_ha.rendering import zookeeper as r_zookeeper
 from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, python
-from contrail_ha.runtime import containers, netns, network, pids, rollout
+from contrail_ha.runtime import compose_run, containers, netns, network, pids, rollout
 from contrail_ha.runtime.steps import run_steps
 from contrail_ha.runtime.supervisor import CONFIG_DIGEST, GroupSpec
 from contrail_ha.runtime.supervisor_state import SupervisorDir
@@ -221,7 +221,7 @@ def start_supervisor(plan: Plan, g: Group, layout: Layout) -> int:
         return pid
     Path(g.spec.log_dir).mkdir(parents=True, exist_ok=True)
     if container:
-        containers.start(Engine(), plan, layout, g.node, g.role, spec_file, rt["image"])
+        compose_run.up(Engine(), layout, g.node, g.role)
     else:
         argv = netns.exec_argv(plan, g.node, [python(), "-m", "contrail_ha.runtime.supervisor", str(spec_file)])
         with open(Path(g.spec.log_dir) / f"supervisor-{g.role}.out", "ab") as out:
@@ -233,7 +233,7 @@ def start_supervisor(plan: Plan, g: Group, layout: Layout) -> int:
         if pid:
             return pid
         time.sleep(0.05)
-    where = f"`podman logs {containers.name(plan, g.node, g.role)}`" if container else \
+    where = f"`podman logs {containers.name(g.node, g.role)}`" if container else \
         f"{g.spec.log_dir}/supervisor-{g.role}.out"
     raise UpError(f"supervisor {g.node}/{g.role} did not start; see {where}")
 
@@ -249,6 +249,11 @@ def process_names(plan: Plan, layout: Layout, inst: Instance) -> list[str]:
 
 
 def log_tail(layout: Layout, node: str, name: str, lines: int = 15) -> str:
+    if runtime_of(layout)["runtime"] == "containers":
+        role = next((g.role for g in recorded_groups(layout)
+                     if g.node == node and any(p.name == name for p in g.spec.processes)), None)
+        if role is not None:
+            return containers.logs(Engine(), containers.name(node, role), lines, name)
     f = layout.root / "hosts" / node / "logs" / f"{name}.out"
     try:
         return "\n".join(f.read_text(errors="replace").splitlines()[-lines:])
@@ -311,6 +316,10 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
     network.create(plan, progress=lambda m: progress(f"  {m}"))
     progress("rendering configuration")
     gs = rendered_groups(plan, layout)
+    if runtime_of(layout)["runtime"] == "containers":  # each host's Compose project, before any container starts
+        for host in plan.topology.hosts:
+            specs = [containers.in_image(g.spec) for g, _ in gs if g.node == host.name]
+            compose_run.write_project(plan, layout, host.name, specs, runtime_of(layout)["image"])
     # On a running cluster (scale): replicas leaving HAProxy's backends are drained before their
     # supervisors stop them, and running lbs take their new backends only once the API waves are
     # ready (the HAProxy step), so HAProxy never routes to a replica that does not serve.
@@ -319,6 +328,8 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
     for g, r in gs:
         if not any(g is h for h, _ in held):
             apply(plan, layout, g, r)
+    if runtime_of(layout)["runtime"] == "containers" and (weighed := containers.weigh_as_machines()):
+        progress(f"containers' CPU weight: {weighed}")
     progress(f"supervisors: {len(gs) - len(held)} running ({runtime_of(layout)['runtime']})"
              + (f", {len(held)} lbs to reload after the APIs" if held else ""))
     # Probes reach the hosts from the client namespace, as a user would.
@@ -423,7 +434,7 @@ def _wait_vip(plan: Plan, layout: Layout, progress: Progress, timeout: float = 6
 
 
 # --- down -----------------------------------------------------------------------------------------
-def _all_groups(plan: Plan, layout: Layout) -> list[Group]:
+def recorded_groups(layout: Layout) -> list[Group]:
     """Groups as recorded on disk (so down works without re-rendering)."""
     out = []
     for spec_file in sorted(layout.root.glob("hosts/*/supervisor/*/spec.json")) + sorted(
@@ -437,8 +448,12 @@ def down(plan: Plan, layout: Layout, purge: bool = False, progress: Progress = p
     """Stop every process, remove every namespace; with ``purge`` also the data. Returns leftovers."""
     order = [NODE_GROUP, Role.LB.value, Role.ANALYTICS.value, Role.ANALYTICSDB.value, Role.CONTROLLER.value,
              ROUTER_ROLE]
-    gs = _all_groups(plan, layout) if layout.root.exists() else []
+    gs = recorded_groups(layout) if layout.root.exists() else []
+    engine = Engine()
+    running = set(containers.ours(engine, plan.cluster_id)) if engine.available() else set()
     for role in order:
+        # a container is stopped by the engine (its restart policy then leaves it stopped), gracefully
+        containers.stop(engine, [n for g in gs if g.role == role if (n := containers.name(g.node, g.role)) in running])
         batch = [(g, pid) for g in gs if g.role == role if (pid := supervisor_pid(g))]
         for _g, pid in batch:
             os.kill(pid, signal.SIGTERM)
@@ -464,11 +479,11 @@ def down(plan: Plan, layout: Layout, purge: bool = False, progress: Progress = p
                 progress(f"killed leftover pid {pid} in {ns}")
             except ProcessLookupError:
                 pass
-    engine = Engine()
     if engine.available():  # a cluster up on containers: remove them (stopped with their supervisors)
         try:
             if removed := containers.remove_all(engine, plan.cluster_id):
                 progress(f"removed {len(removed)} containers")
+            compose_run.ApiService(engine).stop()
         except EngineError as e:
             progress(f"containers not removed: {e}")
     leftovers = network.destroy(plan)

@@ -39,6 +39,7 @@ from contrail_ha.runtime.supervisor_state import GroupSpec, SupervisorDir  # Gro
 
 TICK = 0.2
 BACKOFF_MIN, BACKOFF_MAX, STABLE_AFTER = 0.5, 10.0, 30.0
+ORCHESTRATED_ENV = "CONTRAIL_HA_ORCHESTRATED"  # --container under an orchestrator: it enables the processes
 CRASHLOOP_EXITS = 5  # --container: this many quick exits in a row end the supervisor (exit 1)
 CRASHLOOP_STATUS = 1
 _out_lock = threading.Lock()
@@ -306,7 +307,8 @@ def _relay(name: str, fd: int) -> None:
 def main() -> None:
     args = sys.argv[1:]
     container = "--container" in args  # the container contract (see the module's docstring)
-    enable_all = container or "--enable-all" in args  # every process runs from the start (no orchestrator)
+    # every process runs from the start, unless an orchestrator enables them (the local runtime's waves)
+    enable_all = (container and not os.environ.get(ORCHESTRATED_ENV)) or "--enable-all" in args
     args = [a for a in args if a not in ("--enable-all", "--container")]
     if len(args) != 1:
         sys.stderr.write("usage: python -m contrail_ha.runtime.supervisor [--enable-all | --container] SPEC.json\n")

@@ -72,3 +72,33 @@ def test_the_checks_reject_what_compose_rejects(tmp_path: Path) -> None:
         jsonschema.validate(doc, schema, cls=VALIDATOR)
     p = _compose(project, "config", "-q")
     assert p.returncode != 0 and "name" in p.stderr, p.stderr
+
+
+def test_the_local_runtime_merges_its_override_into_the_exported_file() -> None:
+    """What `up --containers` gives docker-compose: the exported file with this machine's differences
+    merged by Compose itself (the state root mounted once, at its own path)."""
+    import tempfile
+
+    from contrail_ha.rendering.base import Layout
+    from contrail_ha.runtime import cluster, compose_run, containers
+
+    plan = load_topology(REPO / "examples" / "ha.yaml").plan()
+    tmp = Path(tempfile.mkdtemp(prefix="c-", dir="/tmp"))  # short: unix socket paths are rendered
+    try:
+        layout = Layout(tmp / plan.cluster_id)
+        specs = [containers.in_image(g.spec) for g, _ in cluster.rendered_groups(plan, layout) if g.node == "lb1"]
+        d = compose_run.write_project(plan, layout, "lb1", specs, "localhost/contrail-ha:x")
+        p = _compose(d, "-f", compose_run.BASE_FILE, "-f", compose_run.LOCAL_FILE, "config")
+        assert p.returncode == 0, p.stderr
+        services = yaml.safe_load(p.stdout)["services"]
+        assert set(services) == {"contrail-lb", "contrail-node-agent"}
+        for svc in services.values():
+            assert svc["network_mode"] == f"ns:/run/netns/{plan.cluster_id}-lb1" and svc["pid"] == "host"
+            mounts = [(v["source"], v["target"]) if isinstance(v, dict) else tuple(v.split(":")[:2])
+                      for v in svc["volumes"]]
+            assert [m for m in mounts if m[1] == str(layout.root)] == [(str(layout.root), str(layout.root))]
+            assert svc["healthcheck"]["test"][1:4] == [containers.IMAGE_PYTHON, "-m", "contrail_ha.runtime.health"]
+            assert svc["labels"][containers.LABEL] == plan.cluster_id
+        assert services["contrail-lb"]["privileged"] is True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

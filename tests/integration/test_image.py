@@ -118,3 +118,36 @@ def test_a_crash_looping_component_fails_its_container(engine: Engine, image: st
                    timeout=120, check=False)
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
     assert "broken crash-loops" in r.stdout
+
+
+def test_image_health_check_is_its_processes_probes(engine: Engine, image: str, group_dir: Path) -> None:
+    """The image's HEALTHCHECK (no arguments: the container's one supervisor) runs every process's probe."""
+    config = json.loads(engine.run("image", "inspect", "--format", "{{json .Config.Healthcheck}}", image).stdout)
+    assert config["Test"][-3:] == ["/opt/contrail-ha/venv/bin/python", "-m", "contrail_ha.runtime.health"], config
+    server = ProcessSpec(name="server", argv=["python", "-m", "http.server", "8000", "--bind", "127.0.0.1"],
+                         cwd="/group", health="http://127.0.0.1:8000/")
+    _spec(group_dir, server, ProcessSpec(name="deaf", argv=["sleep", "300"], health="tcp://127.0.0.1:8001"))
+    name = f"contrail-ha-test-{uuid.uuid4().hex[:8]}"
+    engine.run("run", "-d", "--name", name, "--network", "none", "-v", f"{group_dir}:/group", image,
+               "python", "-m", "contrail_ha.runtime.supervisor", "--container", "/group/spec.json")
+    try:
+        deadline = time.monotonic() + 60
+        out = ""
+        while time.monotonic() < deadline and "deaf: tcp://127.0.0.1:8001" not in out:
+            assert engine.run("healthcheck", "run", name, timeout=60, check=False).returncode != 0
+            log = json.loads(engine.run("inspect", name, "--format", "{{json .State.Health.Log}}").stdout)
+            out = log[-1]["Output"] if log else ""
+            time.sleep(0.5)
+        assert "deaf: tcp://127.0.0.1:8001" in out and "server" not in out.split("problems")[-1], out
+    finally:
+        engine.run("rm", "-f", "-t", "5", name, timeout=60, check=False)
+    _spec(group_dir, server)
+    engine.run("run", "-d", "--name", name, "--network", "none", "-v", f"{group_dir}:/group", image,
+               "python", "-m", "contrail_ha.runtime.supervisor", "--container", "/group/spec.json")
+    try:
+        deadline = time.monotonic() + 60
+        while engine.run("healthcheck", "run", name, timeout=60, check=False).returncode != 0:
+            assert time.monotonic() < deadline, "never healthy"
+            time.sleep(0.5)
+    finally:
+        engine.run("rm", "-f", "-t", "5", name, timeout=60, check=False)

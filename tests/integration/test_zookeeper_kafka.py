@@ -26,6 +26,7 @@ from contrail_ha.probes.base import Check
 from contrail_ha.rendering import kafka as kafka_render
 from contrail_ha.rendering import zookeeper as zk_render
 from contrail_ha.rendering.base import DEFAULT_CACHE, Layout, ProcessSpec
+from contrail_ha.runtime import health as container_health
 from contrail_ha.topology.plan import KAFKA, ZOOKEEPER, Instance, Plan
 from tests.helpers import proc
 from tests.helpers.topo import loopback_plan
@@ -83,6 +84,12 @@ def servers(tmp_path: Path) -> Iterator[Servers]:
         s.stop_all()
 
 
+def _health(processes: list[ProcessSpec]) -> str:
+    [p] = processes
+    assert p.health, p
+    return p.health
+
+
 def _quorum(plan: Plan, layout: Layout) -> Check | None:
     cluster = zk_probe.checks(plan, layout)[-1]
     return cluster if cluster.ok else None
@@ -110,6 +117,7 @@ def test_zookeeper_ensemble_and_kafka(servers: Servers) -> None:
     assert sorted(c.detail for c in nodes) == ["follower", "follower", "leader"]
     for inst in plan.of(ZOOKEEPER):
         assert zk_probe.ready(plan, layout, inst)[0]
+        assert container_health.probe(_health(zk_render.render(plan, inst, layout).processes)) is None
     old = zk_probe.leader(plan)
     assert old is not None
 
@@ -131,6 +139,7 @@ def test_zookeeper_ensemble_and_kafka(servers: Servers) -> None:
         timings["zk_write_read_after_kill"] = time.monotonic() - t0
         assert zk.state == KazooState.CONNECTED
         assert zk.client_id[0] == session, "the session did not survive the leader change"
+        assert container_health.probe(_health(zk_render.render(plan, old, layout).processes)) is not None
         proc.wait_for(lambda: _quorum(plan, layout), 10, "quorum of the two survivors")
         by_host = {c.target: c for c in zk_probe.checks(plan, layout)}
         assert not by_host[old.host.name].ok
@@ -159,7 +168,13 @@ def test_zookeeper_ensemble_and_kafka(servers: Servers) -> None:
     kchecks = kafka_probe.checks(plan, layout)
     brokers = [c for c in kchecks if c.target != "cluster"]
     assert [c.target for c in brokers] == ["n1", "n2", "n3"]
+    for inst in plan.of(KAFKA):  # the container's health: the listener accepts (just after registration)
+        url = _health(kafka_render.render(plan, inst, layout).processes)
+        proc.wait_for(lambda url=url: container_health.probe(url) is None, 30, f"kafka health {url}")
     assert all(c.ok for c in brokers), brokers
+    # the cluster's metadata (from any broker) lists a broker a moment after its registration
+    kchecks = proc.wait_for(lambda: (lambda c: c if c[-1].data.get("brokers") == [0, 1, 2] else None)(
+        kafka_probe.checks(plan, layout)), 30, "every broker in the cluster's metadata")
     assert kchecks[-1].data["brokers"] == [0, 1, 2]
 
     # --- an explicit topic with RF 3 and min.insync.replicas 2 ------------------------------

@@ -1,35 +1,59 @@
-"""The container runtime's podman arguments (no engine): the host's network namespace, the host's
-PID namespace (pids mean the same inside and out, so faults and status work unchanged), the state
-root at its own path, the image's interpreter for our own processes."""
+"""The container runtime's Compose projects (no engine): the exported file as it is, plus an override
+of what differs on this machine (the host's network namespace, the host's PID namespace, the state
+root at its own path); the image's interpreter for our own processes."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+import yaml
+
+from contrail_ha import export as ex
+from contrail_ha.export import compose
 from contrail_ha.rendering.base import Layout, ProcessSpec, python
-from contrail_ha.runtime import containers
+from contrail_ha.runtime import cluster, compose_run, containers
+from contrail_ha.runtime.supervisor import ORCHESTRATED_ENV
 from contrail_ha.runtime.supervisor_state import GroupSpec
 from contrail_ha.topology.validate import load_topology
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_run_args_join_the_hosts_namespaces_and_state() -> None:
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="c-", dir="/tmp"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _project(tmp_path: Path) -> tuple[Path, Layout]:
     plan = load_topology(REPO / "examples" / "ha.yaml").plan()
-    layout = Layout(Path("/var/lib/contrail-ha") / plan.cluster_id)
-    spec = layout.root / "hosts" / "ctrl1" / "supervisor" / "controller" / "spec.json"
-    args = containers.run_args(plan, layout, "ctrl1", "controller", spec, "localhost/contrail-ha:x")
-    joined = " ".join(args)
-    assert args[:2] == ["run", "-d"] and "--replace" in args
-    assert f"--network ns:/run/netns/{plan.cluster_id}-ctrl1" in joined
-    assert "--pid host" in joined and "--hostname ctrl1" in joined
-    assert f"-v {layout.root}:{layout.root}" in joined
-    assert f"--label {containers.LABEL}={plan.cluster_id}" in joined
-    assert "--privileged" not in args
-    assert args[-4:] == ["localhost/contrail-ha:x", "-m", "contrail_ha.runtime.supervisor", str(spec)]
-    assert args[args.index("--entrypoint") + 1] == containers.IMAGE_PYTHON
-    lb = containers.run_args(plan, layout, "lb1", "lb", spec, "img")
-    assert "--privileged" in lb  # the VIP on lo and BIRD's routes
+    layout = Layout(tmp_path / plan.cluster_id)  # tmp_path: short (unix socket paths are rendered)
+    specs = [containers.in_image(g.spec) for g, _ in cluster.rendered_groups(plan, layout) if g.node == "ctrl1"]
+    return compose_run.write_project(plan, layout, "ctrl1", specs, "localhost/contrail-ha:x"), layout
+
+
+def test_local_project_is_the_exported_file_plus_an_override(short_tmp: Path) -> None:
+    tmp_path = short_tmp
+    plan = load_topology(REPO / "examples" / "ha.yaml").plan()
+    d, layout = _project(tmp_path)
+    units = [u for u in ex.units(plan, tmp_path / "export", layout.root) if u.host == "ctrl1"]
+    exported = compose.write(units, tmp_path / "export" / "compose", layout.root, "localhost/contrail-ha:x")[0]
+    assert (d / "docker-compose.yaml").read_text() == exported.read_text()  # the very file users deploy
+    assert (d / ".env").read_text() == (exported.parent / ".env").read_text()
+    override = yaml.safe_load((d / compose_run.LOCAL_FILE).read_text())["services"]
+    assert set(override) == set(yaml.safe_load(exported.read_text())["services"])
+    for svc in override.values():
+        assert svc["network_mode"] == f"ns:/run/netns/{plan.cluster_id}-ctrl1" and svc["pid"] == "host"
+        assert f"{layout.root}:{layout.root}" in svc["volumes"]
+        assert svc["labels"] == {containers.LABEL: plan.cluster_id}
+        assert svc["environment"][ORCHESTRATED_ENV] == "1"
+        # only what differs on this machine: no command, image, health check or restart policy of its own
+        assert not {"command", "image", "healthcheck", "restart", "privileged"} & set(svc)
 
 
 def test_our_processes_get_the_images_interpreter() -> None:

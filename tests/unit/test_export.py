@@ -14,6 +14,7 @@ import yaml
 
 from contrail_ha import export as ex
 from contrail_ha.export import compose, kubernetes, unpack
+from contrail_ha.runtime.containers import IMAGE_PYTHON
 from contrail_ha.topology.plan import NODE_GROUP
 from contrail_ha.topology.validate import load_topology
 
@@ -39,7 +40,7 @@ def test_every_role_group_of_every_host_is_a_container(exported: tuple[Path, lis
                    *((h, NODE_GROUP) for h in ("lb1", "lb2", "ctrl1", "ctrl2", "ctrl3"))}
     for u in units:
         for p in u.spec.processes:
-            if p.argv[:2] == [ex.IMAGE_PYTHON, "-m"]:
+            if p.argv[:2] == [IMAGE_PYTHON, "-m"]:
                 assert p.argv[2].startswith("contrail_ha.")
             else:
                 assert not p.argv[0].endswith(("python", "python3")), p.argv[:3]  # no local interpreter left
@@ -54,11 +55,13 @@ def test_compose_per_host(exported: tuple[Path, list[ex.Unit]]) -> None:
         assert svc["network_mode"] == "host" and svc["restart"] == "unless-stopped"
         assert f"./state:{ROOT}" in svc["volumes"]
         spec = Path(svc["command"][-1])
-        assert svc["command"][:4] == [ex.IMAGE_PYTHON, "-m", "contrail_ha.runtime.supervisor", "--container"]
+        assert svc["command"][:4] == [IMAGE_PYTHON, "-m", "contrail_ha.runtime.supervisor", "--container"]
         assert svc["volumes"] == [f"./state:{ROOT}"]  # nothing of the exporting machine (its jar cache) mounted
         assert svc["image"].startswith("localhost/contrail-ha:")
         assert (out / "compose" / "ctrl1" / "state" / spec.relative_to(ROOT)).is_file(), name
         assert "privileged" not in svc
+        # the health check: the same supervisor spec's processes run and answer their probes
+        assert svc["healthcheck"]["test"] == ["CMD", IMAGE_PYTHON, "-m", "contrail_ha.runtime.health", str(spec)]
     lb = yaml.safe_load((out / "compose" / "lb1" / "docker-compose.yaml").read_text())
     assert lb["services"]["contrail-lb"]["privileged"] is True
     cookie = out / "compose" / "ctrl1" / "state" / "hosts" / "ctrl1" / "rabbitmq" / "home" / ".erlang.cookie"
@@ -78,7 +81,7 @@ def test_kubernetes_manifests_and_unpack_round_trip(exported: tuple[Path, list[e
     assert d["replicas"] == 1 and d["strategy"]["type"] == "Recreate"
     assert pod["hostNetwork"] is True and pod["nodeSelector"] == {"kubernetes.io/hostname": "ctrl2"}
     assert d["selector"]["matchLabels"] == d["template"]["metadata"]["labels"]
-    assert pod["initContainers"][0]["command"][:3] == [ex.IMAGE_PYTHON, "-m", "contrail_ha.export.unpack"]
+    assert pod["initContainers"][0]["command"][:3] == [IMAGE_PYTHON, "-m", "contrail_ha.export.unpack"]
     assert deps["contrail-lb-lb1"]["spec"]["template"]["spec"]["containers"][0]["securityContext"] == \
         {"privileged": True}
     # what the init container does with the ConfigMap gives the same tree as the compose export
