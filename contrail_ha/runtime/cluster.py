@@ -328,8 +328,6 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
     for g, r in gs:
         if not any(g is h for h, _ in held):
             apply(plan, layout, g, r)
-    if runtime_of(layout)["runtime"] == "containers" and (weighed := containers.weigh_as_machines()):
-        progress(f"containers' CPU weight: {weighed}")
     progress(f"supervisors: {len(gs) - len(held)} running ({runtime_of(layout)['runtime']})"
              + (f", {len(held)} lbs to reload after the APIs" if held else ""))
     # Probes reach the hosts from the client namespace, as a user would.
@@ -453,7 +451,8 @@ def down(plan: Plan, layout: Layout, purge: bool = False, progress: Progress = p
     running = set(containers.ours(engine, plan.cluster_id)) if engine.available() else set()
     for role in order:
         # a container is stopped by the engine (its restart policy then leaves it stopped), gracefully
-        containers.stop(engine, [n for g in gs if g.role == role if (n := containers.name(g.node, g.role)) in running])
+        containers.stop(engine, [n for g in gs if g.role == role and g.node != netns.ROUTER
+                                 if (n := containers.name(g.node, g.role)) in running])
         batch = [(g, pid) for g in gs if g.role == role if (pid := supervisor_pid(g))]
         for _g, pid in batch:
             os.kill(pid, signal.SIGTERM)

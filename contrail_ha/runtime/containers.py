@@ -110,24 +110,6 @@ def name(node: str, role: str) -> str:
     return f"{CONTAINER_NAMES[role]}-{node}"
 
 
-# Podman (cgroupfs) puts every container under one cgroup, libpod_parent, which the CPU scheduler weighs
-# like a single process at the root: on a machine shared with busy root processes (a drill's clients),
-# the whole cluster then gets one process's share; BFD misses its 300 ms and the VIP moves. The local
-# hosts are machines of their own: their containers together get the most weight a cgroup can have.
-CPU_WEIGHTS = ((Path("/sys/fs/cgroup/cpu/libpod_parent/cpu.shares"), 262144),  # cgroup v1 (this machine kind)
-               (Path("/sys/fs/cgroup/libpod_parent/cpu.weight"), 10000))  # cgroup v2
-
-
-def weigh_as_machines() -> str | None:
-    """Give the engine's container cgroup the highest CPU weight; returns what was set, if anything."""
-    for path, value in CPU_WEIGHTS:
-        if path.exists():
-            if path.read_text().strip() != str(value):
-                path.write_text(f"{value}\n")
-            return f"{path} = {value}"
-    return None
-
-
 def ours(engine: Engine, cluster_id: str) -> list[str]:
     """The names of the cluster's containers (running or not)."""
     out = engine.run("ps", "-a", "--filter", f"label={LABEL}={cluster_id}", "--format", "{{.Names}}", timeout=60)
