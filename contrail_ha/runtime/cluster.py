@@ -316,10 +316,11 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
     network.create(plan, progress=lambda m: progress(f"  {m}"))
     progress("rendering configuration")
     gs = rendered_groups(plan, layout)
-    if runtime_of(layout)["runtime"] == "containers":  # each host's Compose project, before any container starts
+    rt = runtime_of(layout)
+    if rt["runtime"] == "containers":  # each host's Compose project, before any container starts
         for host in plan.topology.hosts:
             specs = [containers.in_image(g.spec) for g, _ in gs if g.node == host.name]
-            compose_run.write_project(plan, layout, host.name, specs, runtime_of(layout)["image"])
+            compose_run.write_project(plan, layout, host.name, specs, rt["image"])
     # On a running cluster (scale): replicas leaving HAProxy's backends are drained before their
     # supervisors stop them, and running lbs take their new backends only once the API waves are
     # ready (the HAProxy step), so HAProxy never routes to a replica that does not serve.
@@ -328,7 +329,7 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
     for g, r in gs:
         if not any(g is h for h, _ in held):
             apply(plan, layout, g, r)
-    progress(f"supervisors: {len(gs) - len(held)} running ({runtime_of(layout)['runtime']})"
+    progress(f"supervisors: {len(gs) - len(held)} running ({rt['runtime']})"
              + (f", {len(held)} lbs to reload after the APIs" if held else ""))
     # Probes reach the hosts from the client namespace, as a user would.
     netns.enter(netns.ns_name(plan, netns.CLIENT))

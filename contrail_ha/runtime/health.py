@@ -17,7 +17,6 @@ A process the orchestrator has not enabled yet is not counted; a held one (a dri
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sys
 import urllib.error
@@ -25,6 +24,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from contrail_ha.runtime import pids
 from contrail_ha.runtime.supervisor_state import GroupSpec, SupervisorDir
 
 TIMEOUT = 3.0
@@ -70,15 +70,8 @@ def probe(url: str) -> str | None:
 
 
 def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """A pid as ``state.json`` holds it (an int, or null) that names a live process."""
+    return isinstance(pid, int) and pid > 0 and pids.alive(pid)
 
 
 def problems(spec: GroupSpec) -> list[str]:

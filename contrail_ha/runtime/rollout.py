@@ -24,25 +24,28 @@ from contrail_ha.topology.plan import Plan
 DRAIN_TIMEOUT_S = 30.0  # in-flight requests of a departing replica; then it is stopped anyway
 
 
+def _stat(layout: Layout, host: str) -> list[dict[str, str]]:
+    """``show stat`` of lb ``host``'s HAProxy; empty when it does not answer."""
+    try:
+        return p_haproxy.parse_stat(p_haproxy.command(stats_socket(layout, host), "show stat"))
+    except (OSError, ValueError):
+        return []
+
+
 def departing(plan: Plan, layout: Layout, host: str) -> list[tuple[str, str]]:
     """(backend, server) pairs the running HAProxy of lb ``host`` has and ``plan`` no longer does.
 
     Empty when that HAProxy does not answer (not up yet: nothing to drain)."""
-    try:
-        rows = p_haproxy.parse_stat(p_haproxy.command(stats_socket(layout, host), "show stat"))
-    except (OSError, ValueError):
-        return []
+    rows = _stat(layout, host)
     wanted = planned_servers(plan)
     return sorted((be, sv) for be, b in p_haproxy.backends(rows).items() if be in wanted
                   for sv in b["servers"] if sv not in wanted[be])
 
 
 def _sessions(layout: Layout, host: str, servers: list[tuple[str, str]]) -> int:
-    """Requests the lb still has in flight to ``servers`` (their last-resort entries included)."""
-    try:
-        rows = p_haproxy.parse_stat(p_haproxy.command(stats_socket(layout, host), "show stat"))
-    except (OSError, ValueError):
-        return 0  # that HAProxy is gone: nothing in flight through it
+    """Requests the lb still has in flight to ``servers`` (their last-resort entries included); none
+    when that HAProxy is gone."""
+    rows = _stat(layout, host)
     names = {(be, s) for be, sv in servers for s in (sv, sv + LAST_RESORT)}
     return sum(int(r.get("scur") or 0) for r in rows if (r.get("pxname"), r.get("svname")) in names)
 

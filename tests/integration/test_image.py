@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -94,20 +95,28 @@ def _spec(d: Path, *procs: ProcessSpec) -> Path:
     return d / "spec.json"
 
 
-def test_supervisor_in_a_container_logs_to_the_engine(engine: Engine, image: str, group_dir: Path) -> None:
-    _spec(group_dir, ProcessSpec(name="talker", argv=["sh", "-c", "echo from-the-component; sleep 300"]))
+@contextmanager
+def _supervisor(engine: Engine, image: str, group_dir: Path) -> Iterator[str]:
+    """A detached container whose main process is the role supervisor of ``group_dir``'s spec;
+    removed afterwards. Yields its name."""
     name = f"contrail-ha-test-{uuid.uuid4().hex[:8]}"
     engine.run("run", "-d", "--name", name, "--network", "none", "-v", f"{group_dir}:/group", image,
                "python", "-m", "contrail_ha.runtime.supervisor", "--container", "/group/spec.json")
     try:
+        yield name
+    finally:
+        engine.run("rm", "-f", "-t", "5", name, timeout=60, check=False)
+
+
+def test_supervisor_in_a_container_logs_to_the_engine(engine: Engine, image: str, group_dir: Path) -> None:
+    _spec(group_dir, ProcessSpec(name="talker", argv=["sh", "-c", "echo from-the-component; sleep 300"]))
+    with _supervisor(engine, image, group_dir) as name:
         deadline = time.monotonic() + 60
         logs = ""
         while time.monotonic() < deadline and "talker | from-the-component" not in logs:
             logs = engine.run("logs", name, timeout=30).stdout
             time.sleep(0.5)
         assert "talker | from-the-component" in logs
-    finally:
-        engine.run("rm", "-f", "-t", "5", name, timeout=60, check=False)
 
 
 def test_a_crash_looping_component_fails_its_container(engine: Engine, image: str, group_dir: Path) -> None:
@@ -127,10 +136,7 @@ def test_image_health_check_is_its_processes_probes(engine: Engine, image: str, 
     server = ProcessSpec(name="server", argv=["python", "-m", "http.server", "8000", "--bind", "127.0.0.1"],
                          cwd="/group", health="http://127.0.0.1:8000/")
     _spec(group_dir, server, ProcessSpec(name="deaf", argv=["sleep", "300"], health="tcp://127.0.0.1:8001"))
-    name = f"contrail-ha-test-{uuid.uuid4().hex[:8]}"
-    engine.run("run", "-d", "--name", name, "--network", "none", "-v", f"{group_dir}:/group", image,
-               "python", "-m", "contrail_ha.runtime.supervisor", "--container", "/group/spec.json")
-    try:
+    with _supervisor(engine, image, group_dir) as name:
         deadline = time.monotonic() + 60
         out = ""
         while time.monotonic() < deadline and "deaf: tcp://127.0.0.1:8001" not in out:
@@ -139,15 +145,9 @@ def test_image_health_check_is_its_processes_probes(engine: Engine, image: str, 
             out = log[-1]["Output"] if log else ""
             time.sleep(0.5)
         assert "deaf: tcp://127.0.0.1:8001" in out and "server" not in out.split("problems")[-1], out
-    finally:
-        engine.run("rm", "-f", "-t", "5", name, timeout=60, check=False)
     _spec(group_dir, server)
-    engine.run("run", "-d", "--name", name, "--network", "none", "-v", f"{group_dir}:/group", image,
-               "python", "-m", "contrail_ha.runtime.supervisor", "--container", "/group/spec.json")
-    try:
+    with _supervisor(engine, image, group_dir) as name:
         deadline = time.monotonic() + 60
         while engine.run("healthcheck", "run", name, timeout=60, check=False).returncode != 0:
             assert time.monotonic() < deadline, "never healthy"
             time.sleep(0.5)
-    finally:
-        engine.run("rm", "-f", "-t", "5", name, timeout=60, check=False)
