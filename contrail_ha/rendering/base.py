@@ -86,6 +86,9 @@ class ProcessSpec:
     # How the container's health check sees that it serves (contrail_ha.runtime.health): tcp://, zk://,
     # http:// or unix:// URL; empty: running is enough.
     health: str = ""
+    # SCHED_FIFO priority (1-99) for a process whose timers must not wait behind busy CPUs; 0: the normal
+    # scheduler. Where the engine or cgroup forbids it the process still starts, with the normal scheduler.
+    realtime_priority: int = 0
 
 
 @dataclass

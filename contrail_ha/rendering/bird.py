@@ -66,6 +66,10 @@ KEEPALIVE_TIME_S = 1
 CONNECT_DELAY_S = 1
 CONNECT_RETRY_S = 2
 STARTUP_HOLD_S = 5
+# The router stands in for the fabric's router, whose control plane does not share CPUs with the hosts.
+# Here it shares 2 cores with every host: behind a busy cluster its BFD (300 ms detection) stalled for
+# 435 ms and both lbs' sessions dropped, so it runs under SCHED_FIFO (measured: docs/containers.md).
+ROUTER_RT_PRIORITY = 10
 STOP_TIMEOUT_S = 10.0
 MAX_SOCKET_PATH = 107
 
@@ -253,7 +257,7 @@ def render_router_config(plan: Plan, ecmp: bool = False) -> str:
     return "\n".join(out)
 
 
-def _process(conf: Path, sock: Path, pid: Path) -> ProcessSpec:
+def _process(conf: Path, sock: Path, pid: Path, realtime_priority: int = 0) -> ProcessSpec:
     if len(str(sock)) > MAX_SOCKET_PATH:
         raise ValueError(f"control socket path too long for a unix socket ({len(str(sock))} bytes): {sock}")
     # SIGTERM is a graceful shutdown: BGP sends a Cease, Babel retracts, kernel routes are removed.
@@ -263,6 +267,7 @@ def _process(conf: Path, sock: Path, pid: Path) -> ProcessSpec:
         stop_signal=signal.SIGTERM,
         stop_timeout=STOP_TIMEOUT_S,
         health=f"unix://{sock}",
+        realtime_priority=realtime_priority,
     )
 
 
@@ -286,7 +291,8 @@ def render_router(plan: Plan, layout: Layout, ecmp: bool = False) -> Rendered:
     return Rendered(
         files={conf: render_router_config(plan, ecmp=ecmp)},
         dirs=[layout.router_dir],
-        processes=[_process(conf, router_socket_path(layout), layout.router_dir / PID_FILE)],
+        processes=[_process(conf, router_socket_path(layout), layout.router_dir / PID_FILE,
+                            realtime_priority=ROUTER_RT_PRIORITY)],
     )
 
 

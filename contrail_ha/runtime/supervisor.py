@@ -66,6 +66,14 @@ def _only_config_changed(old: ProcessSpec, new: ProcessSpec) -> bool:
     return replace(old, env={**old.env, **strip}) == replace(new, env={**new.env, **strip})
 
 
+def _realtime(priority: int) -> None:
+    """In the child before exec, so every thread it starts inherits the policy."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as e:  # no CAP_SYS_NICE, or a cgroup without real-time budget: start anyway
+        os.write(2, f"supervisor: SCHED_FIFO {priority} not permitted ({e.strerror}); normal scheduler\n".encode())
+
+
 def _read_pid(path: str | None) -> int | None:
     if not path:
         return None
@@ -124,6 +132,8 @@ class Supervisor:
                 os.dup2(devnull, 0)
                 if spec.cwd:
                     os.chdir(spec.cwd)
+                if spec.realtime_priority:
+                    _realtime(spec.realtime_priority)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGHUP, signal.SIG_DFL)
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)

@@ -270,3 +270,12 @@ def test_checks_without_bird(name: str, tmp_path: Path) -> None:
 def test_lb_model_defaults_are_what_the_docs_say() -> None:
     lb = Lb()
     assert (lb.bfd_interval_ms, lb.bfd_multiplier, lb.babel_hello_ms, lb.babel_update_ms) == (100, 3, 50, 200)
+
+
+def test_only_the_router_runs_realtime(tmp_path: Path) -> None:
+    """The router stands in for the fabric and must not wait behind the hosts' CPUs; an lb's BIRD is a
+    host's process like any other."""
+    plan, layout = _plan("ha"), Layout(tmp_path)
+    (router,) = bird.render_router(plan, layout).processes
+    assert router.realtime_priority == bird.ROUTER_RT_PRIORITY > 0
+    assert all(p.realtime_priority == 0 for i in plan.of(BIRD) for p in bird.render(plan, i, layout).processes)

@@ -175,3 +175,29 @@ def test_container_exits_nonzero_when_a_process_crash_loops(tmp_path: Path) -> N
     assert "broken crash-loops" in text and "exit 3" in text
     steady = _state(tmp_path / "run")["steady"]
     assert steady["pid"] is None  # the others were stopped, not left behind
+
+
+def test_realtime_priority_and_its_fallback(tmp_path: Path) -> None:
+    """A process asking for SCHED_FIFO runs under it; one the kernel refuses (priority 100) still starts,
+    with the normal scheduler and a line in its log saying so."""
+    run = tmp_path / "run"
+    spec = GroupSpec(host="h1", role="rt", run_dir=str(run), log_dir=str(tmp_path / "logs"), processes=[
+        ProcessSpec(name="rt", argv=["sleep", "300"], realtime_priority=10),
+        ProcessSpec(name="refused", argv=["sleep", "300"], realtime_priority=100),
+    ])
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(spec.to_json())
+    run.mkdir()
+    (run / "rt.enabled").touch()
+    (run / "refused.enabled").touch()
+    p = subprocess.Popen([sys.executable, "-m", "contrail_ha.runtime.supervisor", str(spec_file)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        rt = _wait(lambda: _state(run).get("rt", {}).get("pid"))
+        refused = _wait(lambda: _state(run).get("refused", {}).get("pid"))
+        assert os.sched_getscheduler(rt) == os.SCHED_FIFO and os.sched_getparam(rt).sched_priority == 10
+        assert os.sched_getscheduler(refused) == os.SCHED_OTHER
+        assert "SCHED_FIFO 100 not permitted" in (tmp_path / "logs" / "refused.out").read_text()
+    finally:
+        p.terminate()
+        p.wait(20)
