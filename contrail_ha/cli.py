@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from contrail_ha.cli_errors import CommandError, DataLost, Degraded, Interrupted, UsageProblem, err
-from contrail_ha.cli_image import image
+from contrail_ha.cli_image import build_image, image
 from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
 from contrail_ha.runtime.supervisor_state import SupervisorDir
 from contrail_ha.topology.plan import Plan
@@ -193,29 +193,26 @@ def export(target: str, directory: Path, topology: Path | None, image: str | Non
 @main.command()
 @topology_opt
 @state_opt
-@click.option("--containers", "in_containers", is_flag=True,
-              help="run every host's roles as containers of the product's image (built first if needed)")
-def up(topology: Path | None, state_root: Path, in_containers: bool) -> None:
+@click.option("--containers/--processes", "in_containers", default=None,
+              help="every host's roles as containers of the product's image (the default; built first if "
+                   "needed), or as supervised processes; a running cluster keeps its own")
+def up(topology: Path | None, state_root: Path, in_containers: bool | None) -> None:
     """Bring the cluster up locally (idempotent): namespaces, then every component in waves."""
-    from contrail_ha.runtime import cluster
+    from contrail_ha.runtime import cluster, record
 
     _require_root()
     plan, path = _load(topology or DEFAULT_TOPOLOGY)
     layout = _layout(plan, state_root)
+    try:
+        in_containers = record.choose(layout, in_containers) == record.CONTAINERS
+    except record.RuntimeMismatch as e:
+        raise UsageProblem(str(e)) from e
     t0 = time.monotonic()
 
     def progress(m: str) -> None:
         console.print(f"[dim]{time.monotonic() - t0:6.1f}s[/] {m}")
 
-    image = None
-    if in_containers:
-        from contrail_ha.image.build import build
-        from contrail_ha.image.engine import Engine, EngineError
-
-        try:
-            image = build(Engine(), log=progress)
-        except EngineError as e:
-            raise CommandError(f"[red]up failed: no image[/]: {e}") from e
+    image = build_image(progress) if in_containers else None
     try:
         cluster.up(plan, layout, progress=progress, topology_text=path.read_text(), image=image)
     except cluster.UpError as e:

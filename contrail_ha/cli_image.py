@@ -4,6 +4,7 @@ it to hosts without one (save / load)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,17 @@ def _engine() -> Engine:
     from contrail_ha.image.engine import Engine
 
     return Engine()
+
+
+def build_image(progress: Callable[[str], None]) -> str:
+    """The image ``up`` runs (built unless it exists); a clear error when it cannot be."""
+    from contrail_ha.image.build import build as do_build
+    from contrail_ha.image.engine import EngineError
+
+    try:
+        return do_build(_engine(), log=progress)
+    except EngineError as e:
+        raise CommandError(f"[red]up failed: no image[/]: {e}") from e
 
 
 @click.group()

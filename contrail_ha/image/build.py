@@ -177,17 +177,30 @@ def build_base(engine: Engine, log: Callable[[str], None] = print, *, timeout: f
         engine.run("import", str(tar), BASE, timeout=timeout)
 
 
+def build_requirements() -> list[str]:
+    """contrail-ha's own build backend (``[build-system] requires`` of pyproject.toml)."""
+    import tomllib
+
+    reqs: list[str] = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+    return reqs
+
+
 def wheels(deps: Path, app: Path, log: Callable[[str], None] = print, *, timeout: float = 1800) -> None:
-    """Wheels of every locked dependency in ``deps`` (built once per lock, then reused from the
-    cache) and of contrail-ha in ``app``."""
+    """Wheels of every locked dependency in ``deps`` and of contrail-ha in ``app``.
+
+    The locked wheels and contrail-ha's build backend are fetched once per lock into the cache; every
+    build after that is offline (``--no-index``): a site that copied the cache needs no package index."""
     lock = REPO / "requirements.lock"
-    key = hashlib.sha256(lock.read_bytes()).hexdigest()[:12]
+    reqs = build_requirements()
+    key = hashlib.sha256(lock.read_bytes() + "\n".join(reqs).encode()).hexdigest()[:12]
     cached = CACHE / "wheels" / key
-    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check"]
+    backend = cached / "build-backend"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     if not (cached / ".complete").exists():
-        _say(log, "wheels: building the locked dependencies' wheels")
+        _say(log, "wheels: building the locked dependencies' wheels and fetching the build backend")
         cached.mkdir(parents=True, exist_ok=True)
-        _run([*pip, "-w", str(cached), "-r", str(lock)], timeout)
+        _run([*pip, "wheel", "-q", "-w", str(cached), "-r", str(lock)], timeout)
+        _run([*pip, "download", "-q", "--only-binary=:all:", "-d", str(backend), *reqs], timeout)
         (cached / ".complete").touch()
     deps.mkdir(parents=True, exist_ok=True)
     for w in cached.glob("*.whl"):
@@ -198,7 +211,8 @@ def wheels(deps: Path, app: Path, log: Callable[[str], None] = print, *, timeout
         shutil.copytree(REPO / "contrail_ha", Path(src) / "contrail_ha", ignore=shutil.ignore_patterns("__pycache__"))
         for f in ("pyproject.toml", "README.md"):
             shutil.copy2(REPO / f, Path(src) / f)
-        _run([*pip, "--no-deps", "-w", str(app), src], timeout)
+        _run([*pip, "wheel", "-q", "--no-deps", "--no-index", "--find-links", str(backend), "-w", str(app), src],
+             timeout)
 
 
 def apt_sources(into: Path) -> None:
@@ -245,7 +259,22 @@ def build(engine: Engine, log: Callable[[str], None] = print, *, timeout: float 
                                  "then build again") from e
             raise
     engine.run("tag", p.tag, f"{NAME}:{__version__}", timeout=60)
+    if removed := prune(engine, keep=p.tag):
+        _say(log, f"image: removed older builds {', '.join(removed)}")
     return p.tag
+
+
+def prune(engine: Engine, keep: str) -> list[str]:
+    """Remove this product's other content-hash tags: every change of the tree makes a new one, and
+    at 840 MB each (most of it shared, but not all) they would fill a host's disk. A tag that a
+    container still runs is kept (the engine refuses to remove it)."""
+    out = engine.run("images", "--format", "{{.Repository}}:{{.Tag}}", NAME, check=False, timeout=60).stdout
+    built = re.compile(rf"{re.escape(NAME)}:[^:\s]+-[0-9a-f]{{12}}")
+    removed = []
+    for ref in dict.fromkeys(out.split()):
+        if ref != keep and built.fullmatch(ref) and engine.run("rmi", ref, check=False, timeout=120).returncode == 0:
+            removed.append(ref)
+    return removed
 
 
 def save(engine: Engine, tag: str, path: Path, *, timeout: float = 900) -> None:

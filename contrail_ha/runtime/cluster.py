@@ -39,6 +39,7 @@ from contrail_ha.rendering import services as r_services
 from contrail_ha.rendering import zookeeper as r_zookeeper
 from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, python
 from contrail_ha.runtime import compose_run, containers, netns, network, pids, rollout
+from contrail_ha.runtime.record import RUNTIME_FILE, runtime_of
 from contrail_ha.runtime.steps import run_steps
 from contrail_ha.runtime.supervisor import CONFIG_DIGEST, GroupSpec
 from contrail_ha.runtime.supervisor_state import SupervisorDir
@@ -199,15 +200,6 @@ def supervisor_pid(g: Group) -> int | None:
     return SupervisorDir(g.run_dir).running_pid()
 
 
-RUNTIME_FILE = "runtime.json"  # in the state root: how this cluster's supervisors run (up --runtime)
-
-
-def runtime_of(layout: Layout) -> dict[str, str]:
-    """``{"runtime": "processes"}`` or ``{"runtime": "containers", "image": TAG}``."""
-    f = layout.root / RUNTIME_FILE
-    return dict(json.loads(f.read_text())) if f.exists() else {"runtime": "processes"}
-
-
 def start_supervisor(plan: Plan, g: Group, layout: Layout) -> int:
     rt = runtime_of(layout)
     container = rt["runtime"] == "containers" and g.node != netns.ROUTER
@@ -312,6 +304,8 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
         (layout.root / "topology.yaml").write_text(topology_text)
     if image is not None:
         (layout.root / RUNTIME_FILE).write_text(json.dumps({"runtime": "containers", "image": image}))
+    elif not (layout.root / RUNTIME_FILE).exists():  # recorded either way: `up` keeps a running cluster's
+        (layout.root / RUNTIME_FILE).write_text(json.dumps({"runtime": "processes"}))
     progress("network: creating namespaces, bridge, router and client")
     network.create(plan, progress=lambda m: progress(f"  {m}"))
     progress("rendering configuration")

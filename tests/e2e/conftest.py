@@ -52,7 +52,10 @@ def cluster() -> Iterator[Cluster]:
         return
     subprocess.run([*CLI, "down", "--purge", "-t", str(TOPOLOGY)], capture_output=True, text=True, timeout=600)
     t0 = time.monotonic()
-    p = subprocess.run([*CLI, "up", "-t", str(TOPOLOGY)], capture_output=True, text=True, timeout=1500)
+    # The suite's cluster runs on processes (faster to start and to fault); tests/e2e/test_zzz_containers.py
+    # runs the default, containers.
+    p = subprocess.run([*CLI, "up", "--processes", "-t", str(TOPOLOGY)], capture_output=True, text=True,
+                       timeout=1500)
     elapsed = time.monotonic() - t0
     sys.stdout.write(p.stdout[-4000:])
     assert p.returncode == 0, f"contrail-ha up failed:\n{p.stdout[-6000:]}\n{p.stderr[-4000:]}"

@@ -22,9 +22,12 @@ def test_up_again_is_idempotent(cluster: Cluster) -> None:
     before = _pids(cluster)
     p = cluster.cli("up")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    assert "is up in" in p.stdout
+    assert "is up in" in p.stdout and "supervisors: " in p.stdout and "(processes)" in p.stdout
     after = _pids(cluster)
     assert after == before, "a second `up` must not restart anything"
+    # a running cluster is not moved to the other runtime behind its back
+    p = cluster.cli("up", "--containers")
+    assert p.returncode == 2 and "runs on processes; `contrail-ha down` first" in p.stderr, p.stderr
 
 
 def test_status_degraded_names_what_and_where(cluster: Cluster) -> None:

@@ -1,4 +1,5 @@
-"""Runs after the process cluster is down: the default HA topology on containers (``up --containers``).
+"""Runs after the process cluster is down: the default HA topology on the default runtime, containers
+(``up`` with no runtime flag, as the README's first command runs it).
 
 Every role of every host is a container of the product's image, started by docker-compose from the
 very file ``export compose`` writes; each container's health check passes; ``down`` leaves no
@@ -32,8 +33,9 @@ def test_the_default_topology_on_containers(cluster: Cluster, tmp_path: Path) ->
     engine = Engine()
     plan, topo = cluster.plan, str(cluster.topology)
     try:
-        p = subprocess.run([*CLI, "up", "--containers", "-t", topo], capture_output=True, text=True, timeout=1500)
+        p = subprocess.run([*CLI, "up", "-t", topo], capture_output=True, text=True, timeout=1500)
         assert p.returncode == 0, p.stdout[-6000:] + p.stderr[-3000:]
+        assert "running (containers)" in p.stdout
         names = containers.ours(engine, plan.cluster_id)
         assert len(names) == 16, names  # 4 roles on each controller, lb + node agent on each lb
         assert set(containers.states(engine, plan.cluster_id).values()) == {"running"}

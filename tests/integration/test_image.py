@@ -151,3 +151,27 @@ def test_image_health_check_is_its_processes_probes(engine: Engine, image: str, 
         while engine.run("healthcheck", "run", name, timeout=60, check=False).returncode != 0:
             assert time.monotonic() < deadline, "never healthy"
             time.sleep(0.5)
+
+
+def test_the_wheels_build_without_a_package_index(image: str, tmp_path: Path) -> None:
+    """Once the cache holds the locked wheels and the build backend (the image fixture filled it), the
+    next build's wheels need no network at all: run in a network namespace with no interface but lo."""
+    import subprocess
+    import sys
+
+    code = ("import pathlib, sys; from contrail_ha.image import build; "
+            "build.wheels(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), log=print, timeout=600)")
+    p = subprocess.run(["unshare", "--net", "--", sys.executable, "-c", code, str(tmp_path / "deps"),
+                        str(tmp_path / "app")], capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert [w.name.split("-")[0] for w in (tmp_path / "app").glob("*.whl")] == ["contrail_ha"]
+    assert len(list((tmp_path / "deps").glob("*.whl"))) >= 20
+
+
+def test_older_builds_are_pruned_but_not_the_current_one(engine: Engine, image: str) -> None:
+    old = f"{build.NAME}:0.0.0-{uuid.uuid4().hex[:12]}"
+    engine.run("tag", image, old)
+    removed = build.prune(engine, keep=image)
+    assert old in removed and image not in removed
+    assert engine.image_exists(image) and not engine.image_exists(old)
+    assert engine.image_exists(f"{build.NAME}:{build.__version__}")  # the version tag is not a build's
