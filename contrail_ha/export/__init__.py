@@ -14,12 +14,12 @@ nothing of the exporting machine is mounted into the containers.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
 from contrail_ha.runtime.cluster import host_groups
-from contrail_ha.runtime.containers import CONTAINER_NAMES, image_argv, supervisor_argv
+from contrail_ha.runtime.containers import CONTAINER_NAMES, in_image, supervisor_argv
 from contrail_ha.runtime.supervisor import GroupSpec
 from contrail_ha.topology.plan import Plan
 
@@ -69,7 +69,7 @@ def units(plan: Plan, out: Path, root: Path | None = None) -> list[Unit]:
 
     result: list[Unit] = []
     for g, rendered in host_groups(plan, layout):
-        spec = replace(g.spec, processes=[image_argv(p) for p in g.spec.processes])
+        spec = in_image(g.spec)
         files = {rel(path): text for r in rendered for path, text in r.files.items()}
         files[rel(Path(spec.run_dir) / "spec.json")] = spec.to_json()
         modes = {rel(path): mode for r in rendered for path, mode in r.modes.items()}

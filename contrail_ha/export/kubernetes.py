@@ -16,7 +16,7 @@ import yaml
 
 from contrail_ha import __version__
 from contrail_ha.export import Unit
-from contrail_ha.runtime.containers import IMAGE_PYTHON, PRIVILEGED, health_argv
+from contrail_ha.runtime.containers import HAND_OVER_CAPS, IMAGE_PYTHON, PRIVILEGED, health_argv
 
 CONFIG_MOUNT = "/etc/contrail-ha/rendered"
 
@@ -42,7 +42,10 @@ def deployment(u: Unit, namespace: str, root: Path, image: str) -> dict[str, Any
     volumes = [{"name": "rendered", "configMap": {"name": _name(u)}},
                {"name": "state", "hostPath": {"path": str(root), "type": "DirectoryOrCreate"}}]
     mounts = [{"name": "state", "mountPath": str(root)}]
-    security: dict[str, Any] = {"privileged": True} if u.group in PRIVILEGED else {}
+    # root only to give the role's directories to the image's user, then the supervisor drops to it
+    security: dict[str, Any] = {"privileged": True} if u.group in PRIVILEGED else {
+        "runAsUser": 0, "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"], "add": list(HAND_OVER_CAPS)}}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": _name(u), "namespace": namespace, "labels": _labels(u)},
@@ -60,6 +63,7 @@ def deployment(u: Unit, namespace: str, root: Path, image: str) -> dict[str, Any
                         "name": "unpack", "image": image,
                         "command": [IMAGE_PYTHON, "-m", "contrail_ha.export.unpack", CONFIG_MOUNT, str(root)],
                         "volumeMounts": [*mounts, {"name": "rendered", "mountPath": CONFIG_MOUNT, "readOnly": True}],
+                        "securityContext": {"runAsUser": 0},  # the hostPath is the kubelet's (root)
                     }],
                     "containers": [{"name": u.name, "image": image, "command": u.command(),
                                     "volumeMounts": mounts, "securityContext": security, **_probes(u)}],
@@ -73,7 +77,7 @@ def deployment(u: Unit, namespace: str, root: Path, image: str) -> dict[str, Any
 def _probes(u: Unit) -> dict[str, Any]:
     """The container's health check as Kubernetes probes: a start-up allowance (Cassandra's bootstrap),
     then liveness (restart) and readiness (the same check)."""
-    check = {"exec": {"command": health_argv(u.spec_file)}, "periodSeconds": 15, "timeoutSeconds": 10}
+    check = {"exec": {"command": health_argv(u.spec_file, u.group)}, "periodSeconds": 15, "timeoutSeconds": 10}
     return {"startupProbe": {**check, "failureThreshold": 40}, "livenessProbe": {**check, "failureThreshold": 3},
             "readinessProbe": {**check, "failureThreshold": 1}}
 

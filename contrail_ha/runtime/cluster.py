@@ -38,7 +38,7 @@ from contrail_ha.rendering import rabbitmq as r_rabbitmq
 from contrail_ha.rendering import services as r_services
 from contrail_ha.rendering import zookeeper as r_zookeeper
 from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, python
-from contrail_ha.runtime import compose_run, containers, netns, network, pids, rollout
+from contrail_ha.runtime import compose_run, containers, netns, network, ownership, pids, rollout
 from contrail_ha.runtime.record import RUNTIME_FILE, runtime_of
 from contrail_ha.runtime.steps import run_steps
 from contrail_ha.runtime.supervisor import CONFIG_DIGEST, GroupSpec
@@ -161,7 +161,9 @@ def host_groups(plan: Plan, layout: Layout) -> list[tuple[Group, list[Rendered]]
         for role in GROUP_ORDER:
             procs = by_role.get(role)
             if procs:
-                out.append((Group(h.name, role, _spec(layout, h.name, role, procs)), files[role]))
+                spec = replace(_spec(layout, h.name, role, procs),
+                               writable=sorted({str(d) for r in files[role] for d in r.dirs}))
+                out.append((Group(h.name, role, spec), files[role]))
     return out
 
 
@@ -186,6 +188,9 @@ def apply(plan: Plan, layout: Layout, g: Group, rendered: list[Rendered]) -> int
     """Write a group's files and start its supervisor, or have the running one reload its spec."""
     for r in rendered:
         write(r)
+    if (runtime_of(layout)["runtime"] == "containers" and g.node != netns.ROUTER
+            and (as_ := containers.in_image(g.spec).run_as)):
+        ownership.hand_over(g.spec.owned(), *ownership.parse(as_))  # files written since the container started
     return start_supervisor(plan, g, layout)
 
 

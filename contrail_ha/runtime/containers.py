@@ -21,6 +21,7 @@ from typing import Any
 
 from contrail_ha.image.engine import Engine
 from contrail_ha.rendering.base import ProcessSpec, python
+from contrail_ha.runtime import ownership
 from contrail_ha.runtime.supervisor_state import GroupSpec
 from contrail_ha.topology.model import Role
 from contrail_ha.topology.plan import NODE_GROUP
@@ -34,6 +35,9 @@ STOP_TIMEOUT_S = 120  # Cassandra and Kafka drain before they stop
 HEALTH_INTERVAL, HEALTH_TIMEOUT, HEALTH_RETRIES, HEALTH_START_PERIOD = "15s", "10s", 3, "600s"
 
 
+# A non-lb container's root: own the role's directories (chown, and read/enter any: DAC_OVERRIDE,
+# FOWNER), then become the image's user (SETUID, SETGID).
+HAND_OVER_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID")
 LOG_MAX_SIZE = "10m"  # the engine rotates each container's log (all its components' output)
 # One container per role group and host: the seed's four roles plus the host's node agent.
 CONTAINER_NAMES = {Role.LB.value: "contrail-lb", Role.CONTROLLER.value: "contrail-controller",
@@ -41,9 +45,13 @@ CONTAINER_NAMES = {Role.LB.value: "contrail-lb", Role.CONTROLLER.value: "contrai
                    NODE_GROUP: "contrail-node-agent"}
 
 
-def health_argv(spec_file: Path | str) -> list[str]:
-    """The health check command of the container running the supervisor of ``spec_file``."""
-    return [IMAGE_PYTHON, "-m", "contrail_ha.runtime.health", str(spec_file)]
+def health_argv(spec_file: Path | str, role: str | None = None) -> list[str]:
+    """The health check command of the container running the supervisor of ``spec_file``: as the user
+    the role's processes run as (the engine runs it as the container's, root)."""
+    check = [IMAGE_PYTHON, "-m", "contrail_ha.runtime.health", str(spec_file)]
+    if role is None or role in PRIVILEGED:
+        return check
+    return ["setpriv", f"--reuid={ownership.UID}", f"--regid={ownership.GID}", "--clear-groups", "--", *check]
 
 
 def supervisor_argv(spec_file: Path | str) -> list[str]:
@@ -65,16 +73,21 @@ def compose_service(host: str, role: str, spec_file: Path | str, root: Path, ima
         "stop_grace_period": f"{STOP_TIMEOUT_S}s",  # Cassandra and Kafka drain before they stop
         # the rendered tree only: the jars and the runtime are the image's own
         "volumes": [f"./state:{root}"],
-        # root until each component's data directories belong to the image's user (issue 11)
+        # started as root only to give the role's directories to the image's user; the supervisor then
+        # drops to it (contrail_ha.runtime.ownership), the lb excepted
         "user": "0:0",
         "command": supervisor_argv(spec_file),
         "labels": {"io.contrail-ha.host": host, "io.contrail-ha.role": role},
-        "healthcheck": {"test": ["CMD", *health_argv(spec_file)], "interval": HEALTH_INTERVAL,
+        "healthcheck": {"test": ["CMD", *health_argv(spec_file, role)], "interval": HEALTH_INTERVAL,
                         "timeout": HEALTH_TIMEOUT, "retries": HEALTH_RETRIES, "start_period": HEALTH_START_PERIOD},
         "logging": {"options": {"max-size": LOG_MAX_SIZE}},
     }
     if role in PRIVILEGED:
         svc["privileged"] = True
+    else:  # what the hand-over needs, nothing more; the dropped processes have no capability at all
+        svc["cap_drop"] = ["ALL"]
+        svc["cap_add"] = list(HAND_OVER_CAPS)
+        svc["security_opt"] = ["no-new-privileges"]
     return svc
 
 
@@ -102,7 +115,10 @@ def image_argv(p: ProcessSpec) -> ProcessSpec:
 
 
 def in_image(spec: GroupSpec) -> GroupSpec:
-    return replace(spec, processes=[image_argv(p) for p in spec.processes])
+    """A host's group as its container runs it: the image's interpreter, and (but for the privileged lb)
+    the image's unprivileged user once the group's directories are that user's."""
+    return replace(spec, processes=[image_argv(p) for p in spec.processes],
+                   run_as="" if spec.role in PRIVILEGED else ownership.RUN_AS)
 
 
 def name(node: str, role: str) -> str:

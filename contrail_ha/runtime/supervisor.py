@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from contrail_ha.rendering.base import ProcessSpec
-from contrail_ha.runtime import pids
+from contrail_ha.runtime import ownership, pids
 from contrail_ha.runtime.supervisor_state import GroupSpec, SupervisorDir  # GroupSpec: also imported from here
 
 TICK = 0.2
@@ -324,6 +324,10 @@ def main() -> None:
         sys.stderr.write("usage: python -m contrail_ha.runtime.supervisor [--enable-all | --container] SPEC.json\n")
         sys.exit(2)
     sup = Supervisor(Path(args[0]), container=container)
+    if container and sup.spec.run_as and os.geteuid() == 0:  # own the role's directories, then drop root
+        uid, gid = ownership.parse(sup.spec.run_as)
+        ownership.hand_over(sup.spec.owned(), uid, gid)
+        ownership.drop(uid, gid)
     if enable_all:
         sup.run_dir.mkdir(parents=True, exist_ok=True)
         for name in sup.procs:

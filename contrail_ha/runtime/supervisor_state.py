@@ -41,6 +41,14 @@ class GroupSpec:
     run_dir: str
     log_dir: str
     processes: list[ProcessSpec] = field(default_factory=list)
+    # The directories the processes write (data, logs, sockets; the run and log dirs implied), and in a
+    # container the user the supervisor drops to once they are that user's (contrail_ha.runtime.ownership).
+    writable: list[str] = field(default_factory=list)
+    run_as: str = ""
+
+    def owned(self) -> list[str]:
+        """Every directory a dropped supervisor and its processes must own."""
+        return list(dict.fromkeys([self.run_dir, self.log_dir, *self.writable]))
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

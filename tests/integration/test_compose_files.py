@@ -97,8 +97,13 @@ def test_the_local_runtime_merges_its_override_into_the_exported_file() -> None:
             mounts = [(v["source"], v["target"]) if isinstance(v, dict) else tuple(v.split(":")[:2])
                       for v in svc["volumes"]]
             assert [m for m in mounts if m[1] == str(layout.root)] == [(str(layout.root), str(layout.root))]
-            assert svc["healthcheck"]["test"][1:4] == [containers.IMAGE_PYTHON, "-m", "contrail_ha.runtime.health"]
+            test = svc["healthcheck"]["test"]
+            assert test[test.index(containers.IMAGE_PYTHON):][:3] == [containers.IMAGE_PYTHON, "-m",
+                                                                     "contrail_ha.runtime.health"]
             assert svc["labels"][containers.LABEL] == plan.cluster_id
         assert services["contrail-lb"]["privileged"] is True
+        # merged, the node agent keeps the exported least privilege (the override does not widen it)
+        agent = services["contrail-node-agent"]
+        assert agent["cap_drop"] == ["ALL"] and "privileged" not in agent and agent["user"] == "0:0"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -175,3 +175,39 @@ def test_older_builds_are_pruned_but_not_the_current_one(engine: Engine, image: 
     assert old in removed and image not in removed
     assert engine.image_exists(image) and not engine.image_exists(old)
     assert engine.image_exists(f"{build.NAME}:{build.__version__}")  # the version tag is not a build's
+
+
+def test_a_role_container_hands_its_directories_over_then_drops_root(engine: Engine, image: str,
+                                                                    tmp_path: Path) -> None:
+    """Started as root with only the hand-over's capabilities (as the exported files start it), the
+    supervisor gives the role's directories to the image's user - data left by an earlier root run
+    included - and it and its processes run as that user."""
+    from contrail_ha.runtime.containers import HAND_OVER_CAPS
+    from contrail_ha.runtime.ownership import UID
+
+    d = tmp_path / "group"
+    (d / "data").mkdir(parents=True)
+    (d / "data" / "left-by-root").write_text("x")
+    spec = GroupSpec(host="h1", role="test", run_dir="/group/run", log_dir="/group/logs", processes=[
+        ProcessSpec(name="writer", argv=["sh", "-c", "id -u > /group/data/uid.tmp && mv /group/data/uid.tmp "
+                                                     "/group/data/uid; sleep 300"])],
+        writable=["/group/data"], run_as=f"{UID}:{UID}")
+    (d / "spec.json").write_text(spec.to_json())
+    name = f"contrail-ha-test-{uuid.uuid4().hex[:8]}"
+    engine.run("run", "-d", "--name", name, "--network", "none", "--user", "0:0", "--cap-drop", "ALL",
+               *(f"--cap-add={c}" for c in HAND_OVER_CAPS), "--security-opt", "no-new-privileges",
+               "-v", f"{d}:/group", image, "python", "-m", "contrail_ha.runtime.supervisor", "--container",
+               "/group/spec.json")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (d / "data" / "uid").exists():
+            time.sleep(0.3)
+        assert (d / "data" / "uid").read_text().strip() == str(UID), engine.run("logs", name).stdout[-2000:]
+        for p in (d / "data", d / "data" / "left-by-root", d / "run", d / "run" / "state.json", d / "logs"):
+            assert p.stat().st_uid == UID, p
+        rows = [ln.split(None, 1) for ln in engine.run("top", name, "user", "args").stdout.splitlines()[1:]]
+        # only the init (tini, which forwards signals) stays root; the supervisor and its processes do not
+        assert [r for r in rows if r[0] == "root"] == [r for r in rows if r[1].startswith("/usr/bin/tini")], rows
+        assert sum(r[0] == "contrail" for r in rows) >= 3, rows
+    finally:
+        engine.run("rm", "-f", "-t", "5", name, timeout=60, check=False)

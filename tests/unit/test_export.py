@@ -60,10 +60,21 @@ def test_compose_per_host(exported: tuple[Path, list[ex.Unit]]) -> None:
         assert svc["image"].startswith("localhost/contrail-ha:")
         assert (out / "compose" / "ctrl1" / "state" / spec.relative_to(ROOT)).is_file(), name
         assert "privileged" not in svc
-        # the health check: the same supervisor spec's processes run and answer their probes
-        assert svc["healthcheck"]["test"] == ["CMD", IMAGE_PYTHON, "-m", "contrail_ha.runtime.health", str(spec)]
+        # the health check: the same supervisor spec's processes run and answer their probes, checked as the
+        # image's user, as which they run; the container's root can only hand the directories over
+        assert svc["healthcheck"]["test"] == ["CMD", "setpriv", "--reuid=10001", "--regid=10001", "--clear-groups",
+                                              "--", IMAGE_PYTHON, "-m", "contrail_ha.runtime.health", str(spec)]
+        assert svc["cap_drop"] == ["ALL"] and set(svc["cap_add"]) == {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID",
+                                                                      "SETGID"}
+        assert svc["security_opt"] == ["no-new-privileges"]
+        exported_spec = json.loads((out / "compose" / "ctrl1" / "state" / spec.relative_to(ROOT)).read_text())
+        assert exported_spec["run_as"] == "10001:10001"
+        assert any(w.endswith("/data") or "/data/" in w for w in exported_spec["writable"]) or name in (
+            "contrail-node-agent", "contrail-analytics")
     lb = yaml.safe_load((out / "compose" / "lb1" / "docker-compose.yaml").read_text())
-    assert lb["services"]["contrail-lb"]["privileged"] is True
+    assert lb["services"]["contrail-lb"]["privileged"] is True and "cap_drop" not in lb["services"]["contrail-lb"]
+    lb_spec = Path(lb["services"]["contrail-lb"]["command"][-1]).relative_to(ROOT)
+    assert json.loads((out / "compose" / "lb1" / "state" / lb_spec).read_text())["run_as"] == ""  # stays root
     cookie = out / "compose" / "ctrl1" / "state" / "hosts" / "ctrl1" / "rabbitmq" / "home" / ".erlang.cookie"
     assert stat.S_IMODE(os.stat(cookie).st_mode) == 0o400
     assert cookie.read_text() == (out / "compose" / "ctrl2" / "state" / "hosts" / "ctrl2" / "rabbitmq" / "home" /
@@ -84,6 +95,9 @@ def test_kubernetes_manifests_and_unpack_round_trip(exported: tuple[Path, list[e
     assert pod["initContainers"][0]["command"][:3] == [IMAGE_PYTHON, "-m", "contrail_ha.export.unpack"]
     assert deps["contrail-lb-lb1"]["spec"]["template"]["spec"]["containers"][0]["securityContext"] == \
         {"privileged": True}
+    sec = pod["containers"][0]["securityContext"]
+    assert sec["runAsUser"] == 0 and sec["allowPrivilegeEscalation"] is False and sec["capabilities"]["drop"] == ["ALL"]
+    assert pod["initContainers"][0]["securityContext"] == {"runAsUser": 0}
     # what the init container does with the ConfigMap gives the same tree as the compose export
     cm = next(x for x in docs if x["kind"] == "ConfigMap" and x["metadata"]["name"] == "contrail-controller-ctrl2")
     cfg = tmp_path / "cm"
