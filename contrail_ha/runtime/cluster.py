@@ -188,9 +188,6 @@ def apply(plan: Plan, layout: Layout, g: Group, rendered: list[Rendered]) -> int
     """Write a group's files and start its supervisor, or have the running one reload its spec."""
     for r in rendered:
         write(r)
-    if (runtime_of(layout)["runtime"] == "containers" and g.node != netns.ROUTER
-            and (as_ := containers.in_image(g.spec).run_as)):
-        ownership.hand_over(g.spec.owned(), *ownership.parse(as_))  # files written since the container started
     return start_supervisor(plan, g, layout)
 
 
@@ -208,8 +205,11 @@ def supervisor_pid(g: Group) -> int | None:
 def start_supervisor(plan: Plan, g: Group, layout: Layout) -> int:
     rt = runtime_of(layout)
     container = rt["runtime"] == "containers" and g.node != netns.ROUTER
+    spec = containers.in_image(g.spec) if container else g.spec
+    if spec.run_as:  # what was written since the container started (or before it) is its user's too
+        ownership.hand_over(spec.owned(), *ownership.parse(spec.run_as))
     sd = SupervisorDir(g.run_dir)
-    changed = sd.write_spec(containers.in_image(g.spec) if container else g.spec)
+    changed = sd.write_spec(spec)
     spec_file = sd.spec_file
     pid = supervisor_pid(g)
     if pid:

@@ -18,16 +18,20 @@ class RuntimeMismatch(ContrailHaError, ValueError):
     """The cluster runs on one runtime and ``up`` was asked for the other."""
 
 
+def _recorded(layout: Layout) -> dict[str, str] | None:
+    f = layout.root / RUNTIME_FILE
+    return dict(json.loads(f.read_text())) if f.exists() else None
+
+
 def recorded_runtime(layout: Layout) -> str | None:
     """The runtime of a cluster that is up; None when it is down (or was never up)."""
-    f = layout.root / RUNTIME_FILE
-    return str(json.loads(f.read_text())["runtime"]) if f.exists() else None
+    rec = _recorded(layout)
+    return rec["runtime"] if rec else None
 
 
 def runtime_of(layout: Layout) -> dict[str, str]:
     """``{"runtime": "processes"}`` or ``{"runtime": "containers", "image": TAG}``."""
-    f = layout.root / RUNTIME_FILE
-    return dict(json.loads(f.read_text())) if f.exists() else {"runtime": PROCESSES}
+    return _recorded(layout) or {"runtime": PROCESSES}
 
 
 def choose(layout: Layout, containers: bool | None) -> str:
