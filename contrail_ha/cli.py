@@ -11,94 +11,30 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import time
 from pathlib import Path
-from typing import IO, Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from contrail_ha.cli_common import (
+    DEFAULT_TOPOLOGY,
+    TopologyInvalid,
+    _default_topology,
+    _layout,
+    _load,
+    _print_report,
+    _require_file,
+    _require_root,
+    console,
+    state_opt,
+    topology_opt,
+)
 from contrail_ha.cli_errors import CommandError, DataLost, Degraded, Interrupted, UsageProblem, err
 from contrail_ha.cli_image import build_image, image
 from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
 from contrail_ha.runtime.supervisor_state import SupervisorDir
-from contrail_ha.topology.plan import Plan
-from contrail_ha.topology.validate import Report, load_topology
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_TOPOLOGY = REPO / "examples" / "ha.yaml"
-console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-
-
-class TopologyInvalid(CommandError):
-    """The topology file has errors (exit 1); shows the validation report unless ``quiet``."""
-
-    def __init__(self, report: Report, path: Path, *, quiet: bool = False) -> None:
-        super().__init__(f"invalid: {path}: {len(report.errors)} error(s)")
-        self.report, self.path, self.quiet = report, path, quiet
-
-    def show(self, file: IO[Any] | None = None) -> None:
-        if not self.quiet:
-            _print_report(self.report, self.path)
-
-
-def _default_topology() -> Path:
-    """The topology of the one cluster that is up, else the default HA example."""
-    live = [p for p in DEFAULT_STATE_ROOT.glob("*/topology.yaml") if _is_up(p.parent)]
-    return live[0] if len(live) == 1 else DEFAULT_TOPOLOGY
-
-
-def _is_up(root: Path) -> bool:
-    try:
-        return json.loads((root / "cluster.json").read_text()).get("state") == "up"
-    except (OSError, ValueError):
-        return any(d.pid_file.exists() for d in SupervisorDir.all_in(Layout(root), router=False))
-
-
-def _print_report(report: Report, path: Path) -> None:
-    for p in report.problems:
-        (err if p.severity == "error" else console).print(
-            f"[{'red' if p.severity == 'error' else 'yellow'}]{p.severity}[/]: {p.path}: {p.message}")
-    if report.ok and report.topology is not None:
-        console.print(f"[green]valid[/]: {path} ({len(report.topology.hosts)} hosts)")
-    else:
-        err.print(f"[red]invalid[/]: {path}: {len(report.errors)} error(s); nothing was started")
-
-
-def _require_file(path: Path) -> None:
-    if not path.exists():
-        raise UsageProblem(f"topology file {path} does not exist")
-
-
-def _load(topology: Path | None, quiet: bool = False) -> tuple[Plan, Path]:
-    path = topology or _default_topology()
-    _require_file(path)
-    report = load_topology(path)
-    if not report.ok:
-        raise TopologyInvalid(report, path)
-    if not quiet:
-        for p in report.warnings:
-            console.print(f"[yellow]warning[/]: {p.path}: {p.message}")
-    return report.plan(), path
-
-
-def _layout(plan: Plan, state_root: Path) -> Layout:
-    return Layout(state_root / plan.cluster_id)
-
-
-def _require_root() -> None:
-    import os
-
-    if os.geteuid() != 0:
-        raise UsageProblem("this command manages network namespaces and must run as root")
-
-
-topology_opt = click.option("-t", "--topology", type=click.Path(path_type=Path, dir_okay=False),
-                            help="topology file (default: the running cluster's, else examples/ha.yaml)")
-state_opt = click.option("--state-root", type=click.Path(path_type=Path, file_okay=False),
-                         default=DEFAULT_STATE_ROOT, show_default=True, help="where clusters keep their files")
+from contrail_ha.topology.validate import load_topology
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -196,15 +132,20 @@ def export(target: str, directory: Path, topology: Path | None, image: str | Non
 @click.option("--containers/--processes", "in_containers", default=None,
               help="every host's roles as containers of the product's image (the default; built first if "
                    "needed), or as supervised processes; a running cluster keeps its own")
-def up(topology: Path | None, state_root: Path, in_containers: bool | None) -> None:
+@click.option("--all-at-once", is_flag=True,
+              help="containers of a stopped cluster: start every host's containers together with no waves, as "
+                   "`docker compose up` of the exported files on each host does (slower on 2 cores)")
+def up(topology: Path | None, state_root: Path, in_containers: bool | None, all_at_once: bool) -> None:
     """Bring the cluster up locally (idempotent): namespaces, then every component in waves."""
-    from contrail_ha.runtime import cluster, record
+    from contrail_ha.runtime import at_once, cluster, record
 
     _require_root()
     plan, path = _load(topology or DEFAULT_TOPOLOGY)
     layout = _layout(plan, state_root)
+    if all_at_once and in_containers is False:
+        raise UsageProblem("--all-at-once starts containers; it cannot be combined with --processes")
     try:
-        in_containers = record.choose(layout, in_containers) == record.CONTAINERS
+        in_containers = record.choose(layout, True if all_at_once else in_containers) == record.CONTAINERS
     except record.RuntimeMismatch as e:
         raise UsageProblem(str(e)) from e
     t0 = time.monotonic()
@@ -214,7 +155,11 @@ def up(topology: Path | None, state_root: Path, in_containers: bool | None) -> N
 
     image = build_image(progress) if in_containers else None
     try:
-        cluster.up(plan, layout, progress=progress, topology_text=path.read_text(), image=image)
+        if all_at_once:
+            assert image is not None
+            at_once.up(plan, layout, image, progress=progress, topology_text=path.read_text())
+        else:
+            cluster.up(plan, layout, progress=progress, topology_text=path.read_text(), image=image)
     except cluster.UpError as e:
         raise CommandError(f"[red]up failed[/]: {e}\n"
                            "the cluster is partly up; `contrail-ha status` shows what runs, `contrail-ha down` stops it"

@@ -117,9 +117,12 @@ network (as Contrail's containers did), so the rendered configurations apply unc
    {plan.vip} before the lb agent puts it on `lo`), and peer BIRD with your upstream router
    (AS {plan.topology.lb.router_asn}, the lbs in AS {plan.topology.lb.lb_asn}).
 3. Docker Compose: copy `compose/<host>/` to each host (it holds `docker-compose.yaml` and the host's
-   rendered tree, `state/`, mounted as `{root}`), then `docker compose up -d` there. Start the
-   controllers first (ZooKeeper, Cassandra, RabbitMQ), then the analyticsdb hosts, then the others;
-   every process retries its dependencies, so the order only shortens the start.
+   rendered tree, `state/`, mounted as `{root}`), then `docker compose up -d` there, on every host
+   in any order. The containers order themselves: a new RabbitMQ node starts once another one
+   runs (the first forms the cluster), a new Cassandra node that is not a seed once every node
+   before it serves, RabbitMQ's mirroring policy comes from the definitions each node loads at
+   boot, the collectors make the Kafka topics, and every service retries its dependencies.
+   Starting the controllers first, then the analyticsdb hosts, only shortens the start.
 4. Kubernetes: label nothing; the Deployments are pinned with `kubernetes.io/hostname`, so the node
    names must be the topology's host names. `kubectl apply -f kubernetes/{plan.cluster_id}.yaml`.
    Data stays on each node under `{root}` (hostPath).

@@ -21,6 +21,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from contrail_ha.operations.drill_check import Result, data_check, outage, summarise
 from contrail_ha.operations.drill_faults import FAULTS, Fault
 from contrail_ha.operations.drill_graph import Graph
@@ -139,8 +141,12 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
     res.graph_ops, res.graph_answers = g.ops, g.answers
     res.graph_violations, res.graph_examples = len(g.violations), g.violations[:20]
     if not keep:
-        progress(f"{fault.name}: deleted the drill's {await cleanup(plan, project)} objects "
-                 f"and {await graph.cleanup()} graph generations")
+        try:
+            progress(f"{fault.name}: deleted the drill's {await cleanup(plan, project)} objects "
+                     f"and {await graph.cleanup()} graph generations")
+        except (TimeoutError, aiohttp.ClientError) as e:  # measured already: report, go on
+            progress(f"{fault.name}: could not delete all the drill's objects (project {project}): "
+                     f"{e.__class__.__name__}: {e}")
     progress(f"{fault.name}: {res.requests} requests, failed {sum(res.failed.values())}, "
              f"longest outage {res.longest_outage_s}s (gap {res.longest_gap_s}s), writes back {res.writes_back_s}s, "
              f"recovery {res.recovery_s}s, analytics {res.analytics_sent} sent/{res.analytics_lost} lost, "

@@ -9,14 +9,17 @@ import json
 import random
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
 from contrail_ha.services.analytics.generator import Generator
 from contrail_ha.services.analytics.protocol import Origin
 from contrail_ha.topology.plan import COLLECTOR, Plan
+
+T = TypeVar("T")
 
 RATE = 20.0  # workload requests per second (open loop): about a fifth of what 3 replicas create per second
 CLIENT_TIMEOUT_S = 30.0  # a request not answered within this is a failure (HAProxy's own server timeout is 3 min)
@@ -149,22 +152,47 @@ async def setup_project(plan: Plan) -> str:
     return name
 
 
+CLEANUP_ATTEMPTS = 6  # each request of the clean-up; a VIP move or a replica restart may reset one
+
+
+async def _retried(request: Callable[[], Awaitable[T]]) -> T:
+    """``request`` again after a connection error or timeout (a DELETE answered 404 the second time
+    is fine: it was done)."""
+    for attempt in range(CLEANUP_ATTEMPTS):
+        try:
+            return await request()
+        except (TimeoutError, aiohttp.ClientError):
+            if attempt == CLEANUP_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(1 + attempt)
+    raise AssertionError("unreachable")
+
+
 async def cleanup(plan: Plan, project: str) -> int:
     """Delete what a drill created (its virtual networks, then its project); returns how many objects."""
     base = f"http://{plan.vip}:{plan.ports.config_api}"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
-        async with s.get(f"{base}/virtual-networks", params={"parent_fq_name_str": f"default-domain:{project}"}) as r:
-            vns = [o["uuid"] for o in (await r.json())["virtual-networks"]] if r.status == 200 else []
+        async def listed() -> list[str]:
+            async with s.get(f"{base}/virtual-networks",
+                             params={"parent_fq_name_str": f"default-domain:{project}"}) as r:
+                return [o["uuid"] for o in (await r.json())["virtual-networks"]] if r.status == 200 else []
+        vns = await _retried(listed)
         sem = asyncio.Semaphore(16)
 
         async def delete(path: str) -> None:
-            async with sem, s.delete(f"{base}/{path}") as r:
-                await r.read()
+            async def once() -> None:
+                async with s.delete(f"{base}/{path}") as r:
+                    await r.read()
+            async with sem:
+                await _retried(once)
         await asyncio.gather(*(delete(f"virtual-network/{u}") for u in vns))
-        ask = {"type": "project", "fq_name": ["default-domain", project]}
-        async with s.post(f"{base}/fqname-to-id", json=ask) as r:
-            if r.status == 200:
-                await delete(f"project/{(await r.json())['uuid']}")
+
+        async def project_uuid() -> str | None:
+            ask = {"type": "project", "fq_name": ["default-domain", project]}
+            async with s.post(f"{base}/fqname-to-id", json=ask) as r:
+                return str((await r.json())["uuid"]) if r.status == 200 else None
+        if (uuid_ := await _retried(project_uuid)) is not None:
+            await delete(f"project/{uuid_}")
     return len(vns) + 1
 
 

@@ -28,11 +28,8 @@ CTL_TIMEOUT = 30.0  # seconds for one rabbitmqctl call (the CLI itself starts in
 AWAIT_TIMEOUT = 10  # seconds ``await_startup`` waits for a booting node
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-HA_POLICY = "ha"
-HA_PATTERN = r"^(?!amq\.).*"
-HA_DEFINITION: dict[str, Any] = {"ha-mode": "all", "ha-sync-mode": "automatic"}
-HA_APPLY_TO = "all"
-HA_PRIORITY = 0
+HA_POLICY, HA_PATTERN, HA_DEFINITION = render.HA_POLICY, render.HA_PATTERN, render.HA_DEFINITION
+HA_APPLY_TO, HA_PRIORITY = render.HA_APPLY_TO, render.HA_PRIORITY
 
 Runner = Callable[[Plan, Host, list[str], dict[str, str]], subprocess.CompletedProcess[str]]
 

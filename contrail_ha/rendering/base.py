@@ -89,6 +89,14 @@ class ProcessSpec:
     # SCHED_FIFO priority (1-99) for a process whose timers must not wait behind busy CPUs; 0: the normal
     # scheduler. Where the engine or cgroup forbids it the process still starts, with the normal scheduler.
     realtime_priority: int = 0
+    # A new member's first start waits until these health-probe URLs answer (all of them, or one with
+    # ``join_any``): a RabbitMQ node joins a running node, a Cassandra node bootstraps after the nodes
+    # before it. The container keeps the order the local orchestrator's waves give, so a cluster
+    # started from the exported files alone forms the same way. Only while ``fresh_dir`` holds no
+    # file: a member with data rejoins at once, whoever else is down.
+    join_after: list[str] = field(default_factory=list)
+    join_any: bool = False
+    fresh_dir: str = ""
 
 
 @dataclass

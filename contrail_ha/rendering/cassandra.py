@@ -221,6 +221,17 @@ def jvm_flags(plan: Plan, inst: Instance, layout: Layout, classpath: str, *, jmx
     return flags
 
 
+def joins_after(plan: Plan, inst: Instance) -> list[Instance]:
+    """The nodes a new node must find serving before it bootstraps: none for a seed (seeds start
+    together); for the others, every node before them, so that they join one at a time (Cassandra
+    refuses a bootstrap while another node's is under way)."""
+    nodes = plan.of(inst.component)
+    seeds = {h.name for h in plan.seeds([n.host for n in nodes])}
+    if inst.host.name in seeds:
+        return []
+    return nodes[:[n.host.name for n in nodes].index(inst.host.name)]
+
+
 def render(plan: Plan, inst: Instance, layout: Layout, *, jmx: bool = True) -> Rendered:
     """Files and process of one Cassandra node (``config-db`` or ``analytics-db``).
 
@@ -231,6 +242,7 @@ def render(plan: Plan, inst: Instance, layout: Layout, *, jmx: bool = True) -> R
     conf, data, logs = layout.conf(host, name), layout.data(host, name), layout.logs(host, name)
     classpath = layout.classpath("cassandra")
     argv = [*NO_MEMLOCK, "java", *jvm_flags(plan, inst, layout, classpath, jmx=jmx), "-cp", classpath, MAIN_CLASS]
+    before = joins_after(plan, inst)
     return Rendered(
         files={
             conf / "cassandra.yaml": yaml.safe_dump(cassandra_yaml(plan, inst, layout), sort_keys=False),
@@ -246,6 +258,8 @@ def render(plan: Plan, inst: Instance, layout: Layout, *, jmx: bool = True) -> R
                 stop_signal=signal.SIGTERM,
                 stop_timeout=90.0,
                 health=f"tcp://{inst.address}",  # CQL opens once the node has joined
+                join_after=[f"tcp://{n.address}" for n in before],
+                fresh_dir=str(data) if before else "",
             )
         ],
     )

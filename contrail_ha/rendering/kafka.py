@@ -11,7 +11,7 @@ started directly (no distribution scripts), logging through slf4j-reload4j.
 from __future__ import annotations
 
 from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, jvm_heap_flags
-from contrail_ha.topology.plan import KAFKA, Instance, Plan
+from contrail_ha.topology.plan import KAFKA, ZOOKEEPER, Instance, Plan
 
 JAVA = "java"
 MAIN_CLASS = "kafka.Kafka"
@@ -159,6 +159,9 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
     return Rendered(
         files={props: server_properties(plan, inst, layout), log4j: log4j_properties()},
         dirs=[conf, data, logs],
+        # A new broker registers in ZooKeeper at its first start and exits when no server answers
+        # within its session timeout: it waits for ZooKeeper to serve (a quorum) first.
         processes=[ProcessSpec(name=inst.name, argv=argv, cwd=str(logs), stop_timeout=30.0,
-                               health=f"tcp://{inst.address}")],
+                               health=f"tcp://{inst.address}", fresh_dir=str(data), join_any=True,
+                               join_after=[f"zk://{z.address}" for z in plan.of(ZOOKEEPER)])],
     )

@@ -1,8 +1,11 @@
 """RabbitMQ 3.10 cluster member on a controller host (Contrail's rabbitmq container).
 
 As in Contrail: static cluster membership (``classic_config`` with every controller's node
-name), ``cluster_partition_handling = autoheal``, guest/guest usable remotely, heartbeat 10 s,
-and the ``ha`` mirroring policy applied after formation (``probes.rabbitmq.configure``).
+name; the first node forms the cluster, a new node starts once another one runs - see
+``ProcessSpec.join_after``), ``cluster_partition_handling = autoheal``, guest/guest usable remotely, heartbeat 10 s,
+and the ``ha`` mirroring policy. The policy, the vhost and the user come from a definitions file
+every node imports at boot (RabbitMQ's way to pre-configure nodes at deployment): a cluster
+started from the exported files alone has them, with no orchestrator to run ``rabbitmqctl``.
 
 Each node is ``rabbit@<ip>`` (long names) with its own epmd, supervised in the foreground
 (``ERL_ZFLAGS=-start_epmd false``: RabbitMQ never spawns an untracked epmd daemon). The
@@ -20,9 +23,12 @@ without ``--local``) cannot work in that mode; in host namespaces everything is 
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import signal
 from pathlib import Path
+from typing import Any
 
 from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered
 from contrail_ha.topology.plan import EPMD_PORT, RABBITMQ, RABBITMQ_DIST_OFFSET, Instance, Plan
@@ -37,6 +43,37 @@ HEARTBEAT_S = 10  # Contrail's RABBITMQ_HEARTBEAT_INTERVAL
 # and over 30 s on two loaded cores); its statistics are kept to a minimum.
 PLUGINS: list[str] = ["rabbitmq_management"]
 LOCALE = "C.UTF-8"  # the CLI (Elixir) warns and mangles output under a latin1 locale
+
+# Contrail's mirroring policy: every queue but RabbitMQ's own (amq.*) on every node, synchronised
+# automatically.
+HA_POLICY = "ha"
+HA_PATTERN = r"^(?!amq\.).*"
+HA_DEFINITION: dict[str, Any] = {"ha-mode": "all", "ha-sync-mode": "automatic"}
+HA_APPLY_TO = "all"
+HA_PRIORITY = 0
+USER, PASSWORD = "guest", "guest"  # what Contrail's services use (issue 13 replaces it)
+VHOST = "/"
+
+
+def password_hash(plan: Plan, password: str) -> str:
+    """RabbitMQ's salted SHA-256 (``rabbit_password_hashing_sha256``): base64(salt + sha256(salt +
+    password)). The salt comes from the cluster id, so rendering stays deterministic (a re-render
+    restarts nothing)."""
+    salt = hashlib.sha256(f"contrail-ha/rabbitmq-salt/{plan.cluster_id}".encode()).digest()[:4]
+    return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
+
+
+def definitions(plan: Plan) -> str:
+    """The definitions every node imports at boot. Importing them skips RabbitMQ's own default
+    user and vhost, so both are defined here."""
+    return json.dumps({
+        "vhosts": [{"name": VHOST}],
+        "users": [{"name": USER, "password_hash": password_hash(plan, PASSWORD),
+                   "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["administrator"]}],
+        "permissions": [{"user": USER, "vhost": VHOST, "configure": ".*", "write": ".*", "read": ".*"}],
+        "policies": [{"vhost": VHOST, "name": HA_POLICY, "pattern": HA_PATTERN, "apply-to": HA_APPLY_TO,
+                      "priority": HA_PRIORITY, "definition": HA_DEFINITION}],
+    }, indent=1, sort_keys=True) + "\n"
 
 
 def cookie(plan: Plan, layout: Layout) -> str:
@@ -71,6 +108,7 @@ def paths(layout: Layout, inst: Instance) -> dict[str, Path]:
         "conf": conf,
         "config": conf / "rabbitmq.conf",
         "plugins": conf / "enabled_plugins",
+        "definitions": conf / "definitions.json",
         "conf_env": conf / "rabbitmq-env.conf",
         "mnesia": layout.data(host, inst.name),
         "logs": layout.logs(host, inst.name),
@@ -81,7 +119,7 @@ def paths(layout: Layout, inst: Instance) -> dict[str, Path]:
     }
 
 
-def rabbitmq_conf(plan: Plan, inst: Instance) -> str:
+def rabbitmq_conf(plan: Plan, inst: Instance, definitions_file: Path | None = None) -> str:
     """The text of rabbitmq.conf (new-style, sysctl format) for ``inst``."""
     lines = [
         "# Rendered by contrail-ha: do not edit.",
@@ -94,6 +132,10 @@ def rabbitmq_conf(plan: Plan, inst: Instance) -> str:
         lines.append(f"cluster_formation.classic_config.nodes.{n} = {plan.rabbitmq_node_name(h)}")
     lines += [
         "loopback_users = none",  # guest/guest from other hosts, as Contrail's services use it
+    ]
+    if definitions_file is not None:
+        lines.append(f"load_definitions = {definitions_file}")
+    lines += [
         f"management.tcp.ip = {inst.ip}",
         f"management.tcp.port = {mgmt_port(plan)}",
         "management.rates_mode = none",
@@ -169,10 +211,13 @@ def render(plan: Plan, inst: Instance, layout: Layout, epmd_port: int = EPMD_POR
     if inst.component != RABBITMQ:
         raise ValueError(f"not a rabbitmq instance: {inst.component}")
     p = paths(layout, inst)
+    nodes = plan.of(RABBITMQ)
+    others = [] if inst.host.name == nodes[0].host.name else [o for o in nodes if o.host.name != inst.host.name]
     return Rendered(
         files={
-            p["config"]: rabbitmq_conf(plan, inst),
+            p["config"]: rabbitmq_conf(plan, inst, p["definitions"]),
             p["plugins"]: enabled_plugins(),
+            p["definitions"]: definitions(plan),
             p["conf_env"]: "",  # keeps /etc/rabbitmq/rabbitmq-env.conf out
             p["cookie"]: cookie(plan, layout),
         },
@@ -183,7 +228,11 @@ def render(plan: Plan, inst: Instance, layout: Layout, epmd_port: int = EPMD_POR
                         stop_timeout=5.0, health=f"tcp://{inst.ip}:{epmd_port}"),
             ProcessSpec(name=inst.name, argv=[SERVER], env=server_env(plan, inst, layout, epmd_port, shared_netns),
                         cwd=str(p["mnesia"]), stop_signal=signal.SIGTERM, stop_timeout=30.0,
-                        pid_file=str(p["pid"]), health=f"tcp://{inst.address}"),  # AMQP opens once booted
+                        pid_file=str(p["pid"]), health=f"tcp://{inst.address}",  # AMQP opens once booted
+                        # the first node forms the cluster; a new one joins a running node (never two
+                        # new nodes forming clusters of their own at once)
+                        join_after=[f"tcp://{o.address}" for o in others], join_any=True,
+                        fresh_dir=str(p["mnesia"]) if others else ""),
         ],
     )
 

@@ -299,11 +299,10 @@ def _start_wave(plan: Plan, layout: Layout, insts: list[Instance], timeout: floa
     progress(f"{insts[0].component}: {len(insts)} ready in {time.monotonic() - t0:.1f}s")
 
 
-def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: str | None = None,
-       image: str | None = None) -> float:
-    """Bring the whole cluster up (idempotent). Returns the wall time in seconds. With ``image``,
-    every host's supervisors run as containers of that image (:mod:`.containers`)."""
-    t0 = time.monotonic()
+def prepare(plan: Plan, layout: Layout, progress: Progress, topology_text: str | None, image: str | None,
+            orchestrated: bool = True) -> list[tuple[Group, list[Rendered]]]:
+    """What comes before any supervisor starts: the runtime recorded, the namespaces, the rendered
+    groups and, on containers, each host's Compose project."""
     layout.root.mkdir(parents=True, exist_ok=True)
     if topology_text is not None:
         (layout.root / "topology.yaml").write_text(topology_text)
@@ -319,7 +318,17 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
     if rt["runtime"] == "containers":  # each host's Compose project, before any container starts
         for host in plan.topology.hosts:
             specs = [containers.in_image(g.spec) for g, _ in gs if g.node == host.name]
-            compose_run.write_project(plan, layout, host.name, specs, rt["image"])
+            compose_run.write_project(plan, layout, host.name, specs, rt["image"], orchestrated)
+    return gs
+
+
+def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: str | None = None,
+       image: str | None = None) -> float:
+    """Bring the whole cluster up (idempotent). Returns the wall time in seconds. With ``image``,
+    every host's supervisors run as containers of that image (:mod:`.containers`)."""
+    t0 = time.monotonic()
+    gs = prepare(plan, layout, progress, topology_text, image)
+    rt = runtime_of(layout)
     # On a running cluster (scale): replicas leaving HAProxy's backends are drained before their
     # supervisors stop them, and running lbs take their new backends only once the API waves are
     # ready (the HAProxy step), so HAProxy never routes to a replica that does not serve.
@@ -379,8 +388,7 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
         CONFIG_DB: ([], cassandra(CONFIG_DB)),
         ANALYTICS_DB: ([CONFIG_DB], cassandra(ANALYTICS_DB)),  # one Cassandra burst at a time on 2 cores
         KAFKA: ([ZOOKEEPER], lambda: wave(plan.of(KAFKA), 180)),
-        "topics": ([KAFKA], lambda: _analytics_topics(plan, progress)),
-        COLLECTOR: (["topics"], lambda: wave(plan.of(COLLECTOR), 120)),
+        COLLECTOR: ([KAFKA], lambda: wave(plan.of(COLLECTOR), 120)),  # each makes the analytics topics
         AGGREGATOR: ([COLLECTOR, ANALYTICS_DB], lambda: wave(plan.of(AGGREGATOR), 120)),
         CONFIG_API: ([ZOOKEEPER, RABBITMQ, CONFIG_DB], lambda: wave(plan.of(CONFIG_API), 120)),
         ANALYTICS_API: ([ANALYTICS_DB], lambda: wave(plan.of(ANALYTICS_API), 120)),
@@ -397,17 +405,6 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
                                                          "at": time.strftime("%Y-%m-%dT%H:%M:%S")}))
     progress(f"cluster {plan.cluster_id} is up in {elapsed:.1f}s; VIP {plan.vip}")
     return elapsed
-
-
-def _analytics_topics(plan: Plan, progress: Progress) -> None:
-    from contrail_ha.services.analytics import topics
-
-    if not plan.analyticsdb:
-        return
-    r = plan.topology.replication
-    created = topics.ensure(plan.kafka_servers, plan.cluster_id, plan.topology.cluster.uve_partitions,
-                            r.kafka, r.kafka_min_insync, timeout=120)
-    progress(f"kafka: analytics topics ready ({len(created)} created)")
 
 
 def _quorum(plan: Plan, layout: Layout) -> tuple[bool, str]:

@@ -129,8 +129,10 @@ def project_dir(layout: Layout, host: str) -> Path:
     return layout.root / "compose" / host
 
 
-def local_override(plan: Plan, layout: Layout, host: str, roles: list[str]) -> dict[str, Any]:
-    """What differs on this machine (see the module's docstring), for each of ``host``'s services."""
+def local_override(plan: Plan, layout: Layout, host: str, roles: list[str], orchestrated: bool = True
+                   ) -> dict[str, Any]:
+    """What differs on this machine (see the module's docstring), for each of ``host``'s services;
+    ``orchestrated=False`` leaves the supervisors to start their processes, as the exported files do."""
     ns = netns.ns_name(plan, host)
     volumes = [f"{layout.root}:{layout.root}"]
     hosts = Path("/etc/netns") / ns / "hosts"
@@ -140,12 +142,13 @@ def local_override(plan: Plan, layout: Layout, host: str, roles: list[str]) -> d
         "network_mode": f"ns:/run/netns/{ns}",
         "pid": "host",
         "volumes": volumes,
-        "environment": {ORCHESTRATED_ENV: "1", "TINI_SUBREAPER": "1"},
+        "environment": {**({ORCHESTRATED_ENV: "1"} if orchestrated else {}), "TINI_SUBREAPER": "1"},
         "labels": {containers.LABEL: plan.cluster_id},
     } for role in roles}}
 
 
-def write_project(plan: Plan, layout: Layout, host: str, specs: list[GroupSpec], image: str) -> Path:
+def write_project(plan: Plan, layout: Layout, host: str, specs: list[GroupSpec], image: str,
+                  orchestrated: bool = True) -> Path:
     """``host``'s project: the file ``export compose`` writes (same functions), its ``.env``, the override."""
     d = project_dir(layout, host)
     doc = containers.compose_project(host, [(s.role, Path(s.run_dir) / "spec.json") for s in specs], layout.root,
@@ -153,8 +156,8 @@ def write_project(plan: Plan, layout: Layout, host: str, specs: list[GroupSpec],
     containers.write_compose_project(d, host, doc)
     (d / LOCAL_FILE).write_text("# contrail-ha: this machine's differences from the exported file (see "
                                 "contrail_ha/runtime/compose_run.py)\n"
-                                + yaml.safe_dump(local_override(plan, layout, host, [s.role for s in specs]),
-                                                 sort_keys=False))
+                                + yaml.safe_dump(local_override(plan, layout, host, [s.role for s in specs],
+                                                                orchestrated), sort_keys=False))
     return d
 
 

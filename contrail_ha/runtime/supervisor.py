@@ -29,6 +29,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,36 @@ class _Proc:
     next_start: float = 0.0
     last_exit: str = ""
     quick_exits: int = 0  # exits in a row, each within STABLE_AFTER of its start
+    joinable: bool = False  # its join gate opened (or it has none): it may start
+    gate: threading.Thread | None = None
 
 
 CONFIG_DIGEST = "CONTRAIL_HA_CONFIG"  # the rendered files' digest the orchestrator puts in each environment
+
+
+_GATE = {"join_after": [], "join_any": False, "fresh_dir": ""}  # ProcessSpec fields of the join gate
+GATE_POLL = 2.0  # seconds between two looks at a closed join gate
+
+
+def _gate_only_changed(old: ProcessSpec, new: ProcessSpec) -> bool:
+    """Only the join gate differs: it applies to a first start, so a running process keeps running."""
+    return replace(old, **_GATE) == replace(new, **_GATE)  # type: ignore[arg-type]
+
+
+def is_fresh(path: str) -> bool:
+    """No file under ``path`` (directories alone do not count: renderers create them empty)."""
+    root = Path(path)
+    return not root.exists() or not any(f.is_file() or f.is_symlink() for f in root.rglob("*"))
+
+
+def gate_waits_for(spec: ProcessSpec, probe: Callable[[str], str | None]) -> list[str]:
+    """What the join gate still waits for (empty: open). ``probe`` is :func:`health.probe`."""
+    if not spec.join_after or not is_fresh(spec.fresh_dir):
+        return []
+    failing = [why for url in spec.join_after if (why := probe(url))]
+    if spec.join_any and len(failing) < len(spec.join_after):
+        return []
+    return failing
 
 
 def _only_config_changed(old: ProcessSpec, new: ProcessSpec) -> bool:
@@ -207,6 +235,34 @@ class Supervisor:
                                             f"within {STABLE_AFTER:.0f} s of its start; last: {p.last_exit})")
                         self.stopping = True
 
+    def _joinable(self, p: _Proc) -> bool:
+        """Whether ``p`` may start; a closed join gate is watched on a thread of its own (its probes
+        take seconds when the peers do not answer, the supervisor's loop must not)."""
+        if p.joinable or not p.spec.join_after:
+            return True
+        if p.gate is None or not p.gate.is_alive():
+            p.gate = threading.Thread(target=self._watch_gate, args=(p,), name=f"gate-{p.spec.name}", daemon=True)
+            p.gate.start()
+        return False
+
+    def _watch_gate(self, p: _Proc) -> None:
+        from contrail_ha.runtime.health import probe
+
+        said = False
+        while not self.stopping:
+            waits = gate_waits_for(p.spec, probe)
+            if not waits:
+                p.joinable = True
+                if said:
+                    self._log(f"{p.spec.name}: its peers answer; starting it")
+                return
+            if not said:
+                which = "one of" if p.spec.join_any else "all of"
+                self._log(f"{p.spec.name} is a new member (nothing in {p.spec.fresh_dir}): its first start waits "
+                          f"for {which} {', '.join(p.spec.join_after)} ({'; '.join(waits)[:300]})")
+                said = True
+            time.sleep(GATE_POLL)
+
     def _log(self, msg: str) -> None:
         line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {self.spec.host}/{self.spec.role}: {msg}\n"
         with _out_lock:
@@ -223,7 +279,7 @@ class Supervisor:
             elif held:
                 st = "held"
             elif enabled:
-                st = "backoff" if p.restarts else "starting"
+                st = "backoff" if p.restarts else ("joining" if not p.joinable and p.spec.join_after else "starting")
             else:
                 st = "disabled"
             state["processes"][name] = {
@@ -248,6 +304,9 @@ class Supervisor:
             if cur is None:
                 self.procs[spec.name] = _Proc(spec)
             elif cur.spec != spec:
+                if _gate_only_changed(cur.spec, spec):
+                    cur.spec = spec
+                    continue
                 if cur.pid is not None and spec.reload_signal and _only_config_changed(cur.spec, spec):
                     self._log(f"reloading {spec.name} (signal {spec.reload_signal}): its configuration changed")
                     os.kill(cur.pid, spec.reload_signal)
@@ -274,7 +333,7 @@ class Supervisor:
             now = time.monotonic()
             for name, p in self.procs.items():
                 want = self.dir.enabled(name) and not self.dir.held(name)
-                if p.pid is None and want and now >= p.next_start:
+                if p.pid is None and want and now >= p.next_start and self._joinable(p):
                     if p.started:
                         p.restarts += 1
                     self._start(p)

@@ -28,6 +28,11 @@ def test_up_again_is_idempotent(cluster: Cluster) -> None:
     # a running cluster is not moved to the other runtime behind its back
     p = cluster.cli("up", "--containers")
     assert p.returncode == 2 and "runs on processes; `contrail-ha down` first" in p.stderr, p.stderr
+    p = cluster.cli("up", "--all-at-once")
+    assert p.returncode == 2 and "runs on processes; `contrail-ha down` first" in p.stderr, p.stderr
+    p = cluster.cli("up", "--all-at-once", "--processes")
+    assert p.returncode == 2 and "cannot be combined with --processes" in p.stderr, p.stderr
+    assert _pids(cluster) == before
 
 
 def test_status_degraded_names_what_and_where(cluster: Cluster) -> None:

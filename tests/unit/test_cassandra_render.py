@@ -175,3 +175,14 @@ def test_joining_node() -> None:
     # a hung node: CQL times out even though the kernel still accepts on the storage port
     views[C] = View(C, error="Timed out creating connection (2.0 seconds)")
     assert assess(C, views, storage_open=True).code == "DJ"
+
+
+def test_seeds_start_together_and_the_others_join_one_at_a_time(layout: Layout) -> None:
+    for comp in (CONFIG_DB, ANALYTICS_DB):
+        procs = {h: _render(comp, h, layout, n=5)[2].processes[0] for h in ("n1", "n2", "n3", "n4", "n5")}
+        for h in ("n1", "n2", "n3"):  # the seeds
+            assert procs[h].join_after == [] and procs[h].fresh_dir == ""
+        port = _render(comp, "n1", layout, n=5)[1].port
+        assert procs["n4"].join_after == [f"tcp://127.0.10.{i}:{port}" for i in (1, 2, 3)]
+        assert procs["n5"].join_after == [f"tcp://127.0.10.{i}:{port}" for i in (1, 2, 3, 4)]
+        assert not procs["n5"].join_any and procs["n5"].fresh_dir == str(layout.data("n5", comp))

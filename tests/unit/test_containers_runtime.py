@@ -18,6 +18,7 @@ from contrail_ha.rendering.base import Layout, ProcessSpec, python
 from contrail_ha.runtime import cluster, compose_run, containers
 from contrail_ha.runtime.supervisor import ORCHESTRATED_ENV
 from contrail_ha.runtime.supervisor_state import GroupSpec
+from contrail_ha.topology.plan import Plan
 from contrail_ha.topology.validate import load_topology
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,6 +55,15 @@ def test_local_project_is_the_exported_file_plus_an_override(short_tmp: Path) ->
         assert svc["environment"][ORCHESTRATED_ENV] == "1"
         # only what differs on this machine: no command, image, health check or restart policy of its own
         assert not {"command", "image", "healthcheck", "restart", "privileged"} & set(svc)
+    # --all-at-once: the supervisors start their processes themselves, as the exported files run them
+    alone = compose_run.local_override(plan, layout, "ctrl1", list(override_roles(plan, layout)), orchestrated=False)
+    assert all(ORCHESTRATED_ENV not in s["environment"] for s in alone["services"].values())
+    assert {n: {k: v for k, v in s.items() if k != "environment"} for n, s in alone["services"].items()} == {
+        n: {k: v for k, v in s.items() if k != "environment"} for n, s in override.items()}
+
+
+def override_roles(plan: Plan, layout: Layout) -> list[str]:
+    return [g.role for g, _ in cluster.rendered_groups(plan, layout) if g.node == "ctrl1"]
 
 
 def test_our_processes_get_the_images_interpreter() -> None:

@@ -137,3 +137,38 @@ def test_a_register_violation_is_data_not_ok() -> None:
     res = Result("f", {})
     res.register_linearizable = bad.linearizable
     assert not res.data_ok
+
+
+def test_cleanup_requests_survive_connection_resets(monkeypatch) -> None:
+    """A VIP move during the clean-up reset a DELETE and ended a whole matrix; each request is retried."""
+    import asyncio
+
+    import aiohttp
+
+    from contrail_ha.operations import drill_workload
+
+    async def no_sleep(_s: float) -> None:
+        return None
+
+    monkeypatch.setattr(drill_workload.asyncio, "sleep", no_sleep)
+    calls = {"n": 0}
+
+    async def flaky() -> str:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise aiohttp.ClientOSError(104, "Connection reset by peer")
+        return "done"
+
+    assert asyncio.run(drill_workload._retried(flaky)) == "done" and calls["n"] == 3
+
+    async def dead() -> str:
+        calls["n"] += 1
+        raise TimeoutError()
+
+    calls["n"] = 0
+    try:
+        asyncio.run(drill_workload._retried(dead))
+        raise AssertionError("a request failing every time must raise")
+    except TimeoutError:
+        pass
+    assert calls["n"] == drill_workload.CLEANUP_ATTEMPTS

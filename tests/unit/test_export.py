@@ -73,6 +73,8 @@ def test_compose_per_host(exported: tuple[Path, list[ex.Unit]]) -> None:
             "contrail-node-agent", "contrail-analytics")
     lb = yaml.safe_load((out / "compose" / "lb1" / "docker-compose.yaml").read_text())
     assert lb["services"]["contrail-lb"]["privileged"] is True and "cap_drop" not in lb["services"]["contrail-lb"]
+    # BFD's timers first where the lb shares cores with the databases; the others keep the engine's 1024
+    assert lb["services"]["contrail-lb"]["cpu_shares"] == 8192 and "cpu_shares" not in svc
     lb_spec = Path(lb["services"]["contrail-lb"]["command"][-1]).relative_to(ROOT)
     assert json.loads((out / "compose" / "lb1" / "state" / lb_spec).read_text())["run_as"] == ""  # stays root
     cookie = out / "compose" / "ctrl1" / "state" / "hosts" / "ctrl1" / "rabbitmq" / "home" / ".erlang.cookie"

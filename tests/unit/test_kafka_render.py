@@ -95,3 +95,11 @@ def test_process_and_logging(plan: Plan, layout: Layout) -> None:
     assert spec.argv[spec.argv.index("-cp") + 1] == "/jars/kafka_2.13-3.9.1.jar:/jars/slf4j-reload4j.jar"
     assert spec.argv[-2:] == ["kafka.Kafka", str(conf / "server.properties")]
     assert "${kafka.logs.dir}/server.log" in r.files[conf / "log4j.properties"]
+
+
+def test_a_new_broker_waits_for_zookeeper_to_serve(plan: Plan, layout: Layout) -> None:
+    from contrail_ha.topology.plan import ZOOKEEPER
+
+    [spec] = kafka.render(plan, plan.of(KAFKA)[2], layout).processes
+    assert spec.join_after == [f"zk://{z.address}" for z in plan.of(ZOOKEEPER)] and len(spec.join_after) == 3
+    assert spec.join_any and spec.fresh_dir == str(layout.data("n3", "kafka"))

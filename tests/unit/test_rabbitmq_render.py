@@ -252,3 +252,40 @@ def test_prefix_uses_the_namespace_only_when_it_exists(plan: Plan, monkeypatch: 
     assert probe.prefix(plan, plan.controllers[0]) == []
     monkeypatch.setattr(probe.netns, "exists", lambda ns: ns == "test-n1")
     assert probe.prefix(plan, plan.controllers[0])[-4:] == ["ip", "netns", "exec", "test-n1"]
+
+
+def test_boot_definitions_carry_the_policy_vhost_and_user(plan: Plan, layout: Layout) -> None:
+    import base64
+    import hashlib
+
+    inst = plan.of(RABBITMQ)[2]
+    r = rmq.render(plan, inst, layout)
+    conf_dir = layout.conf("n3", "rabbitmq")
+    assert conf_map(r.files[conf_dir / "rabbitmq.conf"])["load_definitions"] == str(conf_dir / "definitions.json")
+    d = json.loads(r.files[conf_dir / "definitions.json"])
+    assert d["vhosts"] == [{"name": "/"}]
+    (pol,) = d["policies"]
+    assert probe.policy_matches(pol) and pol["vhost"] == "/"
+    (user,) = d["users"]
+    assert user["name"] == "guest" and user["tags"] == ["administrator"]
+    raw = base64.b64decode(user["password_hash"])  # RabbitMQ's salted SHA-256 of "guest"
+    assert raw[4:] == hashlib.sha256(raw[:4] + b"guest").digest()
+    assert d["permissions"] == [{"user": "guest", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}]
+    # the same text on every node and every render (a re-render restarts nothing); per cluster salt
+    assert r.files[conf_dir / "definitions.json"] == rmq.definitions(plan)
+    assert all(rmq.definitions(plan) == rmq.render(plan, i, layout).files[layout.conf(i.host.name, "rabbitmq")
+                                                                           / "definitions.json"]
+               for i in plan.of(RABBITMQ))
+    assert json.loads(rmq.definitions(loopback_plan(
+        "127.0.31", 3, cluster={"id": "other", "vip": "127.0.31.200", "network": "127.0.31.0/24"})))["users"][0][
+        "password_hash"] != user["password_hash"]
+
+
+def test_the_first_node_forms_and_a_new_node_joins_a_running_one(plan: Plan, layout: Layout) -> None:
+    servers = [next(p for p in rmq.render(plan, i, layout).processes if p.name == "rabbitmq")
+               for i in plan.of(RABBITMQ)]
+    assert servers[0].join_after == [] and servers[0].fresh_dir == ""
+    for k, s in enumerate(servers[1:], start=2):
+        others = [f"tcp://127.0.30.{j}:5673" for j in (1, 2, 3) if j != k]
+        assert s.join_after == others and s.join_any
+        assert s.fresh_dir == str(layout.data(f"n{k}", "rabbitmq"))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,58 @@ def test_realtime_priority_and_its_fallback(tmp_path: Path) -> None:
     finally:
         p.terminate()
         p.wait(20)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_new_member_starts_only_once_its_peers_answer(tmp_path: Path) -> None:
+    """The join gate: closed while the peer's port is shut and the data directory empty; the process
+    starts once the peer listens, and a member with data starts at once."""
+    import socket
+
+    port = _free_port()
+    fresh, data = tmp_path / "fresh", tmp_path / "data"
+    (fresh / "sub").mkdir(parents=True)  # empty directories do not make a member
+    (data / "sub").mkdir(parents=True)
+    (data / "sub" / "some.db").write_text("x")
+    peer = f"tcp://127.0.0.1:{port}"
+    p, out = _container(tmp_path, ProcessSpec(name="joiner", argv=["sleep", "300"], join_after=[peer],
+                                              fresh_dir=str(fresh)),
+                        ProcessSpec(name="member", argv=["sleep", "300"], join_after=[peer], fresh_dir=str(data)),
+                        ProcessSpec(name="any", argv=["sleep", "300"], join_any=True, fresh_dir=str(fresh),
+                                    join_after=[peer, f"tcp://127.0.0.1:{_free_port()}"]))
+    try:
+        assert _wait(lambda: _state(tmp_path / "run").get("member", {}).get("pid"))
+        time.sleep(2 * 0.2 + 1)  # several supervisor ticks with the gate closed
+        st = _state(tmp_path / "run")
+        assert st["joiner"]["state"] == "joining" and st["joiner"]["pid"] is None
+        assert st["any"]["state"] == "joining" and st["any"]["pid"] is None
+        assert _wait(lambda: "joiner is a new member" in out.read_text())
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", port))
+            listener.listen()
+            assert _wait(lambda: _state(tmp_path / "run").get("joiner", {}).get("pid"), timeout=15)
+            assert _wait(lambda: _state(tmp_path / "run").get("any", {}).get("pid"), timeout=15)
+        assert "joiner: its peers answer; starting it" in out.read_text()
+    finally:
+        p.terminate()
+        assert p.wait(20) == 0
+
+
+def test_join_gate_changes_do_not_restart_a_running_process() -> None:
+    from contrail_ha.runtime.supervisor import _gate_only_changed, gate_waits_for
+
+    a = ProcessSpec(name="n", argv=["x"])
+    assert _gate_only_changed(a, ProcessSpec(name="n", argv=["x"], join_after=["tcp://1.2.3.4:5"], fresh_dir="/d"))
+    assert not _gate_only_changed(a, ProcessSpec(name="n", argv=["y"], join_after=["tcp://1.2.3.4:5"]))
+    assert gate_waits_for(a, lambda url: "down") == []  # no gate
+    gated = ProcessSpec(name="n", argv=["x"], join_after=["u1", "u2"], fresh_dir="/nonexistent")
+    assert gate_waits_for(gated, lambda url: None if url == "u1" else f"{url} down") == ["u2 down"]
+    assert gate_waits_for(replace(gated, join_any=True), lambda url: None if url == "u1" else "down") == []
+    assert gate_waits_for(replace(gated, join_any=True), lambda url: f"{url} down") == ["u1 down", "u2 down"]
