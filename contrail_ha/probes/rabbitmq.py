@@ -207,7 +207,9 @@ def policy_matches(p: dict[str, Any]) -> bool:
 
 
 def configure(plan: Plan, layout: Layout) -> str:
-    """Apply Contrail's mirroring policy (``ha`` on all but ``amq.*``) once; idempotent.
+    """Contrail's mirroring policy (``ha`` on all but ``amq.*``) where it is missing; idempotent. The
+    nodes import it at boot (``rendering.rabbitmq.definitions``): this only sets it on a cluster whose
+    nodes booted without it (one started by an earlier version), so ``up`` reads "unchanged".
 
     Returns what was done ("unchanged" or "set"). Any running node will do: policies are
     cluster-wide. Raises RuntimeError when no node accepted it.

@@ -67,3 +67,40 @@ def test_the_default_topology_on_containers(cluster: Cluster, tmp_path: Path) ->
     assert compose_run.ApiService(engine).pid() is None
     prefix = f"{plan.cluster_id}-"
     assert not NETNS_DIR.exists() or [n for n in os.listdir(NETNS_DIR) if n.startswith(prefix)] == []
+
+
+def test_the_exported_files_start_a_cluster_alone(cluster: Cluster) -> None:
+    """``up --all-at-once``: every host's containers started together, as ``docker compose up -d`` of the
+    exported files on each host; nothing enables processes in waves or runs a start-up step. The
+    containers order themselves (a new RabbitMQ node waits for a running one, a new Kafka broker for
+    ZooKeeper; the policy comes from RabbitMQ's boot definitions, the topics from the collectors) and
+    the cluster comes up healthy with no process restarted."""
+    engine = Engine()
+    plan, topo = cluster.plan, str(cluster.topology)
+    try:
+        p = subprocess.run([*CLI, "up", "--all-at-once", "-t", topo], capture_output=True, text=True, timeout=1500)
+        assert p.returncode == 0, p.stdout[-6000:] + p.stderr[-3000:]
+        assert "(all at once)" in p.stdout and "starting rabbitmq" not in p.stdout  # no waves
+        for h in plan.topology.hosts:
+            local = yaml.safe_load((compose_run.project_dir(cluster.layout, h.name)
+                                    / compose_run.LOCAL_FILE).read_text())
+            assert all("CONTRAIL_HA_ORCHESTRATED" not in s["environment"] for s in local["services"].values())
+        deadline = time.monotonic() + 120  # `up` returned once every check passed; a BGP flap may follow
+        while True:
+            st = subprocess.run([*CLI, "status", "--json", "-t", topo], capture_output=True, text=True, timeout=600)
+            checks = json.loads(st.stdout)["checks"]
+            if (st.returncode == 0 and all(c["ok"] for c in checks)) or time.monotonic() > deadline:
+                break
+            time.sleep(5)
+        assert st.returncode == 0 and all(c["ok"] for c in checks), [c for c in checks if not c["ok"]]
+        # the gated members were ordered by their gates, not by crash-and-retry
+        restarted = {c["target"]: c["data"]["restarts"] for c in checks if c["component"] == "process"
+                     and c["target"].split("/")[-1] in ("rabbitmq", "kafka") and c["data"].get("restarts")}
+        assert restarted == {}, restarted
+        gated = "\n".join(containers.logs(engine, containers.name(h.name, "controller"), 2000, None)
+                          for h in plan.controllers[1:])
+        assert "rabbitmq is a new member" in gated and "rabbitmq: its peers answer; starting it" in gated
+    finally:
+        down = subprocess.run([*CLI, "down", "--purge", "-t", topo], capture_output=True, text=True, timeout=900)
+    assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
+    assert containers.ours(engine, plan.cluster_id) == []

@@ -107,7 +107,8 @@ def test_component_of_strips_only_a_replica_suffix() -> None:
 
 @pytest.mark.parametrize(("state", "expected"), [
     ("running", PROCESS_RUNNING), ("held", PROCESS_STOPPED), ("backoff", PROCESS_BACKOFF),
-    ("starting", PROCESS_STARTING), ("disabled", PROCESS_STOPPED), ("", PROCESS_EXITED), ("weird", PROCESS_EXITED),
+    ("starting", PROCESS_STARTING), ("joining", PROCESS_STARTING), ("disabled", PROCESS_STOPPED),
+    ("", PROCESS_EXITED), ("weird", PROCESS_EXITED),
 ])
 def test_process_state(state: str, expected: str) -> None:
     assert na.process_state(state) == expected

@@ -61,6 +61,7 @@ SUPERVISOR_STATE: dict[str, str] = {
     "held": PROCESS_STOPPED,
     "backoff": PROCESS_BACKOFF,
     "starting": PROCESS_STARTING,
+    "joining": PROCESS_STARTING,  # a new member waiting for its peers before its first start
     "disabled": PROCESS_STOPPED,
 }
 
