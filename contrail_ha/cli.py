@@ -23,6 +23,7 @@ from contrail_ha.cli_common import (
     _default_topology,
     _layout,
     _load,
+    _plan,
     _print_report,
     _require_file,
     _require_root,
@@ -140,7 +141,7 @@ def up(topology: Path | None, state_root: Path, in_containers: bool | None, all_
     from contrail_ha.runtime import at_once, cluster, record
 
     _require_root()
-    plan, path = _load(topology or DEFAULT_TOPOLOGY)
+    plan, path = _load(topology or DEFAULT_TOPOLOGY, state_root=state_root)
     layout = _layout(plan, state_root)
     if all_at_once and in_containers is False:
         raise UsageProblem("--all-at-once starts containers; it cannot be combined with --processes")
@@ -202,7 +203,7 @@ def scale(assignments: tuple[str, ...], topology: Path | None, state_root: Path,
         return
     from contrail_ha.runtime import cluster, netns
 
-    plan = report.plan()
+    plan = _plan(report, path, state_root)
     if not netns.exists(netns.ns_name(plan, netns.CLIENT)):
         console.print(f"cluster {plan.cluster_id} is not up: `contrail-ha up -t {path}` starts it scaled")
         return
@@ -224,7 +225,7 @@ def down(topology: Path | None, state_root: Path, purge: bool) -> None:
     from contrail_ha.runtime import cluster
 
     _require_root()
-    plan, _ = _load(topology, quiet=True)
+    plan, _ = _load(topology, quiet=True, state_root=state_root, strict=False)
     leftovers = cluster.down(plan, _layout(plan, state_root), purge=purge,
                              progress=lambda m: console.print(m))
     if leftovers:
@@ -242,7 +243,7 @@ def status(topology: Path | None, state_root: Path, as_json: bool) -> None:
     from contrail_ha.runtime import netns
 
     _require_root()
-    plan, _ = _load(topology, quiet=True)
+    plan, _ = _load(topology, quiet=True, state_root=state_root)
     layout = _layout(plan, state_root)
     client = netns.ns_name(plan, netns.CLIENT)
     if not netns.exists(client):
@@ -298,7 +299,7 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
     from contrail_ha.runtime import netns
 
     _require_root()
-    plan, _ = _load(topology, quiet=True)
+    plan, _ = _load(topology, quiet=True, state_root=state_root)
     if heal_only:
         if not netns.exists(netns.ns_name(plan, netns.CLIENT)):
             raise CommandError(f"cluster {plan.cluster_id} is not up; nothing to heal")
@@ -384,7 +385,7 @@ def ui(topology: Path | None, state_root: Path, listen: str) -> None:
     from contrail_ha.ui import server
 
     _require_root()
-    plan, _ = _load(topology, quiet=True)
+    plan, _ = _load(topology, quiet=True, state_root=state_root)
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit():
         raise UsageProblem(f"--listen {listen!r}: expected IP:PORT")
@@ -409,7 +410,7 @@ def ui(topology: Path | None, state_root: Path, listen: str) -> None:
 @click.option("-n", "--lines", default=50, show_default=True, help="lines per file")
 def logs(host: str, service: str | None, topology: Path | None, state_root: Path, lines: int) -> None:
     """Show the last lines of HOST's logs (of SERVICE only, if given)."""
-    plan, _ = _load(topology, quiet=True)
+    plan, _ = _load(topology, quiet=True, state_root=state_root)
     layout = _layout(plan, state_root)
     hosts = [h.name for h in plan.topology.hosts] + ["router"]
     if host not in hosts:

@@ -12,10 +12,12 @@ import click
 from rich.console import Console
 
 from contrail_ha.cli_errors import CommandError, UsageProblem, err
+from contrail_ha.errors import ContrailHaError
 from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
 from contrail_ha.runtime.supervisor_state import SupervisorDir
+from contrail_ha.topology import identity
 from contrail_ha.topology.plan import Plan
-from contrail_ha.topology.validate import Report, load_topology
+from contrail_ha.topology.validate import Problem, Report, load_topology
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TOPOLOGY = REPO / "examples" / "ha.yaml"
@@ -62,7 +64,11 @@ def _require_file(path: Path) -> None:
         raise UsageProblem(f"topology file {path} does not exist")
 
 
-def _load(topology: Path | None, quiet: bool = False) -> tuple[Plan, Path]:
+def _load(topology: Path | None, quiet: bool = False, state_root: Path = DEFAULT_STATE_ROOT,
+          strict: bool = True) -> tuple[Plan, Path]:
+    """The plan of a topology file, its members' identities as the cluster in ``state_root``
+    recorded them. ``strict``: a topology that would renumber a member is invalid (exit 1);
+    otherwise (``down``) what the file says is used."""
     path = topology or _default_topology()
     _require_file(path)
     report = load_topology(path)
@@ -71,7 +77,21 @@ def _load(topology: Path | None, quiet: bool = False) -> tuple[Plan, Path]:
     if not quiet:
         for p in report.warnings:
             console.print(f"[yellow]warning[/]: {p.path}: {p.message}")
-    return report.plan(), path
+    return _plan(report, path, state_root, strict), path
+
+
+def _plan(report: Report, path: Path, state_root: Path, strict: bool = True) -> Plan:
+    """``report``'s topology resolved against the identities its running cluster recorded."""
+    assert report.topology is not None
+    try:
+        record = identity.recorded(state_root / report.topology.cluster.id)
+    except ContrailHaError as e:
+        raise CommandError(str(e)) from e
+    resolved, problems = identity.resolve(report.topology, record)
+    if problems and strict:
+        report.problems += [Problem(key, msg) for key, msg in problems]
+        raise TopologyInvalid(report, path)
+    return Plan(resolved if not problems else report.topology)
 
 
 def _layout(plan: Plan, state_root: Path) -> Layout:

@@ -60,19 +60,20 @@ def _ids_path(plan: Plan) -> str:
 
 def _registration(zk: KazooClient, plan: Plan, inst: Instance) -> tuple[bool, str]:
     """Whether ``inst``'s broker id is registered with the expected endpoint."""
-    path = f"{_ids_path(plan)}/{inst.index}"
+    bid = plan.broker_id(inst.host)
+    path = f"{_ids_path(plan)}/{bid}"
     try:
         raw, _ = zk.get(path)
     except NoNodeError:
-        return False, f"broker {inst.index} not registered"
+        return False, f"broker {bid} not registered"
     want = f"PLAINTEXT://{inst.address}"
     try:
         endpoints = json.loads(raw.decode()).get("endpoints", [])
     except (ValueError, AttributeError):
-        return False, f"broker {inst.index}: unreadable registration"
+        return False, f"broker {bid}: unreadable registration"
     if want not in endpoints:
-        return False, f"broker {inst.index} registered with {endpoints}, expected {want}"
-    return True, f"broker {inst.index} registered ({inst.address})"
+        return False, f"broker {bid} registered with {endpoints}, expected {want}"
+    return True, f"broker {bid} registered ({inst.address})"
 
 
 def ready(plan: Plan, layout: Layout, inst: Instance) -> tuple[bool, str]:
@@ -128,10 +129,10 @@ def checks(plan: Plan, layout: Layout) -> list[Check]:
             for inst in insts:
                 ok, detail = _registration(zk, plan, inst)
                 out.append(Check(KAFKA, inst.host.name, ok, detail,
-                                 {"broker_id": inst.index, "address": inst.address}))
+                                 {"broker_id": plan.broker_id(inst.host), "address": inst.address}))
     except (KazooTimeoutError, KazooException) as e:
         out = [Check(KAFKA, i.host.name, False, f"zookeeper: {e or type(e).__name__}",
-                     {"broker_id": i.index, "address": i.address}) for i in insts]
+                     {"broker_id": plan.broker_id(i.host), "address": i.address}) for i in insts]
     out.append(_partition_health(plan))
     return out
 

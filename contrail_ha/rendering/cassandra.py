@@ -83,7 +83,7 @@ def cluster_of(plan: Plan, component: str) -> DbCluster:
 def seeds(plan: Plan, component: str) -> list[str]:
     """``ip:storage_port`` of the cluster's seeds."""
     c = cluster_of(plan, component)
-    return [f"{h.ip}:{c.storage_port}" for h in Plan.seeds(c.hosts)]
+    return [f"{h.ip}:{c.storage_port}" for h in plan.seeds(component)]
 
 
 def cassandra_yaml(plan: Plan, inst: Instance, layout: Layout) -> dict:
@@ -226,7 +226,7 @@ def joins_after(plan: Plan, inst: Instance) -> list[Instance]:
     together); for the others, every node before them, so that they join one at a time (Cassandra
     refuses a bootstrap while another node's is under way)."""
     nodes = plan.of(inst.component)
-    seeds = {h.name for h in plan.seeds([n.host for n in nodes])}
+    seeds = {h.name for h in plan.seeds(inst.component)}
     if inst.host.name in seeds:
         return []
     return nodes[:[n.host.name for n in nodes].index(inst.host.name)]

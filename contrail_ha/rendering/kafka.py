@@ -1,6 +1,6 @@
 """Kafka 3.9 broker in ZooKeeper mode on an analyticsdb host (Contrail's kafka container).
 
-``broker.id`` is the host's 0-based position among the analyticsdb hosts; the brokers share
+``broker.id`` is the host's recorded identity (``topology.identity``); the brokers share
 the controllers' ZooKeeper under the chroot ``plan.kafka_chroot`` (Kafka creates it). Topics
 are created explicitly (the analytics topics by ``services.analytics.topics``, others by
 ``probes.kafka.ensure_topic``), so auto-creation is off. Durability:
@@ -26,8 +26,8 @@ INTERNAL_TOPIC_PARTITIONS = 10  # __consumer_offsets / __transaction_state (stoc
 
 
 def broker_id(plan: Plan, inst: Instance) -> int:
-    """0-based position of the instance's host among the analyticsdb hosts."""
-    return [h.name for h in plan.analyticsdb].index(inst.host.name)
+    """The Kafka broker.id of the instance's host."""
+    return plan.broker_id(inst.host)
 
 
 def server_properties(plan: Plan, inst: Instance, layout: Layout) -> str:

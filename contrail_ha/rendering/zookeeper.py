@@ -1,6 +1,6 @@
 """ZooKeeper 3.8 ensemble member on a controller host (Contrail's zookeeper container).
 
-``myid`` is the host's 1-based position among the controllers and every controller is a
+``myid`` is the host's recorded identity (``topology.identity``) and every controller is a
 ``server.N=<ip>:<peer>:<election>`` line, as in Contrail's entrypoint. Timers are tuned for
 fast fail-over: with tickTime 500 and syncLimit 4 a partitioned leader is replaced in ~2.5 s
 (10 s with the stock 2000/5). The JVM is started directly (no distribution scripts), logging
@@ -34,8 +34,8 @@ def classpath(layout: Layout) -> str:
 
 
 def myid(plan: Plan, inst: Instance) -> int:
-    """1-based position of the instance's host among the controllers."""
-    return [h.name for h in plan.controllers].index(inst.host.name) + 1
+    """The ZooKeeper server id of the instance's host."""
+    return plan.myid(inst.host)
 
 
 def zoo_cfg(plan: Plan, inst: Instance, layout: Layout) -> str:
@@ -63,8 +63,8 @@ def zoo_cfg(plan: Plan, inst: Instance, layout: Layout) -> str:
         "reconfigEnabled=false",
         "quorumListenOnAllIPs=false",
     ]
-    for n, h in enumerate(plan.controllers, start=1):
-        lines.append(f"server.{n}={h.ip}:{p.zookeeper_peer}:{p.zookeeper_election}")
+    for h in plan.controllers:
+        lines.append(f"server.{plan.myid(h)}={h.ip}:{p.zookeeper_peer}:{p.zookeeper_election}")
     return "\n".join(lines) + "\n"
 
 

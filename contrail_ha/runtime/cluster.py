@@ -43,6 +43,7 @@ from contrail_ha.runtime.record import RUNTIME_FILE, runtime_of
 from contrail_ha.runtime.steps import run_steps
 from contrail_ha.runtime.supervisor import CONFIG_DIGEST, GroupSpec
 from contrail_ha.runtime.supervisor_state import SupervisorDir
+from contrail_ha.topology import identity
 from contrail_ha.topology.model import Role
 from contrail_ha.topology.plan import (
     AGGREGATOR,
@@ -304,6 +305,9 @@ def prepare(plan: Plan, layout: Layout, progress: Progress, topology_text: str |
     """What comes before any supervisor starts: the runtime recorded, the namespaces, the rendered
     groups and, on containers, each host's Compose project."""
     layout.root.mkdir(parents=True, exist_ok=True)
+    # The members' identities: the plan's must be the recorded ones (refused before anything
+    # changes otherwise), then recorded for the next command (hosts added now get theirs).
+    identity.write_record(layout.root, identity.with_record(plan.topology, layout.root))
     if topology_text is not None:
         (layout.root / "topology.yaml").write_text(topology_text)
     if image is not None:
@@ -374,7 +378,7 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
     def cassandra(comp: str) -> Callable[[], None]:
         def run() -> None:
             nodes = plan.of(comp)
-            seeds = {h.name for h in plan.seeds([i.host for i in nodes])}
+            seeds = {h.name for h in plan.seeds(comp)}
             wave([i for i in nodes if i.host.name in seeds], 300)
             for inst in nodes:  # non-seeds bootstrap one at a time, after the seeds
                 if inst.host.name not in seeds:

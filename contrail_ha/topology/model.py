@@ -45,12 +45,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Identity(_Strict):
+    """A host's identities in the clustered stores, which its data belongs to.
+
+    Unset, each is assigned once (file order for a new cluster, the next unused number for a host
+    added later) and recorded with the running cluster, so removing or reordering hosts never
+    renumbers a member; set, it pins the value (a change of a recorded one is refused)."""
+
+    zookeeper_myid: int | None = Field(None, ge=1, le=255, description="ZooKeeper server id (controllers)")
+    kafka_broker_id: int | None = Field(None, ge=0, le=65535, description="Kafka broker.id (analyticsdb hosts)")
+    config_db_seed: bool | None = Field(None, description="a seed of the config-DB Cassandra ring (controllers)")
+    analytics_db_seed: bool | None = Field(None, description="a seed of the analytics-DB ring (analyticsdb hosts)")
+
+
 class Host(_Strict):
     """One machine of the cluster (locally: one network namespace)."""
 
     name: str = Field(description="short host name, also its hostname inside the namespace")
     ip: ipaddress.IPv4Address
     roles: list[Role] = Field(min_length=1)
+    identity: Identity = Identity()
 
     @field_validator("name")
     @classmethod
@@ -163,7 +177,7 @@ class Topology(_Strict):
     hosts: Annotated[list[Host], Field(min_length=1)]
 
     def with_role(self, role: Role) -> list[Host]:
-        """Hosts carrying ``role``, in file order (order gives ZooKeeper myid and Kafka broker.id)."""
+        """Hosts carrying ``role``, in file order."""
         return [h for h in self.hosts if h.has(role)]
 
     def host(self, name: str) -> Host:

@@ -10,6 +10,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from contrail_ha.topology.identity import resolve
 from contrail_ha.topology.model import Host, LbBind, Role, Topology
 
 ANY = "0.0.0.0"
@@ -105,9 +106,14 @@ class Instance:
 
 
 class Plan:
-    """Derived facts about a validated topology."""
+    """Derived facts about a validated topology.
+
+    The topology is kept with every member's identity set (``topology.identity``): pass one
+    resolved against the running cluster's record (``identity.with_record``); an unresolved one
+    gets the identities a new cluster would."""
 
     def __init__(self, topology: Topology) -> None:
+        topology = resolve(topology)[0]
         self.topology = topology
         self.cluster_id = topology.cluster.id
         self.vip = str(topology.cluster.vip)
@@ -169,9 +175,26 @@ class Plan:
         return "contrail_analytics"
 
     @staticmethod
-    def seeds(hosts: list[Host]) -> list[Host]:
-        """Cassandra seeds: the first three nodes of the cluster."""
-        return hosts[:3]
+    def myid(host: Host) -> int:
+        """The ZooKeeper server id of a controller."""
+        if host.identity.zookeeper_myid is None:
+            raise KeyError(f"{host.name} is not a ZooKeeper server")
+        return host.identity.zookeeper_myid
+
+    @staticmethod
+    def broker_id(host: Host) -> int:
+        """The Kafka broker.id of an analyticsdb host."""
+        if host.identity.kafka_broker_id is None:
+            raise KeyError(f"{host.name} is not a Kafka broker")
+        return host.identity.kafka_broker_id
+
+    def seeds(self, component: str) -> list[Host]:
+        """The seeds of a Cassandra ring (``config-db`` or ``analytics-db``), in file order."""
+        if component == CONFIG_DB:
+            return [h for h in self.controllers if h.identity.config_db_seed]
+        if component == ANALYTICS_DB:
+            return [h for h in self.analyticsdb if h.identity.analytics_db_seed]
+        raise ValueError(f"not a Cassandra component: {component}")
 
     # --- instances -------------------------------------------------------------------------
     @cached_property

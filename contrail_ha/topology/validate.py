@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from contrail_ha.errors import ContrailHaError
+from contrail_ha.topology.identity import check_pins
 from contrail_ha.topology.model import Role, Topology
 from contrail_ha.topology.plan import Plan
 
@@ -205,6 +206,10 @@ def check(t: Topology) -> list[Problem]:
         add(Problem("cluster.client_network", "needs at least two usable addresses (a /30)"))
     if ipaddress.IPv4Address("127.0.0.1") in net:
         add(Problem("cluster.network", "loopback addresses cannot be a cluster network"))
+
+    # pinned identities (a running cluster's record is checked where it is read: identity.with_record)
+    for path, msg in check_pins(t):
+        add(Problem(path, msg))
 
     # lb ASNs
     if t.lb.router_asn == t.lb.lb_asn:

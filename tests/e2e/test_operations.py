@@ -35,6 +35,30 @@ def test_up_again_is_idempotent(cluster: Cluster) -> None:
     assert _pids(cluster) == before
 
 
+def test_a_topology_that_renumbers_a_member_is_refused(cluster: Cluster, tmp_path) -> None:
+    """The members' identities were recorded at `up`; a pin that would renumber one changes nothing."""
+    import subprocess
+
+    import yaml
+
+    from tests.e2e.conftest import CLI
+
+    rec = json.loads((cluster.layout.root / "identity.json").read_text())
+    assert rec["zookeeper_myid"] == {"ctrl1": 1, "ctrl2": 2, "ctrl3": 3}
+    assert rec["kafka_broker_id"] == {"ctrl1": 0, "ctrl2": 1, "ctrl3": 2}
+    assert rec["config_db_seed"] == rec["analytics_db_seed"] == ["ctrl1", "ctrl2", "ctrl3"]
+    before = _pids(cluster)
+    data = yaml.safe_load(cluster.topology.read_text())
+    data["hosts"][3]["identity"] = {"zookeeper_myid": 1}  # ctrl2 as ctrl1's myid
+    path = tmp_path / "renumbered.yaml"
+    path.write_text(yaml.safe_dump(data))
+    p = subprocess.run([*CLI, "up", "--processes", "-t", str(path)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "hosts[3].identity.zookeeper_myid" in p.stderr and "ctrl2 is ZooKeeper myid 2" in p.stderr, p.stderr
+    assert _pids(cluster) == before
+    assert json.loads((cluster.layout.root / "identity.json").read_text()) == rec
+
+
 def test_status_degraded_names_what_and_where(cluster: Cluster) -> None:
     plan, layout = cluster.plan, cluster.layout
     faults.kill(plan, layout, "ctrl2", "config-api-1", hold=True)
