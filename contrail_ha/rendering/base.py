@@ -12,6 +12,8 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contrail_ha.topology.model import Host, Topology
+
 DEFAULT_STATE_ROOT = Path("/var/lib/contrail-ha")
 DEFAULT_CACHE = Path("/var/cache/contrail-ha")
 
@@ -126,7 +128,9 @@ def python() -> str:
     return str(candidate) if candidate.exists() else sys.executable
 
 
-def jvm_heap_flags(heap_mb: int) -> list[str]:
-    """Every JVM gets an explicit small heap; 2 cores are shared by all of them."""
-    return [f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", "-XX:+UseG1GC", "-XX:ActiveProcessorCount=2",
+def jvm_heap_flags(heap_mb: int, topology: Topology, host: Host) -> list[str]:
+    """Every JVM gets an explicit heap and sizes its GC and pools for the CPUs the topology gives
+    its host (``jvm.cpus``, ``hosts[].cpus``): it would otherwise count every CPU it sees, shared
+    or not."""
+    return [f"-Xms{heap_mb}m", f"-Xmx{heap_mb}m", "-XX:+UseG1GC", f"-XX:ActiveProcessorCount={topology.cpus(host)}",
             "-XX:+ExitOnOutOfMemoryError"]

@@ -16,7 +16,8 @@ Protocols (``lb.protocol``):
   keepalive 1 s only matter if BFD itself fails. ``error wait time 1, 5`` keeps a flapping
   session from idling for minutes (BIRD's default is 60-300 s); graceful restart is off so a
   dead lb's route is dropped at once instead of kept stale.
-- ``babel``: over the IPv6 link-local addresses of ``eth0`` (IPv6 must stay enabled there),
+- ``babel``: over the IPv6 link-local addresses of the host's ``interface`` (``eth0`` by default;
+  IPv6 must stay enabled there),
   hello/update intervals from the topology; no BFD (BIRD 2.0.12's Babel has none). The lbs
   randomize their Babel router id at each start: a restarted lb would otherwise announce with a
   sequence number its peers consider old and be ignored for minutes.
@@ -53,7 +54,6 @@ CONFIG_FILE = "bird.conf"
 SOCKET_FILE = "bird.sock"
 PID_FILE = "bird.pid"
 
-HOST_IFACE = "eth0"  # a host's link to the bridge
 ROUTER_IFACE = "eth0"  # the router's link to the bridge (eth1 goes to the client)
 VIP_IFACE = "lo"
 
@@ -114,11 +114,11 @@ def _header(title: str, plan: Plan, router_id: str) -> list[str]:
     ]
 
 
-def _bfd(plan: Plan) -> list[str]:
+def _bfd(plan: Plan, iface: str) -> list[str]:
     lb = plan.topology.lb
     return [
         f"protocol bfd {BFD_PROTO} {{",
-        f'  interface "{HOST_IFACE}" {{',
+        f'  interface "{iface}" {{',
         f"    interval {lb.bfd_interval_ms} ms;",
         f"    multiplier {lb.bfd_multiplier};",
         "  };",
@@ -140,10 +140,10 @@ def _bgp_timers(indent: str = "  ") -> list[str]:
     ]
 
 
-def _babel_iface(plan: Plan, next_hop: str | None) -> list[str]:
+def _babel_iface(plan: Plan, iface: str, next_hop: str | None) -> list[str]:
     lb = plan.topology.lb
     lines = [
-        f'  interface "{HOST_IFACE if next_hop else ROUTER_IFACE}" {{',
+        f'  interface "{iface}" {{',
         "    type wired;",
         "    check link yes;",
         f"    hello interval {lb.babel_hello_ms} ms;",
@@ -169,7 +169,7 @@ def render_lb_config(plan: Plan, inst: Instance) -> str:
     ]
     export = f"export where net = {vip} && source = RTS_DEVICE;"
     if lb.protocol == LbProtocol.BGP:
-        out += _bfd(plan)
+        out += _bfd(plan, inst.host.interface)
         out += [
             f"protocol bgp {LB_PROTO} {{",
             f"  description \"lb {inst.host.name} -> router\";",
@@ -191,7 +191,7 @@ def render_lb_config(plan: Plan, inst: Instance) -> str:
             "    import none;",
             f"    {export}",
             "  };",
-            *_babel_iface(plan, next_hop=inst.ip),
+            *_babel_iface(plan, inst.host.interface, next_hop=inst.ip),
             "}",
             "",
         ]
@@ -219,7 +219,7 @@ def render_router_config(plan: Plan, ecmp: bool = False) -> str:
         out.append("  merge paths on;  # ECMP: one multipath route over every announcing lb")
     out += ["}", ""]
     if lb.protocol == LbProtocol.BGP:
-        out += _bfd(plan)
+        out += _bfd(plan, ROUTER_IFACE)
         out += [
             "template bgp lb {",
             f"  local {plan.router_ip} as {lb.router_asn};",
@@ -250,7 +250,7 @@ def render_router_config(plan: Plan, ecmp: bool = False) -> str:
             f"    import where net = {vip};",
             "    export none;",
             "  };",
-            *_babel_iface(plan, next_hop=None),
+            *_babel_iface(plan, ROUTER_IFACE, next_hop=None),
             "}",
             "",
         ]

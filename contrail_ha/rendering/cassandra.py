@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, jvm_heap_flags
-from contrail_ha.topology.model import Host
+from contrail_ha.topology.model import Host, Jit
 from contrail_ha.topology.plan import ANALYTICS_DB, ANALYTICS_DB_JMX, CONFIG_DB, CONFIG_DB_JMX, Instance, Plan
 
 MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
@@ -90,6 +90,7 @@ def cassandra_yaml(plan: Plan, inst: Instance, layout: Layout) -> dict:
     """The node's cassandra.yaml as a dict (5.0 key names, with units)."""
     c = cluster_of(plan, inst.component)
     data = layout.data(inst.host.name, inst.name)
+    cpus = plan.topology.cpus(inst.host)
     return {
         "cluster_name": c.cluster_name,
         "num_tokens": NUM_TOKENS,  # random tokens: safe when every seed starts at once
@@ -121,18 +122,19 @@ def cassandra_yaml(plan: Plan, inst: Instance, layout: Layout) -> dict:
         "commitlog_total_space": "256MiB",
         "disk_failure_policy": "stop",
         "commit_failure_policy": "stop",
-        # Small pools: two cores are shared by six Cassandra JVMs and the rest of the stack.
-        "concurrent_reads": 4,
-        "concurrent_writes": 4,
-        "concurrent_counter_writes": 2,
-        "concurrent_materialized_view_writes": 2,
-        "concurrent_compactors": 1,
+        # Pools for the host's CPUs (jvm.cpus); small on the local cluster, whose two cores are
+        # shared by six Cassandra JVMs and the rest of the stack.
+        "concurrent_reads": 2 * cpus,
+        "concurrent_writes": 2 * cpus,
+        "concurrent_counter_writes": cpus,
+        "concurrent_materialized_view_writes": cpus,
+        "concurrent_compactors": max(1, min(cpus // 2, 8)),
         "concurrent_validations": 1,
         "concurrent_materialized_view_builders": 1,
         "concurrent_index_builders": 1,
-        "memtable_flush_writers": 1,
+        "memtable_flush_writers": max(1, min(cpus // 4, 4)),
         "max_hints_delivery_threads": 1,
-        "native_transport_max_threads": 16,
+        "native_transport_max_threads": max(16, 8 * cpus),
         "compaction_throughput": "16MiB/s",
         "memtable_allocation_type": "heap_buffers",
         "key_cache_size": "8MiB",
@@ -188,11 +190,11 @@ def jvm_flags(plan: Plan, inst: Instance, layout: Layout, classpath: str, *, jmx
     host, name = inst.host.name, inst.name
     conf, data, logs = layout.conf(host, name), layout.data(host, name), layout.logs(host, name)
     flags = [
-        *jvm_heap_flags(c.heap_mb),
+        *jvm_heap_flags(c.heap_mb, plan.topology, inst.host),
         "-Xss256k",
         "-XX:+UseThreadPriorities",
         "-XX:+PerfDisableSharedMem",
-        "-XX:TieredStopAtLevel=1",  # C1 only: much less JIT work at start on two shared cores
+        *(["-XX:TieredStopAtLevel=1"] if plan.topology.jvm.jit == Jit.C1 else []),  # C1: little JIT work at start
         f"-XX:ErrorFile={logs}/hs_err_%p.log",
         "-Djava.net.preferIPv4Stack=true",
         "-Djdk.attach.allowAttachSelf=true",

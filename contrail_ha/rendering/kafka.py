@@ -36,6 +36,7 @@ def server_properties(plan: Plan, inst: Instance, layout: Layout) -> str:
     rf = r.kafka
     min_isr = min(r.kafka_min_insync, rf)
     listener = f"PLAINTEXT://{inst.ip}:{plan.ports.kafka}"
+    cpus = plan.topology.cpus(inst.host)
     props: list[tuple[str, object]] = [
         ("broker.id", broker_id(plan, inst)),
         ("broker.id.generation.enable", "false"),
@@ -76,9 +77,9 @@ def server_properties(plan: Plan, inst: Instance, layout: Layout) -> str:
         ("log.retention.bytes", RETENTION_BYTES),
         ("log.segment.bytes", SEGMENT_BYTES),
         ("log.retention.check.interval.ms", 300000),
-        # Small footprint: 2 cores are shared by every JVM of the cluster.
-        ("num.network.threads", 2),
-        ("num.io.threads", 2),
+        # Threads for the host's CPUs (jvm.cpus): 2 and 2 on the local cluster's two shared cores.
+        ("num.network.threads", max(2, cpus // 2)),
+        ("num.io.threads", max(2, cpus)),
         ("num.replica.fetchers", 1),
         ("num.recovery.threads.per.data.dir", 1),
         ("background.threads", 4),
@@ -144,7 +145,7 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
     log4j = conf / "log4j.properties"
     argv = [
         JAVA,
-        *jvm_heap_flags(plan.topology.heap.kafka),
+        *jvm_heap_flags(plan.topology.heap.kafka, plan.topology, inst.host),
         "-XX:MaxGCPauseMillis=20",
         "-XX:InitiatingHeapOccupancyPercent=35",
         "-XX:+ExplicitGCInvokesConcurrent",

@@ -111,7 +111,7 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
     logback = conf / "logback.xml"
     argv = [
         JAVA,
-        *jvm_heap_flags(plan.topology.heap.zookeeper),
+        *jvm_heap_flags(plan.topology.heap.zookeeper, plan.topology, inst.host),
         "-Djava.awt.headless=true",
         f"-Dlogback.configurationFile={logback}",
         f"-Dzookeeper.log.dir={logs}",

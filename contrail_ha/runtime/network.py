@@ -4,7 +4,7 @@ Layout (all namespaces named ``<cluster-id>-<name>``)::
 
     client --(eth0 / router eth1)-- router --(eth0)--+
                                                      |  bridge br0 in namespace ``sw``
-    lb1, lb2, ctrl1 ... --(eth0)---------------------+
+    lb1, lb2, ctrl1 ... --(eth0: hosts[].interface)--+
 
 The root namespace is never touched: the bridge lives in its own namespace, so no route
 to the cluster's addresses exists outside it.
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from contrail_ha.errors import ContrailHaError
+from contrail_ha.rendering.bird import ROUTER_IFACE
 from contrail_ha.runtime.netns import CLIENT, NETNS_DIR, ROUTER, SWITCH, UTS_DIR, exists, ns_name, uts_file
 from contrail_ha.topology.plan import Plan
 
@@ -98,16 +99,18 @@ def create(plan: Plan, progress: Callable[[str], None] = lambda _m: None) -> Non
         _run(["ip", "-n", sw, "link", "add", BRIDGE, "type", "bridge"])
     _run(["ip", "-n", sw, "link", "set", BRIDGE, "up"])
     prefix = plan.network.prefixlen
-    nodes: list[tuple[str, str]] = [(ROUTER, plan.router_ip)] + [(h.name, str(h.ip)) for h in plan.topology.hosts]
-    for node, ip in nodes:
+    # (namespace, address, interface): each host's link is named as its topology says (BIRD runs on it)
+    nodes: list[tuple[str, str, str]] = [(ROUTER, plan.router_ip, ROUTER_IFACE)] + [
+        (h.name, str(h.ip), h.interface) for h in plan.topology.hosts]
+    for node, ip, iface in nodes:
         ns = ns_name(plan, node)
         _add_ns(ns)
         port = port_name(node)
         if not _link_exists(sw, port):
-            _run(["ip", "-n", sw, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns])
+            _run(["ip", "-n", sw, "link", "add", port, "type", "veth", "peer", "name", iface, "netns", ns])
         _run(["ip", "-n", sw, "link", "set", port, "master", BRIDGE, "up"])
-        _run(["ip", "-n", ns, "addr", "replace", f"{ip}/{prefix}", "dev", "eth0"])
-        _run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+        _run(["ip", "-n", ns, "addr", "replace", f"{ip}/{prefix}", "dev", iface])
+        _run(["ip", "-n", ns, "link", "set", iface, "up"])
         if node != ROUTER:
             _run(["ip", "-n", ns, "route", "replace", "default", "via", plan.router_ip])
         _etc(plan, node)

@@ -37,7 +37,15 @@ class LbBind(StrEnum):
     ANY = "any"
 
 
+class Jit(StrEnum):
+    """How much JIT compiling the JVMs do."""
+
+    C1 = "c1"  # the client compiler only: far less compile work at start, for small shared machines
+    FULL = "full"  # tiered C1 + C2: the JVM's default, for production hosts
+
+
 HOSTNAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,10}$")
+IFACE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 CLUSTER_ID_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 
 
@@ -64,7 +72,16 @@ class Host(_Strict):
     name: str = Field(description="short host name, also its hostname inside the namespace")
     ip: ipaddress.IPv4Address
     roles: list[Role] = Field(min_length=1)
+    interface: str = Field("eth0", description="the interface that carries ip (BIRD's Babel and BFD run on it)")
+    cpus: int | None = Field(None, ge=1, le=1024, description="CPUs the host's JVMs size for (default jvm.cpus)")
     identity: Identity = Identity()
+
+    @field_validator("interface")
+    @classmethod
+    def _iface(cls, v: str) -> str:
+        if not IFACE_RE.match(v):
+            raise ValueError("must be a network interface name: 1-15 letters, digits or . _ : -")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -104,6 +121,15 @@ class Heap(_Strict):
     kafka: int = Field(384, ge=128, le=8192)
 
 
+class Jvm(_Strict):
+    """How the JVMs (Cassandra, ZooKeeper, Kafka) size themselves. The defaults suit this project's
+    local cluster, every JVM on two shared cores; on production hosts give their CPU count (per
+    host: ``hosts[].cpus``) and the full JIT."""
+
+    cpus: int = Field(2, ge=1, le=1024, description="CPUs a JVM sizes its GC and thread pools for")
+    jit: Jit = Jit.C1
+
+
 class Ports(_Strict):
     """Service ports; defaults are the original Contrail ports."""
 
@@ -129,6 +155,8 @@ class Lb(_Strict):
 
     protocol: LbProtocol = LbProtocol.BGP
     bind: LbBind = LbBind.VIP
+    router_ip: ipaddress.IPv4Address | None = Field(
+        None, description="the upstream router the lbs peer with, on cluster.network (default: its first address)")
     router_asn: int = Field(64512, ge=1, le=4294967294)
     lb_asn: int = Field(64513, ge=1, le=4294967294)
     bfd_interval_ms: int = Field(100, ge=10, le=10000)
@@ -171,6 +199,7 @@ class Topology(_Strict):
     cluster: Cluster
     replication: Replication = Replication()
     heap: Heap = Heap()
+    jvm: Jvm = Jvm()
     ports: Ports = Ports()
     lb: Lb = Lb()
     services: Services = Services()
@@ -179,6 +208,10 @@ class Topology(_Strict):
     def with_role(self, role: Role) -> list[Host]:
         """Hosts carrying ``role``, in file order."""
         return [h for h in self.hosts if h.has(role)]
+
+    def cpus(self, host: Host) -> int:
+        """CPUs the JVMs on ``host`` size themselves for."""
+        return host.cpus or self.jvm.cpus
 
     def host(self, name: str) -> Host:
         for h in self.hosts:

@@ -130,8 +130,8 @@ class Plan:
 
     @cached_property
     def router_ip(self) -> str:
-        """The upstream router's address on the hosts' network (its first address)."""
-        return str(next(self.network.hosts()))
+        """The upstream router's address on the hosts' network (``lb.router_ip``, else its first address)."""
+        return str(self.topology.lb.router_ip or next(self.network.hosts()))
 
     @cached_property
     def client_link(self) -> tuple[str, str]:

@@ -180,7 +180,11 @@ def check(t: Topology) -> list[Problem]:
     # addressing
     c = t.cluster
     net = c.network
-    router_ip = next(net.hosts(), None)
+    router_ip = t.lb.router_ip or next(net.hosts(), None)
+    if t.lb.router_ip is not None and (t.lb.router_ip not in net or t.lb.router_ip in (net.network_address,
+                                                                                        net.broadcast_address)):
+        add(Problem("lb.router_ip", f"{t.lb.router_ip} is not a usable address of cluster.network {net}; "
+                    "the lbs peer with the router on the hosts' network"))
     if net.num_addresses < 4:
         add(Problem("cluster.network", f"{net} is too small; use a /29 or larger"))
     for i, h in enumerate(t.hosts):
@@ -189,8 +193,8 @@ def check(t: Topology) -> list[Problem]:
         elif h.ip in (net.network_address, net.broadcast_address):
             add(Problem(f"hosts[{i}].ip", f"{h.ip} is the network or broadcast address of {net}"))
         elif h.ip == router_ip:
-            add(Problem(f"hosts[{i}].ip", f"{h.ip} is the router's address (the first of {net}); "
-                        "use another address"))
+            add(Problem(f"hosts[{i}].ip", f"{h.ip} is the router's address (lb.router_ip, by default the "
+                        f"first of {net}); use another address"))
     if c.vip in net:
         add(Problem("cluster.vip", f"VIP {c.vip} is inside cluster.network {net}; it must be outside the "
                     "hosts' network (it is announced by routing), e.g. in another /24"))
