@@ -96,24 +96,41 @@ def render(directory: Path, topology: Path | None) -> None:
 
 @main.command()
 @click.argument("target", type=click.Choice(["compose", "kubernetes", "all"]))
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", type=click.Path(file_okay=False, allow_dash=True, path_type=Path))
 @topology_opt
+@state_opt
 @click.option("--image", default=None,
-              help="container image (default localhost/contrail-ha:<version>, from `contrail-ha image build`)")
-def export(target: str, directory: Path, topology: Path | None, image: str | None) -> None:
+              help="container image (default localhost/contrail-ha:<version>, from `contrail-ha image build`; a "
+                   "site registry's REPO@sha256:DIGEST is pulled Always)")
+def export(target: str, directory: Path, topology: Path | None, state_root: Path, image: str | None) -> None:
     """Write production artifacts for the topology: Docker Compose per host and/or Kubernetes manifests.
 
     DIRECTORY gets a README.md, a manifest.json, compose/<host>/docker-compose.yaml with the
-    host's rendered tree in compose/<host>/state, and kubernetes/<cluster-id>.yaml.
+    host's rendered tree in compose/<host>/state, and kubernetes/<cluster-id>.yaml; `-` with
+    `kubernetes` writes the manifests to stdout (`| kubectl apply -f -`). The cluster's secrets are
+    made once and kept in its state root, so every export carries the same ones.
     """
+    import shutil
+
     from contrail_ha import export as ex
     from contrail_ha.export import compose, kubernetes
 
-    plan, _ = _load(topology or DEFAULT_TOPOLOGY)
+    plan, _ = _load(topology or DEFAULT_TOPOLOGY, quiet=str(directory) == "-", state_root=state_root)
+    root = DEFAULT_STATE_ROOT / plan.cluster_id  # where the hosts keep the state (the containers' mounts)
+    kept = state_root / plan.cluster_id  # where this machine keeps the cluster's secrets
+    if str(directory) == "-" and target != "kubernetes":
+        raise UsageProblem("`-` (stdout) is for `export kubernetes` only")
+    try:
+        units = ex.units(plan, kept, root)
+    except PermissionError as e:
+        raise UsageProblem(f"the cluster's secrets are kept in {kept / 'secrets'}: {e.strerror}; run as root or "
+                           "give a --state-root you can write") from e
+    if str(directory) == "-":
+        click.echo(kubernetes.text(plan, units, root, image), nl=False)
+        return
     out = directory.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    root = DEFAULT_STATE_ROOT / plan.cluster_id
-    units = ex.units(plan, out, root)
+    shutil.copytree(kept / "secrets", out / "secrets", dirs_exist_ok=True)
     (out / "manifest.json").write_text(ex.manifest(units))
     (out / "README.md").write_text(ex.readme(plan, root))
     if target in ("compose", "all"):
@@ -121,8 +138,8 @@ def export(target: str, directory: Path, topology: Path | None, image: str | Non
         paths = compose.write(units, out / "compose", root, image)
         console.print(f"compose: {len(paths)} hosts, {files} rendered files under {out / 'compose'}")
     if target in ("kubernetes", "all"):
-        f = kubernetes.write(units, out / "kubernetes", plan.cluster_id, root, image)
-        console.print(f"kubernetes: {f} ({len(units)} deployments)")
+        f = kubernetes.write(plan, units, out / "kubernetes", root, image)
+        console.print(f"kubernetes: {f} ({len({u.group for u in units})} DaemonSets)")
     console.print("image: `contrail-ha image build`, then `contrail-ha image save FILE` and `podman load -i FILE` on "
                   "each host (see the README there)")
 

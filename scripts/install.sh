@@ -68,4 +68,18 @@ for pom in "$ROOT"/java/*/pom.xml; do
     dependency:build-classpath -Dmdep.outputFile="$cp_file.tmp" -Dmdep.includeScope=runtime >/dev/null
   mv "$cp_file.tmp" "$cp_file"
 done
+# kube-score (Go, from the Go module proxy) checks the exported Kubernetes manifests in the tests;
+# a machine without Go >= 1.23 still gets a cluster (only that test needs it).
+KUBE_SCORE_VERSION=v1.20.0
+GO=$(command -v go || echo /usr/local/go/bin/go)
+if [ "$(cat "$CACHE/bin/kube-score.version" 2>/dev/null)" = "$KUBE_SCORE_VERSION" ] && [ -x "$CACHE/bin/kube-score" ]; then
+  log "kube-score: present"
+elif [ -x "$GO" ]; then
+  log "kube-score: building $KUBE_SCORE_VERSION"
+  mkdir -p "$CACHE/bin"
+  GOBIN="$CACHE/bin" GOFLAGS=-mod=mod "$GO" install "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION"
+  echo "$KUBE_SCORE_VERSION" > "$CACHE/bin/kube-score.version"
+else
+  log "kube-score: no Go toolchain; skipped (the Kubernetes manifests' lint test needs it)"
+fi
 log "done"

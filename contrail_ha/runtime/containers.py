@@ -50,10 +50,11 @@ CONTAINER_NAMES = {Role.LB.value: "contrail-lb", Role.CONTROLLER.value: "contrai
                    NODE_GROUP: "contrail-node-agent"}
 
 
-def health_argv(spec_file: Path | str, role: str) -> list[str]:
+def health_argv(spec_file: Path | str, role: str, *, alive: bool = False) -> list[str]:
     """The health check command of the container running the supervisor of ``spec_file``: as the user
-    the role's processes run as (the engine runs it as the container's, root)."""
-    check = [IMAGE_PYTHON, "-m", "contrail_ha.runtime.health", str(spec_file)]
+    the role's processes run as (the engine runs it as the container's, root). ``alive``: the
+    liveness check (the supervisor runs), not the readiness one."""
+    check = [IMAGE_PYTHON, "-m", "contrail_ha.runtime.health", *(["--alive"] if alive else []), str(spec_file)]
     if role in PRIVILEGED:
         return check
     return ["setpriv", f"--reuid={ownership.UID}", f"--regid={ownership.GID}", "--clear-groups", "--", *check]

@@ -1,7 +1,8 @@
 """A role supervisor's health: every process it should run runs, and answers its own probe.
 
 This is the container's health check (``python -m contrail_ha.runtime.health SPEC.json``, exit 0
-when healthy, else 1 and one line per problem), so it stays light: the standard library only, a
+when healthy, else 1 and one line per problem; ``--alive``: only that the supervisor runs, the
+liveness check), so it stays light: the standard library only, a
 few short connections. Each process declares its probe in its spec (``ProcessSpec.health``), where
 its renderer knows its address:
 
@@ -94,6 +95,19 @@ def problems(spec: GroupSpec) -> list[str]:
     return out
 
 
+def liveness_problems(spec: GroupSpec) -> list[str]:
+    """What only a restart of the container fixes: its supervisor gone. Its processes' readiness is
+    the readiness check's: a store that waits for its peers, or a replica whose database is away, is
+    not ready, and restarting it would only make the wait longer (the supervisor itself exits when a
+    process crash-loops)."""
+    state = SupervisorDir(Path(spec.run_dir)).state()
+    if state is None:
+        return ["supervisor: no state yet"]
+    if not _alive(state.get("supervisor_pid")):
+        return [f"supervisor: pid {state.get('supervisor_pid')} not running"]
+    return []
+
+
 def supervised_specs(proc: Path = Path("/proc")) -> list[str]:
     """The spec files of the role supervisors running in this PID namespace (read from their command
     lines): in a container of its own, the one the image's ``HEALTHCHECK`` checks without arguments."""
@@ -110,20 +124,22 @@ def supervised_specs(proc: Path = Path("/proc")) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    alive_only = "--alive" in args  # the liveness check (Kubernetes' livenessProbe)
+    args = [a for a in args if a != "--alive"]
     if not args:
         args = supervised_specs()
         if len(args) != 1:
             sys.stdout.write(f"no single role supervisor to check here ({len(args)} found): name its SPEC.json\n")
             return 1
     if len(args) != 1:
-        sys.stderr.write("usage: python -m contrail_ha.runtime.health [SPEC.json]\n")
+        sys.stderr.write("usage: python -m contrail_ha.runtime.health [--alive] [SPEC.json]\n")
         return 2
     try:
         spec = GroupSpec.from_json(Path(args[0]).read_text())
     except (OSError, ValueError, TypeError) as e:
         sys.stdout.write(f"spec {args[0]}: {e}\n")
         return 1
-    found = problems(spec)
+    found = liveness_problems(spec) if alive_only else problems(spec)
     sys.stdout.write(json.dumps({"healthy": not found, "problems": found}) + "\n")
     return 1 if found else 0
 

@@ -15,7 +15,7 @@ import yaml
 from contrail_ha import export as ex
 from contrail_ha.export import compose, kubernetes, unpack
 from contrail_ha.runtime.containers import IMAGE_PYTHON
-from contrail_ha.topology.plan import NODE_GROUP
+from contrail_ha.topology.plan import NODE_GROUP, Plan
 from contrail_ha.topology.validate import load_topology
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,44 +83,126 @@ def test_compose_per_host(exported: tuple[Path, list[ex.Unit]]) -> None:
                                   ".erlang.cookie").read_text()  # one cluster, one cookie
 
 
-def test_kubernetes_manifests_and_unpack_round_trip(exported: tuple[Path, list[ex.Unit]], tmp_path: Path) -> None:
-    out, units = exported
-    docs = list(yaml.safe_load_all((out / "kubernetes" / "contrail.yaml").read_text()))
+def _k8s(out: Path) -> list[dict]:
+    return list(yaml.safe_load_all((out / "kubernetes" / "contrail.yaml").read_text()))
+
+
+def _materialize(doc: dict, into: Path) -> Path:
+    """A ConfigMap or Secret as the kubelet mounts it: one file per key."""
+    into.mkdir(parents=True)
+    for k, v in (doc.get("data") or doc.get("stringData") or {}).items():
+        (into / k).write_text(v)
+    return into
+
+
+def test_kubernetes_daemonsets_by_role_label(exported: tuple[Path, list[ex.Unit]]) -> None:
+    out, _ = exported
+    docs = _k8s(out)
     kinds = [d["kind"] for d in docs]
-    assert kinds[0] == "Namespace" and kinds.count("Deployment") == len(units) == kinds.count("ConfigMap")
-    deps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
-    d = deps["contrail-controller-ctrl2"]["spec"]
-    pod = d["template"]["spec"]
-    assert d["replicas"] == 1 and d["strategy"]["type"] == "Recreate"
-    assert pod["hostNetwork"] is True and pod["nodeSelector"] == {"kubernetes.io/hostname": "ctrl2"}
-    assert d["selector"]["matchLabels"] == d["template"]["metadata"]["labels"]
-    assert pod["initContainers"][0]["command"][:3] == [IMAGE_PYTHON, "-m", "contrail_ha.export.unpack"]
-    assert deps["contrail-lb-lb1"]["spec"]["template"]["spec"]["containers"][0]["securityContext"] == \
-        {"privileged": True}
-    sec = pod["containers"][0]["securityContext"]
+    assert kinds[0] == "Namespace"
+    assert kinds.count("DaemonSet") == kinds.count("ConfigMap") == kinds.count("PodDisruptionBudget") == 5
+    assert "Deployment" not in kinds
+    ds = {d["metadata"]["name"]: d for d in docs if d["kind"] == "DaemonSet"}
+    ctrl = ds["contrail-controller"]["spec"]
+    pod = ctrl["template"]["spec"]
+    assert ctrl["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [{"key": "contrail-ha.io/controller", "operator": "In",
+                                            "values": ["enabled"]}]}]
+    node_terms = ds["contrail-node-agent"]["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert len(node_terms) == 4  # wherever any role runs
+    assert pod["hostNetwork"] is True and ctrl["selector"]["matchLabels"] == ctrl["template"]["metadata"]["labels"]
+    init, main = pod["initContainers"][0], pod["containers"][0]
+    assert init["command"][:3] == [IMAGE_PYTHON, "-m", "contrail_ha.export.unpack"]
+    assert {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in init["env"]} == {
+        "NODE_IP": "status.hostIP", "NODE_NAME": "spec.nodeName"}
+    assert main["command"][-1] == f"{ROOT}/self/controller.json"
+    assert "--alive" in main["livenessProbe"]["exec"]["command"]
+    assert "--alive" not in main["readinessProbe"]["exec"]["command"]
+    for c in (init, main):
+        for kind in ("requests", "limits"):
+            assert set(c["resources"][kind]) == {"cpu", "memory", "ephemeral-storage"}
+    # memory from the heaps: (ZooKeeper 256 + config-DB 512 MiB) x 1.5, RabbitMQ 256, one API replica 192, 64
+    assert main["resources"]["requests"]["memory"] == "1664Mi" and main["resources"]["limits"]["cpu"] == "2"
+    assert ds["contrail-lb"]["spec"]["template"]["spec"]["containers"][0]["securityContext"] == {"privileged": True}
+    sec = main["securityContext"]
     assert sec["runAsUser"] == 0 and sec["allowPrivilegeEscalation"] is False and sec["capabilities"]["drop"] == ["ALL"]
-    assert pod["initContainers"][0]["securityContext"] == {"runAsUser": 0}
-    # what the init container does with the ConfigMap gives the same tree as the compose export
-    cm = next(x for x in docs if x["kind"] == "ConfigMap" and x["metadata"]["name"] == "contrail-controller-ctrl2")
-    cfg = tmp_path / "cm"
-    cfg.mkdir()
-    for k, v in cm["data"].items():
-        (cfg / k).write_text(v)
-    n = unpack.unpack(cfg, tmp_path / "root")
+    pdbs = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    assert all(d["spec"]["maxUnavailable"] == 1 for d in pdbs)
+    assert {d["spec"]["selector"]["matchLabels"]["contrail-ha.io/role"] for d in pdbs} == {
+        "lb", "controller", "analytics", "analyticsdb", "node"}
+
+
+def test_secrets_stay_out_of_configmaps_and_the_same_across_exports(exported: tuple[Path, list[ex.Unit]],
+                                                                    tmp_path: Path) -> None:
+    out, _ = exported
+    docs = _k8s(out)
+    secrets = [d for d in docs if d["kind"] == "Secret"]
+    assert [d["metadata"]["name"] for d in secrets] == ["contrail-controller"]  # the Erlang cookies
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "contrail-controller")
+    index = json.loads(cm["data"]["index.json"])
+    cookie_keys = {k for h in index["hosts"] for k, rel in h["files"].items() if rel.endswith(".erlang.cookie")}
+    assert len(cookie_keys) == 3 and not cookie_keys & set(cm["data"]) and cookie_keys == set(secrets[0]["stringData"])
+    assert stat.S_IMODE(os.stat(out / "kubernetes" / "contrail.yaml").st_mode) == 0o600
+    p = subprocess.run([sys.executable, "-m", "contrail_ha.cli", "export", "kubernetes", "-", "-t",
+                        str(REPO / "examples" / "ha.yaml")], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    again = list(yaml.safe_load_all(p.stdout))
+    assert [d for d in again if d["kind"] == "Secret"] == secrets  # stdout, and the same secrets
+
+
+def test_a_config_change_rolls_only_through_its_checksum(tmp_path: Path) -> None:
+    plan = load_topology(REPO / "examples" / "ha.yaml").plan()
+    units = ex.units(plan, tmp_path, ROOT)
+
+    def sums(p: Plan) -> dict[str, str]:
+        docs = kubernetes.manifests(p, ex.units(p, tmp_path, ROOT), ROOT)
+        return {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["annotations"][
+            "contrail-ha.io/config-checksum"] for d in docs if d["kind"] == "DaemonSet"}
+
+    before = sums(plan)
+    assert sums(plan) == before  # deterministic
+    heap = plan.topology.heap.model_copy(update={"kafka": 512})
+    after = sums(Plan(plan.topology.model_copy(update={"heap": heap})))
+    changed = {k for k in before if before[k] != after[k]}
+    assert "contrail-analyticsdb" in changed and "contrail-lb" not in changed
+    assert units
+
+
+def test_unpack_places_this_nodes_host_and_points_self_at_its_spec(exported: tuple[Path, list[ex.Unit]],
+                                                                   tmp_path: Path) -> None:
+    out, units = exported
+    docs = _k8s(out)
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "contrail-controller")
+    sec = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "contrail-controller")
+    cfg, secret = _materialize(cm, tmp_path / "cm"), _materialize(sec, tmp_path / "secret")
+    host, n = unpack.unpack(cfg, secret, tmp_path / "root", "10.10.0.22", "node-b")  # by address
     unit = next(u for u in units if (u.host, u.group) == ("ctrl2", "controller"))
-    assert n == len(unit.files)
+    assert host == "ctrl2" and n == len(unit.files)
     for rel, text in unit.files.items():
         assert (tmp_path / "root" / rel).read_text() == text
     assert all((tmp_path / "root" / d).is_dir() for d in unit.dirs)
     home = tmp_path / "root" / "hosts" / "ctrl2" / "rabbitmq" / "home"
     assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(home / ".erlang.cookie").st_mode) == 0o400
+    spec = tmp_path / "root" / "self" / "controller.json"
+    assert spec.resolve() == (tmp_path / "root" / unit.spec_file.relative_to(ROOT)).resolve()
+    assert unpack.unpack(cfg, secret, tmp_path / "r2", "192.0.2.1", "ctrl3")[0] == "ctrl3"  # else by name
+    env = {**os.environ, "NODE_IP": "192.0.2.9", "NODE_NAME": "stranger"}
+    p = subprocess.run([sys.executable, "-m", "contrail_ha.export.unpack", str(cfg), str(secret),
+                        str(tmp_path / "r3")], capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 1 and "no controller host of the topology" in p.stderr and "ctrl1 (10.10.0.21)" in p.stderr
+    assert not (tmp_path / "r3").exists()
 
 
 def test_unpack_refuses_paths_outside_the_root(tmp_path: Path) -> None:
-    (tmp_path / "files.json").write_text(json.dumps({"files": {"f0": "../../etc/passwd"}, "modes": {}, "dirs": []}))
+    index = {"group": "controller", "hosts": [{"host": "h", "ip": "10.0.0.1", "files": {"f0": "../../etc/passwd"},
+                                               "modes": {}, "dirs": [], "spec": "s.json"}]}
+    (tmp_path / "index.json").write_text(json.dumps(index))
     (tmp_path / "f0").write_text("x")
     with pytest.raises(ValueError, match="outside the state root"):
-        unpack.unpack(tmp_path, tmp_path / "root")
+        unpack.unpack(tmp_path, None, tmp_path / "root", "10.0.0.1", "h")
 
 
 def test_readme_and_no_registry_image(exported: tuple[Path, list[ex.Unit]]) -> None:
@@ -131,4 +213,5 @@ def test_readme_and_no_registry_image(exported: tuple[Path, list[ex.Unit]]) -> N
     assert json.loads((out / "manifest.json").read_text())[0]["container"].startswith("contrail-")
     units = ex.units(load_topology(REPO / "examples" / "split.yaml").plan(), out / "split", ROOT)
     assert len(compose.project("adb1", [u for u in units if u.host == "adb1"], ROOT, "img")["services"]) == 2
-    assert kubernetes.manifests(units, "contrail", ROOT)[0]["metadata"]["name"] == "contrail-ha-contrail"
+    split = load_topology(REPO / "examples" / "split.yaml").plan()
+    assert kubernetes.manifests(split, units, ROOT)[0]["metadata"]["name"] == "contrail-ha-split"

@@ -112,6 +112,19 @@ def test_command_exit_codes(listener: str, tmp_path: Path) -> None:
     assert "no state yet" in health.problems(GroupSpec("h", "r", str(tmp_path / "dead"), str(tmp_path), []))[0]
 
 
+def test_alive_is_only_the_supervisor(tmp_path: Path) -> None:
+    """Kubernetes' liveness: a process that waits or is down is readiness's business, not a restart's."""
+    spec = _group(tmp_path, {"db": ("joining", None, ""), "zk": ("running", os.getpid(), "tcp://127.0.0.1:1")})
+    path = str(Path(spec.run_dir) / "spec.json")
+    assert health.problems(spec) and health.liveness_problems(spec) == []
+    p = subprocess.run([sys.executable, "-m", "contrail_ha.runtime.health", "--alive", path],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout
+    SupervisorDir(Path(spec.run_dir)).write_state(json.dumps({"supervisor_pid": 2**22 + 1, "processes": {}}))
+    assert health.liveness_problems(spec) == [f"supervisor: pid {2**22 + 1} not running"]
+    assert health.main(["--alive", path]) == 1
+
+
 def test_without_arguments_it_finds_the_supervisor_of_its_namespace(tmp_path: Path) -> None:
     """The image's HEALTHCHECK names no spec: it checks the one supervisor of its container."""
     spec = _group(tmp_path, {"agent": ("running", os.getpid(), "")})
