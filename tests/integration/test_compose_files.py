@@ -27,7 +27,8 @@ def _export(topology: str, out: Path) -> Path:
     import sys
 
     p = subprocess.run([sys.executable, "-m", "contrail_ha.cli", "export", "compose", str(out), "-t",
-                        str(REPO / "examples" / topology)], capture_output=True, text=True, timeout=120)
+                        str(REPO / "examples" / topology), "--state-root", str(out / "kept")],
+                       capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     return out / "compose"
 

@@ -36,7 +36,8 @@ REQUIRED_OK = {"container-resources", "container-image-tag", "container-ephemera
 def manifests(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp(f"k8s-{request.param}")
     p = subprocess.run([sys.executable, "-m", "contrail_ha.cli", "export", "kubernetes", "-", "-t",
-                        str(REPO / "examples" / f"{request.param}.yaml")], capture_output=True, text=True, timeout=120)
+                        str(REPO / "examples" / f"{request.param}.yaml"), "--state-root", str(out / "kept")],
+                       capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     f = out / "manifests.yaml"
     f.write_text(p.stdout)

@@ -26,7 +26,8 @@ ROOT = Path("/var/lib/contrail-ha/contrail")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[ex.Unit]]:
     out = tmp_path_factory.mktemp("export")
     p = subprocess.run([sys.executable, "-m", "contrail_ha.cli", "export", "all", str(out), "-t",
-                        str(REPO / "examples" / "ha.yaml")], capture_output=True, text=True, timeout=120)
+                        str(REPO / "examples" / "ha.yaml"), "--state-root", str(out / "kept")],
+                       capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     plan = load_topology(REPO / "examples" / "ha.yaml").plan()
     return out, ex.units(plan, out, ROOT)
@@ -146,7 +147,8 @@ def test_secrets_stay_out_of_configmaps_and_the_same_across_exports(exported: tu
     assert len(cookie_keys) == 3 and not cookie_keys & set(cm["data"]) and cookie_keys == set(secrets[0]["stringData"])
     assert stat.S_IMODE(os.stat(out / "kubernetes" / "contrail.yaml").st_mode) == 0o600
     p = subprocess.run([sys.executable, "-m", "contrail_ha.cli", "export", "kubernetes", "-", "-t",
-                        str(REPO / "examples" / "ha.yaml")], capture_output=True, text=True, timeout=120)
+                        str(REPO / "examples" / "ha.yaml"), "--state-root", str(out / "kept")],
+                       capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     again = list(yaml.safe_load_all(p.stdout))
     assert [d for d in again if d["kind"] == "Secret"] == secrets  # stdout, and the same secrets
