@@ -32,6 +32,7 @@ from contrail_ha.cli_common import (
     topology_opt,
 )
 from contrail_ha.cli_errors import CommandError, DataLost, Degraded, Interrupted, UsageProblem, err
+from contrail_ha.cli_hosts import hosts
 from contrail_ha.cli_image import build_image, image
 from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
 from contrail_ha.runtime.supervisor_state import SupervisorDir
@@ -455,6 +456,7 @@ def logs(host: str, service: str | None, topology: Path | None, state_root: Path
 
 
 main.add_command(image)
+main.add_command(hosts)
 
 if __name__ == "__main__":
     main()

@@ -8,7 +8,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${CONTRAIL_HA_CACHE:-/var/cache/contrail-ha}
 VENV=${CONTRAIL_HA_VENV:-$ROOT/.venv}
 APT_PACKAGES=(haproxy bird2 rabbitmq-server iproute2 nftables socat procps psmisc openjdk-17-jre-headless maven util-linux chromium libfaketime
-  podman runc netavark aardvark-dns iptables debootstrap docker-compose)
+  podman runc netavark aardvark-dns iptables debootstrap docker-compose openssh-server)
 PYTHON=${PYTHON:-python3}
 
 log() { printf '[install] %s\n' "$*"; }
@@ -47,7 +47,7 @@ stamp="$VENV/.contrail-ha-installed"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/requirements.lock" -nt "$stamp" ]; then
   log "venv: installing contrail-ha and its dependencies (runtime ones at requirements.lock's versions)"
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null
-  "$VENV/bin/pip" install -q -c "$ROOT/requirements.lock" -e "$ROOT[dev]"
+  "$VENV/bin/pip" install -q -c "$ROOT/requirements.lock" -e "$ROOT[dev,deploy]"
   touch "$stamp"
 else
   log "venv: up to date"

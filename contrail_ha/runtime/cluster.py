@@ -464,7 +464,8 @@ def down(plan: Plan, layout: Layout, purge: bool = False, progress: Progress = p
             if pids.alive(pid):
                 os.kill(pid, signal.SIGKILL)
             progress(f"stopped {g.node}/{g.role}")
-    # Anything still running inside a host or router namespace was started there by us: kill it.
+    # Anything still running inside a host or router namespace was started there by us (a stand-in
+    # machine's sshd too: `contrail-ha hosts up`): kill it.
     # The client namespace is the user's (shells, this very command): never kill there.
     client = netns.ns_name(plan, netns.CLIENT)
     mine = {os.getpid(), os.getppid()}
