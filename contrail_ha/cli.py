@@ -179,6 +179,8 @@ def up(topology: Path | None, state_root: Path, in_containers: bool | None, all_
             at_once.up(plan, layout, image, progress=progress, topology_text=path.read_text())
         else:
             cluster.up(plan, layout, progress=progress, topology_text=path.read_text(), image=image)
+    except record.RuntimeMismatch as e:
+        raise UsageProblem(str(e)) from e
     except cluster.UpError as e:
         raise CommandError(f"[red]up failed[/]: {e}\n"
                            "the cluster is partly up; `contrail-ha status` shows what runs, `contrail-ha down` stops it"
@@ -219,7 +221,7 @@ def scale(assignments: tuple[str, ...], topology: Path | None, state_root: Path,
     console.print(f"{path}: " + ", ".join(f"services.{k} = {v}" for k, v in values.items()))
     if no_apply:
         return
-    from contrail_ha.runtime import cluster, netns
+    from contrail_ha.runtime import cluster, netns, record
 
     plan = _plan(report, path, state_root)
     if not netns.exists(netns.ns_name(plan, netns.CLIENT)):
@@ -230,6 +232,8 @@ def scale(assignments: tuple[str, ...], topology: Path | None, state_root: Path,
     try:
         cluster.up(plan, _layout(plan, state_root), topology_text=text,
                    progress=lambda m: console.print(f"[dim]{time.monotonic() - t0:6.1f}s[/] {m}"))
+    except record.RuntimeMismatch as e:
+        raise UsageProblem(str(e)) from e
     except cluster.UpError as e:
         raise CommandError(f"[red]scale failed[/]: {e}") from e
 
@@ -314,10 +318,14 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
     from contrail_ha.operations.drill import FAULTS, as_dict, run_fault, save
     from contrail_ha.operations.drill_faults import fault_named
     from contrail_ha.operations.faults import heal_all
-    from contrail_ha.runtime import netns
+    from contrail_ha.runtime import netns, record
 
     _require_root()
     plan, _ = _load(topology, quiet=True, state_root=state_root)
+    try:  # a heal re-renders: not into containers of another contrail-ha's image
+        record.check_code(_layout(plan, state_root))
+    except record.RuntimeMismatch as e:
+        raise UsageProblem(str(e)) from e
     if heal_only:
         if not netns.exists(netns.ns_name(plan, netns.CLIENT)):
             raise CommandError(f"cluster {plan.cluster_id} is not up; nothing to heal")

@@ -39,7 +39,8 @@ from contrail_ha.rendering import services as r_services
 from contrail_ha.rendering import zookeeper as r_zookeeper
 from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, python
 from contrail_ha.runtime import compose_run, containers, netns, network, ownership, pids, rollout
-from contrail_ha.runtime.record import RUNTIME_FILE, runtime_of
+from contrail_ha.runtime.record import RUNTIME_FILE, check_code, runtime_of
+from contrail_ha.runtime.record import write as record_runtime
 from contrail_ha.runtime.steps import run_steps
 from contrail_ha.runtime.supervisor import CONFIG_DIGEST, GroupSpec
 from contrail_ha.runtime.supervisor_state import SupervisorDir
@@ -305,15 +306,12 @@ def prepare(plan: Plan, layout: Layout, progress: Progress, topology_text: str |
     """What comes before any supervisor starts: the runtime recorded, the namespaces, the rendered
     groups and, on containers, each host's Compose project."""
     layout.root.mkdir(parents=True, exist_ok=True)
-    # The members' identities: the plan's must be the recorded ones (refused before anything
-    # changes otherwise), then recorded for the next command (hosts added now get theirs).
+    check_code(layout)  # refused before anything changes, as a renumbering topology is:
+    # the members' identities must be the recorded ones, then are recorded (new hosts get theirs)
     identity.write_record(layout.root, identity.with_record(plan.topology, layout.root))
     if topology_text is not None:
         (layout.root / "topology.yaml").write_text(topology_text)
-    if image is not None:
-        (layout.root / RUNTIME_FILE).write_text(json.dumps({"runtime": "containers", "image": image}))
-    elif not (layout.root / RUNTIME_FILE).exists():  # recorded either way: `up` keeps a running cluster's
-        (layout.root / RUNTIME_FILE).write_text(json.dumps({"runtime": "processes"}))
+    record_runtime(layout, image)
     progress("network: creating namespaces, bridge, router and client")
     network.create(plan, progress=lambda m: progress(f"  {m}"))
     progress("rendering configuration")

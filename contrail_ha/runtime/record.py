@@ -5,7 +5,10 @@ container while it runs) and starts a stopped one on containers unless told othe
 
 from __future__ import annotations
 
+import hashlib
 import json
+from functools import cache
+from pathlib import Path
 
 from contrail_ha.errors import ContrailHaError
 from contrail_ha.rendering.base import Layout
@@ -34,6 +37,16 @@ def runtime_of(layout: Layout) -> dict[str, str]:
     return _recorded(layout) or {"runtime": PROCESSES}
 
 
+def write(layout: Layout, image: str | None) -> None:
+    """Record the runtime ``up`` starts: containers of ``image`` (with this code's digest), else
+    processes, unless the cluster already runs on one (``up`` keeps a running cluster's)."""
+    f = layout.root / RUNTIME_FILE
+    if image is not None:
+        f.write_text(json.dumps({"runtime": CONTAINERS, "image": image, "code": code_digest()}))
+    elif not f.exists():
+        f.write_text(json.dumps({"runtime": PROCESSES}))
+
+
 def choose(layout: Layout, containers: bool | None) -> str:
     """The runtime ``up`` uses: the one asked for (``containers`` True/False), else the running
     cluster's, else containers."""
@@ -45,3 +58,25 @@ def choose(layout: Layout, containers: bool | None) -> str:
         raise RuntimeMismatch(f"cluster {layout.root.name} runs on {running}; `contrail-ha down` first to move it "
                               f"to {wanted}")
     return wanted
+
+
+@cache
+def code_digest() -> str:
+    """A digest of this contrail-ha's code: what renders the configuration here and, in an image
+    built from this tree, reads it in the containers."""
+    pkg = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(p for p in pkg.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def check_code(layout: Layout) -> None:
+    """Refuse to render into a cluster whose containers run another contrail-ha's image: its
+    processes would read files of a format they do not know (a running container keeps its
+    image; rolling containers to a new image is not built yet)."""
+    rec = _recorded(layout)
+    if rec and rec.get("runtime") == CONTAINERS and rec.get("code") not in (None, code_digest()):
+        raise RuntimeMismatch(f"cluster {layout.root.name} runs the image {rec.get('image')} of another "
+                              "contrail-ha than this one; `contrail-ha down` (its data is kept), then `contrail-ha "
+                              "up`, moves it to this one")

@@ -34,3 +34,22 @@ def test_a_running_cluster_keeps_its_runtime(tmp_path: Path, runtime: str) -> No
     assert record.choose(layout, runtime == record.CONTAINERS) == runtime
     with pytest.raises(record.RuntimeMismatch, match=f"runs on {runtime}; `contrail-ha down` first"):
         record.choose(layout, runtime != record.CONTAINERS)
+
+
+def test_a_cluster_on_another_contrail_has_image_is_not_rendered_into(tmp_path: Path) -> None:
+    """Its running containers would read files of a format their code does not know (a node agent
+    refuses a topology with keys it has never seen): refused, with the way out."""
+    layout = Layout(tmp_path)
+    record.write(layout, "localhost/contrail-ha:0.1.0-aaaa")
+    rec = json.loads((tmp_path / record.RUNTIME_FILE).read_text())
+    assert rec["code"] == record.code_digest() and len(rec["code"]) == 16
+    record.check_code(layout)  # this code's own image: fine
+    (tmp_path / record.RUNTIME_FILE).write_text(json.dumps({**rec, "code": "0123456789abcdef"}))
+    with pytest.raises(record.RuntimeMismatch, match="another contrail-ha.*`contrail-ha down`"):
+        record.check_code(layout)
+    (tmp_path / record.RUNTIME_FILE).write_text(json.dumps({"runtime": "containers", "image": "x"}))
+    record.check_code(layout)  # recorded before the digest was: not refused
+    (tmp_path / record.RUNTIME_FILE).unlink()
+    record.write(layout, None)
+    assert json.loads((tmp_path / record.RUNTIME_FILE).read_text()) == {"runtime": "processes"}
+    record.check_code(layout)
