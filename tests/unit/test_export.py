@@ -211,6 +211,8 @@ def test_readme_and_no_registry_image(exported: tuple[Path, list[ex.Unit]]) -> N
     out, _ = exported
     readme = (out / "README.md").read_text()
     assert "net.ipv4.ip_nonlocal_bind=1" in readme and "contrail-ha image save" in readme
+    assert "kubectl label node ctrl1 contrail-ha.io/controller=enabled contrail-ha.io/analytics=enabled " \
+        "contrail-ha.io/analyticsdb=enabled" in readme and "kubectl label node lb1 contrail-ha.io/lb=enabled" in readme
     assert not (out / "Dockerfile").exists()  # no FROM debian:12 from a registry: the product's own image
     assert json.loads((out / "manifest.json").read_text())[0]["container"].startswith("contrail-")
     units = ex.units(load_topology(REPO / "examples" / "split.yaml").plan(), out / "split", ROOT)

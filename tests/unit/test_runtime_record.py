@@ -45,7 +45,7 @@ def test_a_cluster_on_another_contrail_has_image_is_not_rendered_into(tmp_path: 
     assert rec["code"] == record.code_digest() and len(rec["code"]) == 16
     record.check_code(layout)  # this code's own image: fine
     (tmp_path / record.RUNTIME_FILE).write_text(json.dumps({**rec, "code": "0123456789abcdef"}))
-    with pytest.raises(record.RuntimeMismatch, match="another contrail-ha.*`contrail-ha down`"):
+    with pytest.raises(record.RuntimeMismatch, match=r"another contrail-ha.*`contrail-ha down`"):
         record.check_code(layout)
     (tmp_path / record.RUNTIME_FILE).write_text(json.dumps({"runtime": "containers", "image": "x"}))
     record.check_code(layout)  # recorded before the digest was: not refused
