@@ -253,8 +253,9 @@ class Supervisor:
             waits = gate_waits_for(p.spec, probe)
             if not waits:
                 p.joinable = True
-                if said:
-                    self._log(f"{p.spec.name}: its peers answer; starting it")
+                self._log(f"{p.spec.name}: its peers answer; starting it" if said else
+                          f"{p.spec.name} is a new member (nothing in {p.spec.fresh_dir}): its peers answer; "
+                          "starting it")
                 return
             if not said:
                 which = "one of" if p.spec.join_any else "all of"

@@ -97,9 +97,11 @@ def test_the_exported_files_start_a_cluster_alone(cluster: Cluster) -> None:
         restarted = {c["target"]: c["data"]["restarts"] for c in checks if c["component"] == "process"
                      and c["target"].split("/")[-1] in ("rabbitmq", "kafka") and c["data"].get("restarts")}
         assert restarted == {}, restarted
-        gated = "\n".join(containers.logs(engine, containers.name(h.name, "controller"), 2000, None)
-                          for h in plan.controllers[1:])
-        assert "rabbitmq is a new member" in gated and "rabbitmq: its peers answer; starting it" in gated
+        # each later RabbitMQ node saw it was new and started once a peer answered (whether it had to wait
+        # depends on how fast the first one came up); the whole log: the gate speaks early
+        logs = [engine.run("logs", containers.name(h.name, "controller"), timeout=60) for h in plan.controllers[1:]]
+        gated = "\n".join(r.stdout + r.stderr for r in logs)
+        assert gated.count("rabbitmq is a new member") == 2 and gated.count("its peers answer; starting it") >= 2
     finally:
         down = subprocess.run([*CLI, "down", "--purge", "-t", topo], capture_output=True, text=True, timeout=900)
     assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
