@@ -138,7 +138,8 @@ LABEL org.opencontainers.image.title="contrail-ha" org.opencontainers.image.vers
 """
 
 
-def _package_files() -> list[Path]:
+def package_files() -> list[Path]:
+    """contrail-ha's own files that go into the image (their digest names its code)."""
     pkg = REPO / "contrail_ha"
     files = [p for p in pkg.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     return sorted([*files, REPO / "pyproject.toml", REPO / "requirements.lock"])
@@ -149,7 +150,7 @@ def plan(cache: Path = CACHE) -> Plan:
     pins = candidate_versions()
     h = hashlib.sha256()
     h.update(containerfile(pins, "").encode())
-    for f in _package_files():
+    for f in package_files():
         h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes())
     for f in sorted((cache / "classpath").glob("*.txt")):
         h.update(f.read_bytes())

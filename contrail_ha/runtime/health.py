@@ -75,13 +75,21 @@ def _alive(pid: object) -> bool:
     return isinstance(pid, int) and pid > 0 and pids.alive(pid)
 
 
-def problems(spec: GroupSpec) -> list[str]:
-    """Why the group is not healthy; empty when it is."""
+def _supervisor(spec: GroupSpec) -> tuple[dict, list[str]]:
+    """The supervisor's state, and what is wrong with the supervisor itself (no state, not running)."""
     state = SupervisorDir(Path(spec.run_dir)).state()
     if state is None:
-        return ["supervisor: no state yet"]
+        return {}, ["supervisor: no state yet"]
     if not _alive(state.get("supervisor_pid")):
-        return [f"supervisor: pid {state.get('supervisor_pid')} not running"]
+        return state, [f"supervisor: pid {state.get('supervisor_pid')} not running"]
+    return state, []
+
+
+def problems(spec: GroupSpec) -> list[str]:
+    """Why the group is not healthy; empty when it is."""
+    state, dead = _supervisor(spec)
+    if dead:
+        return dead
     procs = state.get("processes") or {}
     out: list[str] = []
     for p in spec.processes:
@@ -100,12 +108,7 @@ def liveness_problems(spec: GroupSpec) -> list[str]:
     the readiness check's: a store that waits for its peers, or a replica whose database is away, is
     not ready, and restarting it would only make the wait longer (the supervisor itself exits when a
     process crash-loops)."""
-    state = SupervisorDir(Path(spec.run_dir)).state()
-    if state is None:
-        return ["supervisor: no state yet"]
-    if not _alive(state.get("supervisor_pid")):
-        return [f"supervisor: pid {state.get('supervisor_pid')} not running"]
-    return []
+    return _supervisor(spec)[1]
 
 
 def supervised_specs(proc: Path = Path("/proc")) -> list[str]:

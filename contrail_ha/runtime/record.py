@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import cache
-from pathlib import Path
 
 from contrail_ha.errors import ContrailHaError
 from contrail_ha.rendering.base import Layout
@@ -64,10 +63,11 @@ def choose(layout: Layout, containers: bool | None) -> str:
 def code_digest() -> str:
     """A digest of this contrail-ha's code: what renders the configuration here and, in an image
     built from this tree, reads it in the containers."""
-    pkg = Path(__file__).resolve().parents[1]
+    from contrail_ha.image.build import REPO, package_files
+
     h = hashlib.sha256()
-    for f in sorted(p for p in pkg.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        h.update(str(f.relative_to(pkg)).encode() + b"\0" + f.read_bytes())
+    for f in package_files():  # the files the image carries: the same list its tag hashes
+        h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
 
 
