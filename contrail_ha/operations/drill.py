@@ -44,6 +44,7 @@ __all__ = ["CLIENT_TIMEOUT_S", "FAULTS", "RATE", "Fault", "Result", "Sample", "W
            "outage", "run_fault", "save", "unhealthy"]
 
 _summarise = summarise  # the name the unit tests know
+GRAPH_WAIT_S = 120.0  # after recovery, how long the graph may still run to tear a generation down
 
 
 def unhealthy(plan: Plan, layout: Layout) -> list[str]:
@@ -124,6 +125,9 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
                  recovery_s=round(time.monotonic() - t_heal, 1), recovered=recovered, minority_writes=minority,
                  out_of_rotation_s=await rotation if rotation is not None else None, last_unhealthy=last_unhealthy)
     await asyncio.sleep(1)
+    if not await graph.enough(t_inject, timeout=GRAPH_WAIT_S):
+        progress(f"{fault.name}: within {GRAPH_WAIT_S:.0f}s of recovery the graph made {len(graph.history)} "
+                 f"requests and finished {len(graph.torn)} teardowns")
     wl.stop.set()
     register.stop.set()
     graph.stop.set()

@@ -30,6 +30,7 @@ DOMAIN = "default-domain"
 SLOTS = 3  # projects torn down and rebuilt concurrently
 WORKERS = 6
 TIMEOUT_S = 30.0  # a request not answered within this has an unknown outcome
+MIN_OPS = 150  # the drill keeps the graph running after recovery until it has made this many requests
 TEARDOWN_EVERY_S = 2.0  # the deleter's pace: one slot torn down about this often
 SUBNET = {"ipam_subnets": [{"subnet": {"ip_prefix": "10.20.0.0", "ip_prefix_len": 24}}]}
 Obj = dict[str, Any]
@@ -92,6 +93,7 @@ class Graph:
         self.current: list[Gen] = []
         self.gens: list[Gen] = []
         self.stop = asyncio.Event()
+        self.torn: list[float] = []  # when each teardown finished (seconds since the graph's start)
         self.t0 = time.monotonic()
         self._n = 0
 
@@ -240,6 +242,19 @@ class Graph:
                 await asyncio.sleep(0.5)
                 via, base = rnd.choice(self.readers)
             old.torn_down = True
+            self.torn.append(self.now())
+
+    async def enough(self, since: float, timeout: float, min_ops: int = MIN_OPS) -> bool:
+        """Wait (at most ``timeout`` s) until a generation's teardown has finished after ``since`` (a
+        monotonic time) and the history holds ``min_ops`` requests: on a slow machine the closed-loop
+        workers may stall through most of a fault, and a graph that barely ran, or never deleted,
+        would check little."""
+        deadline = time.monotonic() + timeout
+        while not (any(t >= since - self.t0 for t in self.torn) and len(self.history) >= min_ops):
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.2)
+        return True
 
     async def setup(self) -> None:
         """The first generation of every slot (before any fault: the workers need them)."""
