@@ -31,10 +31,12 @@ from contrail_ha.cli_common import (
     state_opt,
     topology_opt,
 )
+from contrail_ha.cli_deploy import deploy
 from contrail_ha.cli_errors import CommandError, DataLost, Degraded, Interrupted, UsageProblem, err
 from contrail_ha.cli_hosts import hosts
 from contrail_ha.cli_image import build_image, image
 from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
+from contrail_ha.runtime.record import DEPLOYED, runtime_of
 from contrail_ha.runtime.supervisor_state import SupervisorDir
 from contrail_ha.topology.validate import load_topology
 
@@ -136,7 +138,7 @@ def export(target: str, directory: Path, topology: Path | None, state_root: Path
     (out / "README.md").write_text(ex.readme(plan, root))
     if target in ("compose", "all"):
         files = ex.write(units, out / "compose")
-        paths = compose.write(units, out / "compose", root, image)
+        paths = compose.write(plan, units, out / "compose", root, image)
         console.print(f"compose: {len(paths)} hosts, {files} rendered files under {out / 'compose'}")
     if target in ("kubernetes", "all"):
         f = kubernetes.write(plan, units, out / "kubernetes", root, image)
@@ -246,10 +248,14 @@ def down(topology: Path | None, state_root: Path, purge: bool) -> None:
     """Stop every process and remove every namespace, veth and mount of the cluster."""
     from contrail_ha.runtime import cluster
 
-    _require_root()
     plan, _ = _load(topology, quiet=True, state_root=state_root, strict=False)
-    leftovers = cluster.down(plan, _layout(plan, state_root), purge=purge,
-                             progress=lambda m: console.print(m))
+    layout = _layout(plan, state_root)
+    if cluster.runtime_of(layout)["runtime"] == DEPLOYED:  # on hosts over SSH: stopped there first
+        from contrail_ha.cli_deploy import down_deployed
+
+        down_deployed(plan, layout, purge)
+    _require_root()
+    leftovers = cluster.down(plan, layout, purge=purge, progress=lambda m: console.print(m))
     if leftovers:
         raise CommandError(f"[red]left behind[/]: {leftovers}")
     console.print(f"cluster {plan.cluster_id} is down")
@@ -264,9 +270,14 @@ def status(topology: Path | None, state_root: Path, as_json: bool) -> None:
     from contrail_ha.operations.status import collect
     from contrail_ha.runtime import netns
 
-    _require_root()
     plan, _ = _load(topology, quiet=True, state_root=state_root)
     layout = _layout(plan, state_root)
+    if runtime_of(layout)["runtime"] == DEPLOYED:
+        from contrail_ha.cli_deploy import status_deployed
+
+        status_deployed(plan, layout, as_json)
+        return
+    _require_root()
     client = netns.ns_name(plan, netns.CLIENT)
     if not netns.exists(client):
         msg = f"cluster {plan.cluster_id} is not up (no namespace {client}); run `contrail-ha up`"
@@ -443,6 +454,11 @@ def logs(host: str, service: str | None, topology: Path | None, state_root: Path
         raise UsageProblem(f"unknown host {host!r}; hosts: {', '.join(hosts)}")
     from contrail_ha.runtime import cluster, containers
 
+    if host != "router" and cluster.runtime_of(layout)["runtime"] == DEPLOYED:  # on the host, over SSH
+        from contrail_ha.deploy import remote
+
+        click.echo(remote.logs(plan, layout, host, lines, service) or f"no log lines of {service} on {host}")
+        return
     if host != "router" and cluster.runtime_of(layout)["runtime"] == "containers":  # the engine keeps them
         from contrail_ha.image.engine import Engine
 
@@ -465,6 +481,7 @@ def logs(host: str, service: str | None, topology: Path | None, state_root: Path
 
 main.add_command(image)
 main.add_command(hosts)
+main.add_command(deploy)
 
 if __name__ == "__main__":
     main()

@@ -27,10 +27,11 @@ class EngineError(ContrailHaError, RuntimeError):
     """A podman command failed (or is missing); the message carries its stderr."""
 
 
-def containers_conf(nofile: int | None = None) -> str:
+def containers_conf(nofile: int | str | None = None) -> str:
     """The engine configuration: runc with cgroupfs (crun refuses hybrid cgroups), ulimits no
-    higher than this machine's hard limit (nothing here may raise one), events to a file (no
-    journald without systemd)."""
+    higher than the machine's hard limit (nothing here may raise one), events to a file (no
+    journald without systemd). ``nofile``: that limit (default this machine's; a placeholder for
+    another machine's, filled in there)."""
     hard = nofile or resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     hard = 1_048_576 if hard == resource.RLIM_INFINITY else hard
     return f"""# contrail-ha's Podman configuration (CONTAINERS_CONF); rendered by contrail-ha, do not edit

@@ -1,9 +1,11 @@
 """The topology's hosts as machines on this one: each a network namespace (the local network of
 :mod:`contrail_ha.runtime.network`) running Debian's sshd on the host's address, with its own host
-key, accepting the cluster's key for root. What reaches them does so over SSH to their IPs (from
-the client's namespace, the operator's side of the router), exactly as it would reach real
-machines: this module is the only one that enters their namespaces, to start the sshd a real
-machine would already run.
+key, accepting the cluster's key for root. sshd enters only the namespace's network (and
+hostname), not ``ip netns exec``'s remounted ``/sys``: a container engine started over SSH then
+finds its cgroups, and its host-network containers get the host's network, as on a real machine.
+What reaches them does so over SSH to their IPs (from the client's namespace, the operator's side
+of the router), exactly as it would reach real machines: this module is the only one that enters
+their namespaces, to start the sshd a real machine would already run.
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ def _running(layout: Layout, host: str) -> int | None:
     return pid if str(_dir(layout, host) / "sshd_config") in cmd else None  # ours, not a reused pid
 
 
+def running(layout: Layout, host: str) -> bool:
+    """Whether ``host``'s stand-in sshd runs."""
+    return _running(layout, host) is not None
+
+
 def start(plan: Plan, layout: Layout, host: str) -> int:
     """sshd of ``host`` running (idempotent); its pid."""
     if pid := _running(layout, host):
@@ -98,7 +105,7 @@ def start(plan: Plan, layout: Layout, host: str) -> int:
         raise MachinesError(f"{host}: sshd refuses its configuration: {check.stderr.strip()}")
     pid_file(layout, host).unlink(missing_ok=True)
     with open(d / "sshd.log", "ab") as log:
-        subprocess.Popen(netns.exec_argv(plan, host, [SSHD, "-f", str(cfg), "-E", str(d / "sshd.log")]),
+        subprocess.Popen(netns.machine_argv(plan, host, [SSHD, "-f", str(cfg), "-E", str(d / "sshd.log")]),
                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -123,10 +130,22 @@ def stop(layout: Layout, host: str) -> bool:
     return True
 
 
+def start_router(plan: Plan, layout: Layout) -> None:
+    """The upstream router's BIRD (the operator's network, as under ``up``): the lbs announce the
+    VIP to it, and the client reaches the VIP through it."""
+    from contrail_ha.runtime import cluster
+
+    group, rendered = cluster.rendered_groups(plan, layout)[-1]
+    cluster.apply(plan, layout, group, rendered)
+    cluster.enable(layout, plan, group.node, group.role, [p.name for r in rendered for p in r.processes])
+
+
 def up(plan: Plan, layout: Layout, progress: Callable[[str], None] = print) -> Path:
-    """Every host a namespace with its sshd; the SSH configuration and inventory written. Returns
-    the ``ssh -F`` configuration."""
+    """Every host a namespace with its sshd, the upstream router running; the SSH configuration and
+    inventory written. Returns the ``ssh -F`` configuration."""
     network.create(plan, progress=lambda m: progress(f"  {m}"))
+    start_router(plan, layout)
+    progress(f"router: BIRD on {plan.router_ip}")
     keys = {}
     for h in plan.topology.hosts:
         start(plan, layout, h.name)

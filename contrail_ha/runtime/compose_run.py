@@ -6,14 +6,12 @@ service``) with Debian's ``docker-compose``.
 What the override changes, and why:
 
 - ``network_mode``: the host's network namespace instead of the machine's network;
-- ``volumes``: the cluster's state root at its own path (every host's tree is under it), and the
-  namespace's ``/etc/hosts`` (RabbitMQ's node names);
+- ``volumes``: the cluster's state root at its own path (every host's tree is under it);
 - ``pid: host``: the supervisor's pids mean the same inside and out, so ``status``, ``down`` and
   every drill fault (kill -9, SIGSTOP, a held process) work on containers as on processes;
 - ``CONTRAIL_HA_ORCHESTRATED``: the supervisor keeps the container contract (its output in the
   container's log, a crash loop fails the container) but starts the processes the orchestrator
   enables, in its readiness-driven waves;
-- a label naming the cluster, by which ``down`` finds every container.
 """
 
 from __future__ import annotations
@@ -134,16 +132,11 @@ def local_override(plan: Plan, layout: Layout, host: str, roles: list[str], orch
     """What differs on this machine (see the module's docstring), for each of ``host``'s services;
     ``orchestrated=False`` leaves the supervisors to start their processes, as the exported files do."""
     ns = netns.ns_name(plan, host)
-    volumes = [f"{layout.root}:{layout.root}"]
-    hosts = Path("/etc/netns") / ns / "hosts"
-    if hosts.exists():
-        volumes.append(f"{hosts}:/etc/hosts:ro")
     return {"services": {containers.CONTAINER_NAMES[role]: {
         "network_mode": f"ns:/run/netns/{ns}",
         "pid": "host",
-        "volumes": volumes,
+        "volumes": [f"{layout.root}:{layout.root}"],
         "environment": {**({ORCHESTRATED_ENV: "1"} if orchestrated else {}), "TINI_SUBREAPER": "1"},
-        "labels": {containers.LABEL: plan.cluster_id},
     } for role in roles}}
 
 
@@ -152,7 +145,9 @@ def write_project(plan: Plan, layout: Layout, host: str, specs: list[GroupSpec],
     """``host``'s project: the file ``export compose`` writes (same functions), its ``.env``, the override."""
     d = project_dir(layout, host)
     doc = containers.compose_project(host, [(s.role, Path(s.run_dir) / "spec.json") for s in specs], layout.root,
-                                     image)
+                                     image, cluster_id=plan.cluster_id,
+                                     hosts={h.name: str(h.ip) for h in plan.topology.hosts},
+                                     digests={s.role: containers.config_digest(s) for s in specs})
     containers.write_compose_project(d, host, doc)
     (d / LOCAL_FILE).write_text("# contrail-ha: this machine's differences from the exported file (see "
                                 "contrail_ha/runtime/compose_run.py)\n"

@@ -39,6 +39,15 @@ def exec_argv(plan: Plan, host: str, argv: list[str]) -> list[str]:
     return base
 
 
+def machine_argv(plan: Plan, host: str, argv: list[str]) -> list[str]:
+    """argv that runs ``argv`` in ``host``'s network and UTS namespaces only: unlike ``ip netns
+    exec`` it keeps this machine's mounts (``/sys`` with its cgroups: a container engine started
+    there runs containers, whose host network is then the host's) and its ``/etc``."""
+    uts = uts_file(plan, host)
+    return ["nsenter", f"--net={NETNS_DIR / ns_name(plan, host)}", *([f"--uts={uts}"] if uts.exists() else []),
+            "--", *argv]
+
+
 def enter(ns: str) -> None:
     """Move this process's calling thread (do it before starting threads) into network namespace ``ns``."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)

@@ -14,6 +14,7 @@ from contrail_ha.rendering.base import Layout
 
 RUNTIME_FILE = "runtime.json"
 CONTAINERS, PROCESSES = "containers", "processes"
+DEPLOYED = "deployed"  # on hosts reached over SSH (contrail-ha deploy)
 
 
 class RuntimeMismatch(ContrailHaError, ValueError):
@@ -23,6 +24,16 @@ class RuntimeMismatch(ContrailHaError, ValueError):
 def _recorded(layout: Layout) -> dict[str, str] | None:
     f = layout.root / RUNTIME_FILE
     return dict(json.loads(f.read_text())) if f.exists() else None
+
+
+def write_deployed(layout: Layout, image: str, via: list[str]) -> None:
+    """Record a cluster deployed over SSH: its image, this code's digest, and the command prefix
+    by which this machine reaches the hosts' network (the client namespace for stand-in hosts)."""
+    import shlex
+
+    layout.root.mkdir(parents=True, exist_ok=True)
+    (layout.root / RUNTIME_FILE).write_text(json.dumps({"runtime": DEPLOYED, "image": image, "code": code_digest(),
+                                                         "via": shlex.join(via)}))
 
 
 def recorded_runtime(layout: Layout) -> str | None:
@@ -50,6 +61,9 @@ def choose(layout: Layout, containers: bool | None) -> str:
     """The runtime ``up`` uses: the one asked for (``containers`` True/False), else the running
     cluster's, else containers."""
     running = recorded_runtime(layout)
+    if running == DEPLOYED:
+        raise RuntimeMismatch(f"cluster {layout.root.name} is deployed on hosts over SSH: `contrail-ha deploy` "
+                              "manages it (`contrail-ha down` stops it)")
     if containers is None:
         return running or CONTAINERS
     wanted = CONTAINERS if containers else PROCESSES

@@ -99,6 +99,42 @@ def test_ansible_reaches_every_host_through_the_inventory(machine_set: tuple[Pat
     assert "lb1 | CHANGED | rc=0 >>\nlb1" in p.stdout and "n1 | CHANGED | rc=0 >>\nn1" in p.stdout, p.stdout
 
 
+def test_a_container_engine_runs_over_ssh_with_the_hosts_network(machine_set: tuple[Path, Path, Layout]) -> None:
+    """What the deployment needs of a machine: Podman, started in an SSH session, runs a container,
+    and a host-network container is on that host's network (its address, its name)."""
+    from contrail_ha.image.build import BASE
+    from contrail_ha.image.engine import Engine
+
+    engine = Engine()
+    if not engine.available() or not engine.image_exists(BASE):
+        pytest.skip("needs Podman and the base image (scripts/install.sh)")
+    out = ssh.run(layout := machine_set[2], "n1", ["env", f"CONTAINERS_CONF={engine.conf}", "podman", "run", "--rm",
+                                                   "--network", "host", "--add-host", "lb1:10.77.0.11", BASE, "sh",
+                                                   "-c", "grep -c '10.77.0.21' /proc/net/fib_trie; getent hosts lb1"],
+                  via=machines.client_argv(_plan()), timeout=120)
+    lines = out.split()
+    assert int(lines[0]) >= 1 and "10.77.0.11" in lines and "lb1" in lines, out
+    assert layout.root.exists()
+
+
+def test_the_router_runs_for_the_stand_in_hosts(machine_set: tuple[Path, Path, Layout]) -> None:
+    """The upstream router (the operator's network) is up with the machines: its BIRD answers."""
+    import time
+
+    from contrail_ha.rendering.bird import router_socket_path
+
+    _, _, layout = machine_set
+    deadline = time.monotonic() + 60  # the supervisor starts BIRD: wait for its answer, no fixed sleep
+    while True:
+        p = subprocess.run(netns.exec_argv(_plan(), netns.ROUTER, ["birdc", "-s", str(router_socket_path(layout)),
+                                                                   "show", "status"]),
+                           capture_output=True, text=True, timeout=30)
+        if "Daemon is up and running" in p.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert p.returncode == 0 and "Daemon is up and running" in p.stdout, p.stdout + p.stderr
+
+
 def test_hosts_up_is_idempotent_and_down_stops_every_sshd(machine_set: tuple[Path, Path, Layout]) -> None:
     topo, state, layout = machine_set
     before = {h: machines.pid_file(layout, h).read_text() for h in ("lb1", "n1")}

@@ -42,16 +42,19 @@ def test_local_project_is_the_exported_file_plus_an_override(short_tmp: Path) ->
     tmp_path = short_tmp
     plan = load_topology(REPO / "examples" / "ha.yaml").plan()
     d, layout = _project(tmp_path)
-    units = [u for u in ex.units(plan, tmp_path / "export", layout.root) if u.host == "ctrl1"]
-    exported = compose.write(units, tmp_path / "export" / "compose", layout.root, "localhost/contrail-ha:x")[0]
+    units = [u for u in ex.units(plan, layout.root, layout.root) if u.host == "ctrl1"]  # its secrets, as `export`
+    exported = compose.write(plan, units, tmp_path / "export" / "compose", layout.root, "localhost/contrail-ha:x")[0]
     assert (d / "docker-compose.yaml").read_text() == exported.read_text()  # the very file users deploy
     assert (d / ".env").read_text() == (exported.parent / ".env").read_text()
+    for svc in yaml.safe_load(exported.read_text())["services"].values():  # what real hosts need too
+        assert svc["labels"][containers.LABEL] == plan.cluster_id
+        assert sorted(svc["extra_hosts"]) == sorted(f"{h.name}:{h.ip}" for h in plan.topology.hosts)
     override = yaml.safe_load((d / compose_run.LOCAL_FILE).read_text())["services"]
     assert set(override) == set(yaml.safe_load(exported.read_text())["services"])
     for svc in override.values():
         assert svc["network_mode"] == f"ns:/run/netns/{plan.cluster_id}-ctrl1" and svc["pid"] == "host"
         assert f"{layout.root}:{layout.root}" in svc["volumes"]
-        assert svc["labels"] == {containers.LABEL: plan.cluster_id}
+        assert "labels" not in svc and "extra_hosts" not in svc  # the exported file's own
         assert svc["environment"][ORCHESTRATED_ENV] == "1"
         # only what differs on this machine: no command, image, health check or restart policy of its own
         assert not {"command", "image", "healthcheck", "restart", "privileged"} & set(svc)

@@ -215,7 +215,7 @@ def test_readme_and_no_registry_image(exported: tuple[Path, list[ex.Unit]]) -> N
         "contrail-ha.io/analyticsdb=enabled" in readme and "kubectl label node lb1 contrail-ha.io/lb=enabled" in readme
     assert not (out / "Dockerfile").exists()  # no FROM debian:12 from a registry: the product's own image
     assert json.loads((out / "manifest.json").read_text())[0]["container"].startswith("contrail-")
-    units = ex.units(load_topology(REPO / "examples" / "split.yaml").plan(), out / "split", ROOT)
-    assert len(compose.project("adb1", [u for u in units if u.host == "adb1"], ROOT, "img")["services"]) == 2
     split = load_topology(REPO / "examples" / "split.yaml").plan()
+    units = ex.units(split, out / "split", ROOT)
+    assert len(compose.project(split, "adb1", [u for u in units if u.host == "adb1"], ROOT, "img")["services"]) == 2
     assert kubernetes.manifests(split, units, ROOT)[0]["metadata"]["name"] == "contrail-ha-split"
