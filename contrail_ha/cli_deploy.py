@@ -68,9 +68,8 @@ def deploy(topology: Path | None, state_root: Path, image: str | None, registry:
         out = runner.run(plan, layout, "site.yaml", variables, via, progress=progress)
     except runner.DeployError as e:
         raise CommandError(f"[red]deploy failed[/]: {e}") from e
-    recap = [ln for ln in out.splitlines() if " : ok=" in ln]
-    for line in recap:
-        console.print(f"  {line.strip()}")
+    for line in _recap(out):
+        console.print(f"  {line}")
     console.print(f"cluster {plan.cluster_id} deployed on {len(plan.topology.hosts)} hosts in "
                   f"{time.monotonic() - t0:.1f}s; VIP {plan.vip}; `contrail-ha status` reads it over SSH")
 
@@ -112,9 +111,16 @@ def down_deployed(plan: Plan, layout: Layout, purge: bool) -> None:
     tag = runtime_of(layout).get("image", "")
     variables = runner.variables(plan, layout, tag, purge=purge)
     try:
-        runner.run(plan, layout, "down.yaml", variables, remote.via(layout),
-                   progress=lambda m: console.print(f"[dim]{m}[/]"))
+        out = runner.run(plan, layout, "down.yaml", variables, remote.via(layout),
+                         progress=lambda m: console.print(f"[dim]{m}[/]"))
     except runner.DeployError as e:
         raise CommandError(f"[red]down failed on the hosts[/] (the record is kept: run it again): {e}") from e
+    for line in _recap(out):
+        console.print(f"  {line}")
     console.print(f"cluster {plan.cluster_id}: containers stopped and removed on every host"
                   + (", projects and data purged" if purge else " (projects and data kept)"))
+
+
+def _recap(ansible_output: str) -> list[str]:
+    """The PLAY RECAP lines: per host, how many tasks ran, changed something, failed."""
+    return [ln.strip() for ln in ansible_output.splitlines() if " : ok=" in ln]

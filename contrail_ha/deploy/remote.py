@@ -4,6 +4,7 @@ VIP answers from the operator's side."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from contrail_ha.runtime.record import runtime_of
 from contrail_ha.topology.model import Role
 from contrail_ha.topology.plan import NODE_GROUP, Plan
 
+HEALTH_MARK = "--- health"
 SSH_TIMEOUT_S = 120  # a health check per container, one after the other, on a loaded host
 
 
@@ -56,36 +58,36 @@ def expected(plan: Plan, host: str) -> list[str]:
 
 
 def _host_rows(plan: Plan, layout: Layout, host: str) -> list[Row]:
-    script = (f"export CONTAINERS_CONF={shlex.quote(engine_conf(plan, host))}\n"
-              f"podman ps -a --filter label={containers.LABEL}={plan.cluster_id} "
-              f"--filter label=io.contrail-ha.host={host} --format '{{{{.Names}}}} {{{{.State}}}}' |\n"
-              "while read -r n s; do\n"
-              "  h=-; if [ \"$s\" = running ]; then\n"
-              "    podman healthcheck run \"$n\" >/dev/null 2>&1 && h=healthy || h=unhealthy; fi\n"
-              "  echo \"$n $s $h\"\n"
+    conf = shlex.quote(engine_conf(plan, host))
+    mine = f"--filter label={containers.LABEL}={plan.cluster_id} --filter label=io.contrail-ha.host={host}"
+    script = (f"export CONTAINERS_CONF={conf}\n"
+              f"podman ps -a {mine} --format json\n"
+              f"echo {HEALTH_MARK}\n"
+              f"for n in $(podman ps {mine} --filter status=running --format '{{{{.Names}}}}'); do\n"
+              "  podman healthcheck run \"$n\" </dev/null >/dev/null 2>&1; echo \"$n $?\"\n"
               "done\n")
     try:
         out = ssh.run(layout, host, ["sh", "-c", script], timeout=SSH_TIMEOUT_S, via=via(layout))
-    except ssh.SshError as e:
+        listed, _, checked = out.partition(HEALTH_MARK)
+        states = {c["Names"][0]: c.get("State", "") for c in json.loads(listed or "[]") if c.get("Names")}
+    except (ssh.SshError, ValueError) as e:
         return [Row(host, name, "unreachable", "-", str(e)[:300]) for name in expected(plan, host)]
-    seen = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 3:
-            seen[parts[0]] = (parts[1], parts[2])
+    health = dict(line.split() for line in checked.splitlines() if len(line.split()) == 2)
     rows = []
     for name in expected(plan, host):
-        state, health = seen.get(name, ("absent", "-"))
-        rows.append(Row(host, name, state, health))
+        state = states.get(name, "absent")
+        h = "-" if state != "running" else ("healthy" if health.get(name) == "0" else "unhealthy")
+        rows.append(Row(host, name, state, h))
     return rows
 
 
 def _vip(plan: Plan, layout: Layout) -> list[Row]:
     """The config and analytics APIs through the VIP, from the operator's side."""
     rows = []
-    for name, port in (("contrail-api", plan.ports.config_api), ("contrail-analytics-api", plan.ports.analytics_api)):
+    for name, port, path in (("contrail-api", plan.ports.config_api, "/"),
+                             ("contrail-analytics-api", plan.ports.analytics_api, "/analytics")):
         code = ("import sys, urllib.request\n"
-                f"r = urllib.request.urlopen('http://{plan.vip}:{port}/', timeout=10)\n"
+                f"r = urllib.request.urlopen('http://{plan.vip}:{port}{path}', timeout=10)\n"
                 "sys.exit(0 if r.status == 200 else 1)\n")
         try:
             p = subprocess.run([*via(layout), sys.executable, "-c", code], capture_output=True, text=True, timeout=30)

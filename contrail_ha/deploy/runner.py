@@ -119,7 +119,7 @@ def run(plan: Plan, layout: Layout, playbook: str, variables_: dict[str, Any], v
                 f.write(line)
                 out.append(line)
                 if line.startswith(("PLAY [", "TASK [")):
-                    progress(f"{time.monotonic() - t0:6.1f}s {line.strip().strip('* ')}")
+                    progress(line.strip().strip("* "))
             rc = p.wait(timeout=60)
         finally:
             watchdog.cancel()

@@ -87,8 +87,15 @@ class ApiService:
             return None
 
     def ensure(self) -> None:
-        if self.pid() and self.answers():
-            return
+        if self.pid():
+            # a running service slow to answer (a loaded machine) is waited for, not doubled: a second
+            # one would take the socket and the pid file, leaving the first running with no owner
+            deadline = time.monotonic() + SERVICE_START_TIMEOUT_S
+            while time.monotonic() < deadline:
+                if self.answers():
+                    return
+                time.sleep(0.5)
+            self.stop()  # alive but deaf for the whole wait: replaced
         self.engine.conf_dir.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
         env = {**os.environ, "CONTAINERS_CONF": str(self.engine.conf)}
