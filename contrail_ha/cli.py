@@ -358,10 +358,18 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
         console.print(f"[yellow]skipping[/] {name}: {why}")
     chosen = [f for f in chosen if not f.needs(plan)]
     client = netns.ns_name(plan, netns.CLIENT)
-    if not netns.exists(client):
-        raise CommandError(f"cluster {plan.cluster_id} is not up; run `contrail-ha up`")
     layout = _layout(plan, state_root)
-    netns.enter(client)
+    deployed = runtime_of(layout)["runtime"] == DEPLOYED
+    if deployed:  # on hosts over SSH: the faults kill processes in their containers there
+        unsupported = [f.name for f in chosen if not f.over_ssh]
+        if unsupported:
+            raise UsageProblem("on a cluster deployed over SSH the drill injects "
+                               f"{', '.join(n for n, f in FAULTS.items() if f.over_ssh)}; not yet: "
+                               f"{', '.join(unsupported)}")
+    elif not netns.exists(client):
+        raise CommandError(f"cluster {plan.cluster_id} is not up; run `contrail-ha up`")
+    if netns.exists(client):  # the operator's side of stand-in or local hosts (real hosts: this machine's)
+        netns.enter(client)
 
     async def all_faults() -> list:
         # SIGTERM as Ctrl-C: the drill heals the fault it holds, then stops

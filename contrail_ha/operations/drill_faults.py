@@ -34,6 +34,12 @@ class Fault:
     heal: Callable[[Plan, Layout, dict[str, Any]], None]
     min_seconds: float = 0.0  # held at least this long (a pause outlasts every timeout in the path)
 
+    @property
+    def over_ssh(self) -> bool:
+        """Whether it can be injected into a cluster deployed over SSH: process kills, done in their
+        containers there (:mod:`.faults_remote`)."""
+        return self.heal is _heal_processes
+
 
 def _at_least(attr: str, n: int, what: str) -> Callable[[Plan], str | None]:
     def check(plan: Plan) -> str | None:

@@ -12,28 +12,38 @@ from typing import Any
 from contrail_ha.rendering.base import Layout
 from contrail_ha.runtime import network
 from contrail_ha.runtime.supervisor_state import ROUTER, SupervisorDir
-from contrail_ha.topology.model import Role
-from contrail_ha.topology.plan import GROUP_OF, Plan
+from contrail_ha.topology.plan import Plan, group_of_process
 
 ROUTER_ROLE = "router"
 
 
 def _dir(plan: Plan, layout: Layout, host: str, proc: str) -> SupervisorDir:
     """The supervisor of the role that owns ``proc`` on ``host``."""
-    component = proc.rsplit("-", 1)[0] if proc.rsplit("-", 1)[-1].isdigit() else proc
-    role = GROUP_OF.get(component, Role.CONTROLLER.value)  # epmd lives with rabbitmq
-    return SupervisorDir.of(layout, host, ROUTER_ROLE if host == ROUTER else role)
+    return SupervisorDir.of(layout, host, ROUTER_ROLE if host == ROUTER else group_of_process(proc))
+
+
+def _remote(layout: Layout) -> bool:
+    """Whether the cluster is deployed on hosts over SSH: its processes are reached through their
+    containers there (:mod:`.faults_remote`), not through this machine's files and pids."""
+    from contrail_ha.runtime.record import DEPLOYED, runtime_of
+
+    return runtime_of(layout)["runtime"] == DEPLOYED
 
 
 def process_state(plan: Plan, layout: Layout, host: str, proc: str) -> dict[str, Any]:
+    if _remote(layout):
+        from contrail_ha.operations import faults_remote
+
+        return faults_remote.process_state(plan, layout, host, proc)
     return _dir(plan, layout, host, proc).process(proc)
 
 
-def kill(plan: Plan, layout: Layout, host: str, proc: str, hold: bool = True) -> list[int]:
-    """kill -9 ``proc`` on ``host`` (and the server behind its wrapper). With ``hold`` it stays down."""
+def kill_in(sd: SupervisorDir, proc: str, hold: bool = True) -> list[int]:
+    """kill -9 ``proc`` of supervisor ``sd`` (and the server behind its wrapper); with ``hold`` the
+    supervisor leaves it down until :meth:`SupervisorDir.release`."""
     if hold:
-        _dir(plan, layout, host, proc).hold(proc)
-    st = process_state(plan, layout, host, proc)
+        sd.hold(proc)
+    st = sd.process(proc)
     pids = [p for p in (st.get("server_pid"), st.get("pid")) if p]
     for pid in pids:
         try:
@@ -41,6 +51,15 @@ def kill(plan: Plan, layout: Layout, host: str, proc: str, hold: bool = True) ->
         except ProcessLookupError:
             pass
     return pids
+
+
+def kill(plan: Plan, layout: Layout, host: str, proc: str, hold: bool = True) -> list[int]:
+    """kill -9 ``proc`` on ``host`` (and the server behind its wrapper). With ``hold`` it stays down."""
+    if _remote(layout):
+        from contrail_ha.operations import faults_remote
+
+        return faults_remote.kill(plan, layout, host, proc, hold)
+    return kill_in(_dir(plan, layout, host, proc), proc, hold)
 
 
 def kill_host(plan: Plan, layout: Layout, host: str) -> int:
@@ -124,6 +143,11 @@ def unskew(plan: Plan, layout: Layout, host: str, proc: str) -> None:
 
 def heal(plan: Plan, layout: Layout, host: str, proc: str) -> None:
     """Let the supervisor restart a held process."""
+    if _remote(layout):
+        from contrail_ha.operations import faults_remote
+
+        faults_remote.heal(plan, layout, host, proc)
+        return
     _dir(plan, layout, host, proc).release(proc)
 
 

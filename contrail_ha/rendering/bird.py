@@ -257,13 +257,19 @@ def render_router_config(plan: Plan, ecmp: bool = False) -> str:
     return "\n".join(out)
 
 
-def _process(conf: Path, sock: Path, pid: Path, realtime_priority: int = 0) -> ProcessSpec:
+# The lb BIRD's group, and so its control socket's (0660): the image's user's (uid and gid 10001,
+# contrail_ha.runtime.ownership), as which the host's node agent reads BIRD's state from its own container.
+SOCKET_GROUP = 10001
+
+
+def _process(conf: Path, sock: Path, pid: Path, realtime_priority: int = 0, group: int | None = None) -> ProcessSpec:
     if len(str(sock)) > MAX_SOCKET_PATH:
         raise ValueError(f"control socket path too long for a unix socket ({len(str(sock))} bytes): {sock}")
     # SIGTERM is a graceful shutdown: BGP sends a Cease, Babel retracts, kernel routes are removed.
     return ProcessSpec(
         name=NAME,
-        argv=["bird", "-f", "-c", str(conf), "-s", str(sock), "-P", str(pid)],
+        argv=["bird", "-f", "-c", str(conf), "-s", str(sock), "-P", str(pid),
+              *(["-g", str(group)] if group is not None else [])],
         stop_signal=signal.SIGTERM,
         stop_timeout=STOP_TIMEOUT_S,
         health=f"unix://{sock}",
@@ -281,7 +287,7 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
     return Rendered(
         files={conf: render_lb_config(plan, inst)},
         dirs=[conf.parent, run],
-        processes=[_process(conf, socket_path(layout, host), run / PID_FILE)],
+        processes=[_process(conf, socket_path(layout, host), run / PID_FILE, group=SOCKET_GROUP)],
     )
 
 

@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from contrail_ha.topology.plan import Plan
 COMPOSE = "docker-compose"
 BASE_FILE, LOCAL_FILE = "docker-compose.yaml", "docker-compose.local.yaml"
 SERVICE_START_TIMEOUT_S = 30.0
+_ENSURING = threading.Lock()
 
 
 class ComposeError(ContrailHaError, RuntimeError):
@@ -87,6 +89,17 @@ class ApiService:
             return None
 
     def ensure(self) -> None:
+        """The service running and answering (started if not). Serialised across threads and processes:
+        hosts' containers are started in parallel, and each caller finding none running would start its
+        own, leaving all but the last running with no owner."""
+        import fcntl
+
+        self.engine.conf_dir.mkdir(parents=True, exist_ok=True)
+        with _ENSURING, open(self.engine.conf_dir / "podman-service.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._ensure()
+
+    def _ensure(self) -> None:
         if self.pid():
             # a running service slow to answer (a loaded machine) is waited for, not doubled: a second
             # one would take the socket and the pid file, leaving the first running with no owner

@@ -48,6 +48,12 @@ NODE_GROUP = "node"  # every host's own supervisor group: the node agent (not on
 # component -> the supervisor group that runs it on its host
 GROUP_OF: dict[str, str] = {**{c: r.value for c, r in ROLE_OF.items()}, NODE_AGENT: NODE_GROUP}
 
+
+def group_of_process(proc: str) -> str:
+    """The role group whose supervisor runs the process named ``proc`` (e.g. ``config-api-1``)."""
+    component = proc.rsplit("-", 1)[0] if proc.rsplit("-", 1)[-1].isdigit() else proc
+    return GROUP_OF.get(component, Role.CONTROLLER.value)  # epmd lives with rabbitmq
+
 # Fixed ports that the topology does not expose (protocol constants or derived).
 EPMD_PORT = 4369
 RABBITMQ_DIST_OFFSET = 20000  # Erlang distribution port = AMQP port + 20000 (25673), as in Contrail

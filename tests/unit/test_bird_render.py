@@ -85,7 +85,7 @@ def test_bgp_structure(name: str, tmp_path: Path) -> None:
         assert spec.name == "bird"
         run = layout.run(inst.host.name, "bird")
         assert spec.argv == ["bird", "-f", "-c", str(bird.config_path(layout, inst.host.name)),
-                             "-s", str(run / "bird.sock"), "-P", str(run / "bird.pid")]
+                             "-s", str(run / "bird.sock"), "-P", str(run / "bird.pid"), "-g", "10001"]
         assert spec.stop_signal == signal.SIGTERM
 
     r = bird.render_router(plan, layout)
@@ -279,3 +279,10 @@ def test_only_the_router_runs_realtime(tmp_path: Path) -> None:
     (router,) = bird.render_router(plan, layout).processes
     assert router.realtime_priority == bird.ROUTER_RT_PRIORITY > 0
     assert all(p.realtime_priority == 0 for i in plan.of(BIRD) for p in bird.render(plan, i, layout).processes)
+
+
+def test_the_lb_birds_socket_group_is_the_images_user() -> None:
+    """The node agent (the image's user, in its own container) reads the lb BIRD's control socket."""
+    from contrail_ha.runtime import ownership
+
+    assert bird.SOCKET_GROUP == ownership.GID
