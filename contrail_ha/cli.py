@@ -36,7 +36,7 @@ from contrail_ha.cli_errors import CommandError, DataLost, Degraded, Interrupted
 from contrail_ha.cli_hosts import hosts
 from contrail_ha.cli_image import build_image, image
 from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
-from contrail_ha.runtime.record import DEPLOYED, runtime_of
+from contrail_ha.runtime.record import deployed
 from contrail_ha.runtime.supervisor_state import SupervisorDir
 from contrail_ha.topology.validate import load_topology
 
@@ -250,7 +250,7 @@ def down(topology: Path | None, state_root: Path, purge: bool) -> None:
 
     plan, _ = _load(topology, quiet=True, state_root=state_root, strict=False)
     layout = _layout(plan, state_root)
-    if cluster.runtime_of(layout)["runtime"] == DEPLOYED:  # on hosts over SSH: stopped there first
+    if deployed(layout):  # on hosts over SSH: stopped there first
         from contrail_ha.cli_deploy import down_deployed
 
         down_deployed(plan, layout, purge)
@@ -272,7 +272,7 @@ def status(topology: Path | None, state_root: Path, as_json: bool) -> None:
 
     plan, _ = _load(topology, quiet=True, state_root=state_root)
     layout = _layout(plan, state_root)
-    if runtime_of(layout)["runtime"] == DEPLOYED:
+    if deployed(layout):
         from contrail_ha.cli_deploy import status_deployed
 
         status_deployed(plan, layout, as_json)
@@ -359,8 +359,7 @@ def drill(topology: Path | None, state_root: Path, fault_names: tuple[str, ...],
     chosen = [f for f in chosen if not f.needs(plan)]
     client = netns.ns_name(plan, netns.CLIENT)
     layout = _layout(plan, state_root)
-    deployed = runtime_of(layout)["runtime"] == DEPLOYED
-    if deployed:  # on hosts over SSH: the faults kill processes in their containers there
+    if deployed(layout):  # on hosts over SSH: the faults kill processes in their containers there
         unsupported = [f.name for f in chosen if not f.over_ssh]
         if unsupported:
             raise UsageProblem("on a cluster deployed over SSH the drill injects "
@@ -462,7 +461,7 @@ def logs(host: str, service: str | None, topology: Path | None, state_root: Path
         raise UsageProblem(f"unknown host {host!r}; hosts: {', '.join(hosts)}")
     from contrail_ha.runtime import cluster, containers
 
-    if host != "router" and cluster.runtime_of(layout)["runtime"] == DEPLOYED:  # on the host, over SSH
+    if host != "router" and deployed(layout):  # on the host, over SSH
         from contrail_ha.deploy import remote
 
         click.echo(remote.logs(plan, layout, host, lines, service) or f"no log lines of {service} on {host}")

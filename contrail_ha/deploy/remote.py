@@ -112,17 +112,14 @@ def logs(plan: Plan, layout: Layout, host: str, lines: int, process: str | None 
     supervisor prefixes each line with its process's name)."""
     out = []
     for name in expected(plan, host):
-        tail = str(lines if process is None else max(lines * 50, 5000))
         try:
-            cmd = (f"CONTAINERS_CONF={shlex.quote(engine_conf(plan, host))} podman logs --tail {tail} "
-                   f"{shlex.quote(name)} 2>&1")  # the container's stderr too
+            cmd = (f"CONTAINERS_CONF={shlex.quote(engine_conf(plan, host))} podman logs --tail "
+                   f"{containers.log_tail(lines, process)} {shlex.quote(name)} 2>&1")  # the container's stderr too
             text = ssh.run(layout, host, ["sh", "-c", cmd], timeout=SSH_TIMEOUT_S, via=via(layout))
         except ssh.SshError as e:
             text = f"(no log: {e})"
-        kept = text.splitlines()
-        if process is not None:
-            kept = [ln for ln in kept if ln.startswith((f"{process} | ", f"{process}-"))]
-            if not kept:
-                continue
+        kept = containers.lines_of(text, process)
+        if not kept and process is not None:
+            continue
         out.append(f"==> {host}: {name} <==\n" + "\n".join(kept[-lines:]))
     return "\n".join(out)

@@ -12,19 +12,13 @@ from typing import Any
 
 from contrail_ha import __version__
 from contrail_ha.export import Unit
-from contrail_ha.runtime.containers import compose_project, config_digest, write_compose_project
+from contrail_ha.runtime.containers import compose_project, write_compose_project
 from contrail_ha.topology.plan import Plan
 
 
 def project(plan: Plan, host: str, units: list[Unit], root: Path, image: str) -> dict[str, Any]:
     """The compose file of ``host``: its state directory (``./state``) is the cluster's state root."""
-    return compose_project(host, [(u.group, u.spec_file) for u in units], root, image, cluster_id=plan.cluster_id,
-                           hosts=hosts_of(plan), digests={u.group: config_digest(u.spec) for u in units})
-
-
-def hosts_of(plan: Plan) -> dict[str, str]:
-    """Every host's name and address, for the containers' ``/etc/hosts``."""
-    return {h.name: str(h.ip) for h in plan.topology.hosts}
+    return compose_project(plan, host, [u.spec for u in units], root, image)
 
 
 def write(plan: Plan, units: list[Unit], out: Path, root: Path, image: str | None = None) -> list[Path]:

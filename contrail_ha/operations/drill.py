@@ -51,9 +51,9 @@ def unhealthy(plan: Plan, layout: Layout) -> list[str]:
     """The status checks that are not healthy, as ``component/target: detail`` (of a cluster
     deployed over SSH: its containers' health checks there, and the VIP's APIs)."""
     from contrail_ha.operations.status import collect
-    from contrail_ha.runtime.record import DEPLOYED, runtime_of
+    from contrail_ha.runtime.record import deployed
 
-    if runtime_of(layout)["runtime"] == DEPLOYED:
+    if deployed(layout):
         from contrail_ha.deploy import remote
 
         return [f"{r.container}/{r.host}: {r.state}/{r.health} {r.detail}".strip()[:160]
@@ -103,9 +103,10 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
     done = await asyncio.to_thread(fault.inject, plan, layout)
     progress(f"{fault.name}: injected ({fault.description}) on {done.get('host')}")
     # how fast a killed replica leaves the lbs' rotation: read from their HAProxy stats sockets, here
-    local = (layout.root / "hosts").exists()
-    rotation = asyncio.get_running_loop().create_task(
-        _out_of_rotation(plan, layout, done["server"], t_inject)) if "server" in done and local else None
+    from contrail_ha.runtime.record import deployed
+
+    rotation = asyncio.get_running_loop().create_task(_out_of_rotation(plan, layout, done["server"], t_inject)) \
+        if "server" in done and not deployed(layout) else None
     minority: dict[str, int] = {}
     probe_stop = asyncio.Event()
     probe = asyncio.get_running_loop().create_task(

@@ -11,6 +11,7 @@ from typing import Any
 
 from contrail_ha.rendering.base import Layout
 from contrail_ha.runtime import network
+from contrail_ha.runtime.record import deployed
 from contrail_ha.runtime.supervisor_state import ROUTER, SupervisorDir
 from contrail_ha.topology.plan import Plan, group_of_process
 
@@ -22,16 +23,8 @@ def _dir(plan: Plan, layout: Layout, host: str, proc: str) -> SupervisorDir:
     return SupervisorDir.of(layout, host, ROUTER_ROLE if host == ROUTER else group_of_process(proc))
 
 
-def _remote(layout: Layout) -> bool:
-    """Whether the cluster is deployed on hosts over SSH: its processes are reached through their
-    containers there (:mod:`.faults_remote`), not through this machine's files and pids."""
-    from contrail_ha.runtime.record import DEPLOYED, runtime_of
-
-    return runtime_of(layout)["runtime"] == DEPLOYED
-
-
 def process_state(plan: Plan, layout: Layout, host: str, proc: str) -> dict[str, Any]:
-    if _remote(layout):
+    if deployed(layout):  # its processes are reached through their containers there
         from contrail_ha.operations import faults_remote
 
         return faults_remote.process_state(plan, layout, host, proc)
@@ -55,7 +48,7 @@ def kill_in(sd: SupervisorDir, proc: str, hold: bool = True) -> list[int]:
 
 def kill(plan: Plan, layout: Layout, host: str, proc: str, hold: bool = True) -> list[int]:
     """kill -9 ``proc`` on ``host`` (and the server behind its wrapper). With ``hold`` it stays down."""
-    if _remote(layout):
+    if deployed(layout):  # its processes are reached through their containers there
         from contrail_ha.operations import faults_remote
 
         return faults_remote.kill(plan, layout, host, proc, hold)
@@ -143,7 +136,7 @@ def unskew(plan: Plan, layout: Layout, host: str, proc: str) -> None:
 
 def heal(plan: Plan, layout: Layout, host: str, proc: str) -> None:
     """Let the supervisor restart a held process."""
-    if _remote(layout):
+    if deployed(layout):  # its processes are reached through their containers there
         from contrail_ha.operations import faults_remote
 
         faults_remote.heal(plan, layout, host, proc)

@@ -109,7 +109,6 @@ class ApiService:
                     return
                 time.sleep(0.5)
             self.stop()  # alive but deaf for the whole wait: replaced
-        self.engine.conf_dir.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
         env = {**os.environ, "CONTAINERS_CONF": str(self.engine.conf)}
         self.engine.run("version", "--format", "{{.Client.Version}}", timeout=60)  # renders the configuration
@@ -164,10 +163,7 @@ def write_project(plan: Plan, layout: Layout, host: str, specs: list[GroupSpec],
                   orchestrated: bool = True) -> Path:
     """``host``'s project: the file ``export compose`` writes (same functions), its ``.env``, the override."""
     d = project_dir(layout, host)
-    doc = containers.compose_project(host, [(s.role, Path(s.run_dir) / "spec.json") for s in specs], layout.root,
-                                     image, cluster_id=plan.cluster_id,
-                                     hosts={h.name: str(h.ip) for h in plan.topology.hosts},
-                                     digests={s.role: containers.config_digest(s) for s in specs})
+    doc = containers.compose_project(plan, host, specs, layout.root, image)
     containers.write_compose_project(d, host, doc)
     (d / LOCAL_FILE).write_text("# contrail-ha: this machine's differences from the exported file (see "
                                 "contrail_ha/runtime/compose_run.py)\n"

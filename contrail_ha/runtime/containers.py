@@ -24,7 +24,7 @@ from contrail_ha.rendering.base import ProcessSpec, python
 from contrail_ha.runtime import ownership
 from contrail_ha.runtime.supervisor_state import GroupSpec
 from contrail_ha.topology.model import Role
-from contrail_ha.topology.plan import NODE_GROUP
+from contrail_ha.topology.plan import NODE_GROUP, Plan
 
 IMAGE_PYTHON = "/opt/contrail-ha/venv/bin/python"
 LABEL = "io.contrail-ha.cluster"
@@ -107,24 +107,19 @@ def config_digest(spec: GroupSpec) -> str:
     return hashlib.sha256(spec.to_json().encode()).hexdigest()[:16]
 
 
-def compose_project(host: str, roles: list[tuple[str, Path]], root: Path, image: str, *, cluster_id: str = "",
-                    hosts: dict[str, str] | None = None, digests: dict[str, str] | None = None) -> dict[str, Any]:
-    """The Compose file of ``host``: one service per (role, supervisor spec file). ``hosts`` (name ->
-    address) go into every container's ``/etc/hosts``: RabbitMQ's node names are the hosts' names,
-    and a site's DNS may not know them. ``cluster_id`` labels every container (``down`` and
-    ``status`` find a cluster's containers by it). ``digests`` (role -> :func:`config_digest`)
-    label each container with its configuration: Compose recreates a container whose
-    configuration changed, and leaves the others running."""
+def compose_project(plan: Plan, host: str, specs: list[GroupSpec], root: Path, image: str) -> dict[str, Any]:
+    """The Compose file of ``host``: one service per role group (its supervisor spec, as the container
+    runs it). Every container is labelled with the cluster (``down`` and ``status`` find a cluster's
+    containers by it) and with :func:`config_digest` (Compose recreates a container whose
+    configuration changed, and leaves the others running), and gets every host's name and address
+    in its ``/etc/hosts`` (RabbitMQ's node names are the hosts' names; a site's DNS may not know them)."""
+    hosts = [f"{h.name}:{h.ip}" for h in plan.topology.hosts]
     services = {}
-    for role, spec in roles:
-        svc = compose_service(host, role, spec, root, image)
-        if cluster_id:
-            svc["labels"][LABEL] = cluster_id
-        if digests and role in digests:
-            svc["labels"][CONFIG_LABEL] = digests[role]
-        if hosts:
-            svc["extra_hosts"] = [f"{n}:{ip}" for n, ip in hosts.items()]
-        services[CONTAINER_NAMES[role]] = svc
+    for spec in specs:
+        svc = compose_service(host, spec.role, Path(spec.run_dir) / "spec.json", root, image)
+        svc["labels"].update({LABEL: plan.cluster_id, CONFIG_LABEL: config_digest(spec)})
+        svc["extra_hosts"] = hosts
+        services[CONTAINER_NAMES[spec.role]] = svc
     return {"services": services}
 
 
@@ -179,13 +174,24 @@ def states(engine: Engine, cluster_id: str) -> dict[str, str]:
 def logs(engine: Engine, name: str, lines: int, process: str | None = None) -> str:
     """The last ``lines`` of a container's log (the engine's), of one of its processes if given (the
     supervisor prefixes each line with the process's name)."""
-    out = engine.run("logs", "--tail", str(lines if process is None else max(lines * 50, 5000)), name,
-                     timeout=60, check=False)
+    out = engine.run("logs", "--tail", log_tail(lines, process), name, timeout=60, check=False)
     text = (out.stdout + out.stderr) if out.returncode == 0 else f"(no log: {out.stderr.strip()[-300:]})"
+    return "\n".join(lines_of(text, process)[-lines:])
+
+
+def log_tail(lines: int, process: str | None) -> str:
+    """How many lines of a container's log to read for the last ``lines`` of it (of ``process``'s:
+    the other processes' lines are interleaved)."""
+    return str(lines if process is None else max(lines * 50, 5000))
+
+
+def lines_of(text: str, process: str | None) -> list[str]:
+    """A container log's lines (those of ``process`` only, if given: the supervisor prefixes each
+    line with its process's name)."""
     kept = text.splitlines()
     if process is not None:
-        kept = [ln for ln in kept if ln.startswith(f"{process} | ") or ln.startswith(process + "-")]
-    return "\n".join(kept[-lines:])
+        kept = [ln for ln in kept if ln.startswith((f"{process} | ", f"{process}-"))]
+    return kept
 
 
 def stop(engine: Engine, names: list[str]) -> None:

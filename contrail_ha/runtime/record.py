@@ -36,6 +36,12 @@ def write_deployed(layout: Layout, image: str, via: list[str]) -> None:
                                                          "via": shlex.join(via)}))
 
 
+def deployed(layout: Layout) -> bool:
+    """Whether the cluster runs on hosts reached over SSH: its state, processes and containers are
+    there, read and acted on over SSH, not through this machine's files and pids."""
+    return recorded_runtime(layout) == DEPLOYED
+
+
 def recorded_runtime(layout: Layout) -> str | None:
     """The runtime of a cluster that is up; None when it is down (or was never up)."""
     rec = _recorded(layout)
