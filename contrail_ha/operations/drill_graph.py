@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 
+from contrail_ha.operations.drill_http import once_session
 from contrail_ha.topology.plan import CONFIG_API, Plan
 
 DOMAIN = "default-domain"
@@ -262,7 +263,7 @@ class Graph:
             self.current = [await self.new_gen(s, k) for k in range(self.slots)]
 
     async def run(self) -> None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as s:
+        async with once_session(TIMEOUT_S) as s:  # one request per recorded op (drill_http)
             await asyncio.gather(self._deleter(s), *(self._worker(s, w) for w in range(self.workers)))
 
     async def cleanup(self) -> int:

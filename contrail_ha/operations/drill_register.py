@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from contrail_ha.operations import linearizable
+from contrail_ha.operations.drill_http import once_session
 from contrail_ha.topology.plan import CONFIG_API, Plan
 
 TIMEOUT_S = 30.0
@@ -66,9 +67,7 @@ class Register:
                     await r.read()
                     status: int | None = r.status
             except (TimeoutError, aiohttp.ClientError):
-                # even a refused connection is no proof: aiohttp resends an idempotent PUT once when a
-                # kept-alive connection closes under it, so the first copy may have applied (it did, on
-                # a replica stopped mid-request, before the checker knew this)
+                # no answer: the request may have reached a replica and may still apply, at any time
                 status = None
             t1 = self.now()
             if status == 200:
@@ -87,7 +86,7 @@ class Register:
             await asyncio.sleep(PAUSE_S)
 
     async def run(self) -> None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as s:
+        async with once_session(TIMEOUT_S) as s:  # one request per recorded op (drill_http)
             await self.start(s)
             await asyncio.gather(*(self._reader(s, label, base) for label, base in self.readers))
 
