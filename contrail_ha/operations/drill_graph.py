@@ -115,10 +115,8 @@ class Graph:
                 op.status, op.text = r.status, (await r.text())[:300]
                 if r.status == 200:
                     answer = await r.json(content_type=None)
-        except aiohttp.ClientConnectorError as e:
-            # never reached the server - unless aiohttp resent an idempotent request (PUT, DELETE)
-            # after a kept-alive connection closed under its first copy, which may have applied
-            op.status, op.text = (None if method in ("PUT", "DELETE") else 0), type(e).__name__
+        except aiohttp.ClientConnectorError as e:  # never reached the server (sessions send once: drill_http)
+            op.status, op.text = 0, type(e).__name__
         except (TimeoutError, aiohttp.ClientError, ValueError) as e:
             op.status, op.text = None, type(e).__name__
         op.answered = self.now()
@@ -127,7 +125,11 @@ class Graph:
 
     # --- generations -------------------------------------------------------------------------------
     async def _create(self, s: aiohttp.ClientSession, rtype: str, body: Obj, gen: str, on: str = "") -> str:
-        """A setup create through the VIP, retried until it is acknowledged (or the drill stops)."""
+        """A setup create through the VIP, retried until it is acknowledged (or the drill stops).
+
+        A retry answered 409 after an attempt with no definite answer means that attempt applied:
+        the object is looked up by its name and adopted (retrying on would only be refused again)."""
+        unsure = False
         for attempt in range(30):
             if attempt and self.stop.is_set():
                 break
@@ -136,8 +138,18 @@ class Graph:
             if got is not None:
                 op.uuid = str(got[rtype]["uuid"])
                 return op.uuid
+            if op.status == 409 and unsure and (u := await self._lookup(s, rtype, body["fq_name"], gen)):
+                return u
+            unsure = unsure or op.status is None or op.status >= 500
             await asyncio.sleep(min(5.0, 0.5 * (attempt + 1)))
         raise RuntimeError(f"graph: cannot create a {rtype} for {gen}: {op.brief()}")
+
+    async def _lookup(self, s: aiohttp.ClientSession, rtype: str, fq_name: list[str], gen: str) -> str:
+        """The uuid of ``rtype`` ``fq_name`` ("" if it cannot be read now)."""
+        op = Op(f"lookup-{rtype}", "vip", self.now(), gen=gen)
+        got = await self.call(s, op, "POST", "/fqname-to-id", {"type": rtype, "fq_name": fq_name})
+        op.uuid = str((got or {}).get("uuid") or "")
+        return op.uuid
 
     async def new_gen(self, s: aiohttp.ClientSession, slot: int) -> Gen:
         name = f"{self.tag}-{slot}-{self._next()}"
@@ -259,7 +271,7 @@ class Graph:
 
     async def setup(self) -> None:
         """The first generation of every slot (before any fault: the workers need them)."""
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as s:
+        async with once_session(TIMEOUT_S) as s:
             self.current = [await self.new_gen(s, k) for k in range(self.slots)]
 
     async def run(self) -> None:
@@ -269,7 +281,7 @@ class Graph:
     async def cleanup(self) -> int:
         """Tear down every generation still standing (through the VIP); how many were left."""
         left = [g for g in self.gens if not g.torn_down]
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as s:
+        async with once_session(TIMEOUT_S) as s:
             for gen in left:
                 for _ in range(10):
                     if await self.teardown(s, gen, "vip", self.vip):
