@@ -36,7 +36,7 @@ from contrail_ha.cli_errors import CommandError, DataLost, Degraded, Interrupted
 from contrail_ha.cli_hosts import hosts
 from contrail_ha.cli_image import build_image, image
 from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
-from contrail_ha.runtime.record import deployed
+from contrail_ha.runtime.record import deployed, runtime_of
 from contrail_ha.runtime.supervisor_state import SupervisorDir
 from contrail_ha.topology.validate import load_topology
 
@@ -200,7 +200,7 @@ def scale(assignments: tuple[str, ...], topology: Path | None, state_root: Path,
 
     Edits the topology file (comments kept), validates it, then applies it to the running cluster:
     new replicas start and join HAProxy's backends (HAProxy reloads, no connection is dropped);
-    removed ones stop.
+    removed ones stop. Deployed over SSH: re-deployed, changed containers recreated host by host.
     """
     import tempfile
 
@@ -226,14 +226,20 @@ def scale(assignments: tuple[str, ...], topology: Path | None, state_root: Path,
     from contrail_ha.runtime import cluster, netns, record
 
     plan = _plan(report, path, state_root)
+    layout = _layout(plan, state_root)
+    if deployed(layout):  # on hosts over SSH: the deployment rolls what changed, one host at a time
+        from contrail_ha.cli_deploy import deploy_cluster
+
+        deploy_cluster(plan, layout, runtime_of(layout).get("image") or None)
+        return
     if not netns.exists(netns.ns_name(plan, netns.CLIENT)):
         console.print(f"cluster {plan.cluster_id} is not up: `contrail-ha up -t {path}` starts it scaled")
         return
     _require_root()
     t0 = time.monotonic()
     try:
-        cluster.up(plan, _layout(plan, state_root), topology_text=text,
-                   progress=lambda m: console.print(f"[dim]{time.monotonic() - t0:6.1f}s[/] {m}"))
+        cluster.up(plan, layout, topology_text=text, progress=lambda m: console.print(
+            f"[dim]{time.monotonic() - t0:6.1f}s[/] {m}"))
     except record.RuntimeMismatch as e:
         raise UsageProblem(str(e)) from e
     except cluster.UpError as e:

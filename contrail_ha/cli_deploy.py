@@ -35,6 +35,14 @@ def deploy(topology: Path | None, state_root: Path, image: str | None, registry:
     The hosts are reached as `ssh -F <state-root>/<cluster-id>/ssh/config HOST` (root, the
     cluster's key: `contrail-ha hosts ssh-config`); `contrail-ha hosts up` stands them in on this
     machine."""
+    plan, _ = _load(topology or DEFAULT_TOPOLOGY, state_root=state_root)
+    deploy_cluster(plan, _layout(plan, state_root), image, registry=registry, image_file=image_file)
+
+
+def deploy_cluster(plan: Plan, layout: Layout, image: str | None, *, registry: str = "",
+                   image_file: Path | None = None) -> None:
+    """Deploy (or re-deploy: roll what changed) ``plan`` to its hosts; ``deploy`` and ``scale`` of a
+    deployed cluster."""
     from contrail_ha.cli_image import build_image
     from contrail_ha.deploy import bundle, runner
     from contrail_ha.remote import machines
@@ -42,8 +50,6 @@ def deploy(topology: Path | None, state_root: Path, image: str | None, registry:
     from contrail_ha.runtime import netns, record
     from contrail_ha.topology import identity
 
-    plan, _ = _load(topology or DEFAULT_TOPOLOGY, state_root=state_root)
-    layout = _layout(plan, state_root)
     running = record.recorded_runtime(layout)
     if running in (record.PROCESSES, record.CONTAINERS):
         raise UsageProblem(f"cluster {plan.cluster_id} runs on this machine ({running}): `contrail-ha down` first")

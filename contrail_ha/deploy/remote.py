@@ -50,6 +50,18 @@ def engine_conf(plan: Plan, host: str) -> str:
     return str(REMOTE_DIR / plan.cluster_id / host / "engine" / "containers.conf")
 
 
+def project_dir(plan: Plan, host: str) -> str:
+    """Where the deployment unpacked ``host``'s Compose project, on that host."""
+    return str(REMOTE_DIR / plan.cluster_id / host / "project")
+
+
+def compose_env(plan: Plan, host: str) -> dict[str, str]:
+    """docker-compose's environment on ``host``: the project's own Podman API service and engine
+    configuration (the playbooks' ``contrail_ha_compose_env``)."""
+    return {"DOCKER_HOST": f"unix://{REMOTE_DIR / plan.cluster_id / host / 'engine' / 'podman.sock'}",
+            "CONTAINERS_CONF": engine_conf(plan, host), "COMPOSE_HTTP_TIMEOUT": "300"}
+
+
 def expected(plan: Plan, host: str) -> list[str]:
     """The containers ``host`` runs: one per role group it has, and its node agent."""
     h = plan.topology.host(host)
@@ -57,9 +69,14 @@ def expected(plan: Plan, host: str) -> list[str]:
     return [containers.name(host, r) for r in [*roles, NODE_GROUP]]
 
 
+def ours_filter(plan: Plan, host: str) -> str:
+    """``podman ps`` filters for the cluster's containers of ``host`` (stand-in hosts share one store)."""
+    return f"--filter label={containers.LABEL}={plan.cluster_id} --filter label={containers.HOST_LABEL}={host}"
+
+
 def _host_rows(plan: Plan, layout: Layout, host: str) -> list[Row]:
     conf = shlex.quote(engine_conf(plan, host))
-    mine = f"--filter label={containers.LABEL}={plan.cluster_id} --filter label=io.contrail-ha.host={host}"
+    mine = ours_filter(plan, host)
     script = (f"export CONTAINERS_CONF={conf}\n"
               f"podman ps -a {mine} --format json\n"
               f"echo {HEALTH_MARK}\n"

@@ -37,8 +37,8 @@ class Fault:
     @property
     def over_ssh(self) -> bool:
         """Whether it can be injected into a cluster deployed over SSH: process kills, done in their
-        containers there (:mod:`.faults_remote`)."""
-        return self.heal is _heal_processes
+        containers there, and a host's containers all killed (:mod:`.faults_remote`)."""
+        return self.heal in (_heal_processes, _recover_host)
 
 
 def _at_least(attr: str, n: int, what: str) -> Callable[[Plan], str | None]:
@@ -152,7 +152,7 @@ def _kill_host(plan: Plan, layout: Layout) -> dict[str, Any]:
 
 
 def _recover_host(plan: Plan, layout: Layout, done: dict[str, Any]) -> None:
-    faults.recover_host(plan, layout)
+    faults.recover_host(plan, layout, done["host"])
 
 
 def _config_api_address(plan: Plan, host: str) -> str:

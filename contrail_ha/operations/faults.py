@@ -58,7 +58,12 @@ def kill(plan: Plan, layout: Layout, host: str, proc: str, hold: bool = True) ->
 def kill_host(plan: Plan, layout: Layout, host: str) -> int:
     """kill -9 everything of ``host`` at once, as if it lost power: every process in its network
     namespace - its role supervisors (on containers, each container's main process: the engine
-    sees them exit 137) and every component. Returns how many processes were killed."""
+    sees them exit 137) and every component. Returns how many processes (deployed: containers)
+    were killed."""
+    if deployed(layout):
+        from contrail_ha.operations import faults_remote
+
+        return faults_remote.kill_host(plan, layout, host)
     ns = network.ns_name(plan, host)
     killed: set[int] = set()
     for _ in range(3):  # a supervisor may start a child between the listing and its own death
@@ -75,9 +80,15 @@ def kill_host(plan: Plan, layout: Layout, host: str) -> int:
     return len(killed)
 
 
-def recover_host(plan: Plan, layout: Layout) -> None:
+def recover_host(plan: Plan, layout: Layout, host: str) -> None:
     """What an operator does after a host came back: ``contrail-ha up`` (idempotent), which starts
-    whatever the engine has not restarted and waits for every component to be ready again."""
+    whatever the engine has not restarted and waits for every component to be ready again
+    (deployed: the host's Compose project up again, over SSH)."""
+    if deployed(layout):
+        from contrail_ha.operations import faults_remote
+
+        faults_remote.recover_host(plan, layout, host)
+        return
     from contrail_ha.runtime import cluster
 
     cluster.up(plan, layout, progress=lambda _m: None)

@@ -15,6 +15,7 @@ from contrail_ha.runtime import containers, ownership
 from contrail_ha.topology.plan import Plan, group_of_process
 
 TIMEOUT_S = 60
+RECOVER_TIMEOUT_S = 600  # docker-compose up of a whole host
 
 
 def _agent(plan: Plan, layout: Layout, host: str, verb: str, proc: str) -> dict[str, Any]:
@@ -41,3 +42,24 @@ def kill(plan: Plan, layout: Layout, host: str, proc: str, hold: bool = True) ->
 
 def heal(plan: Plan, layout: Layout, host: str, proc: str) -> None:
     _agent(plan, layout, host, "heal", proc)
+
+
+def kill_host(plan: Plan, layout: Layout, host: str) -> int:
+    """Every container of the cluster on ``host`` killed at once (SIGKILL to each container's main
+    process, which takes its whole PID namespace): the host lost power, seen from its containers.
+    Returns how many containers were killed."""
+    cmd = (f"export CONTAINERS_CONF={shlex.quote(remote.engine_conf(plan, host))}\n"
+           f"ids=$(podman ps -q {remote.ours_filter(plan, host)} --filter status=running)\n"
+           "[ -z \"$ids\" ] || podman kill --signal KILL $ids >/dev/null\n"
+           "echo $ids | wc -w\n")
+    out = ssh.run(layout, host, ["sh", "-c", cmd], timeout=TIMEOUT_S, via=remote.via(layout))
+    return int(out.strip().splitlines()[-1])
+
+
+def recover_host(plan: Plan, layout: Layout, host: str) -> None:
+    """What an operator does when the host is back: its Compose project up again (``docker-compose
+    up -d`` there starts whatever the engine has not restarted by itself)."""
+    d = remote.project_dir(plan, host)
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in remote.compose_env(plan, host).items())
+    ssh.run(layout, host, ["sh", "-c", f"cd {shlex.quote(d)} && {env} docker-compose up -d"],
+            timeout=RECOVER_TIMEOUT_S, via=remote.via(layout))

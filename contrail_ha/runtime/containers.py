@@ -29,6 +29,7 @@ from contrail_ha.topology.plan import NODE_GROUP, Plan
 IMAGE_PYTHON = "/opt/contrail-ha/venv/bin/python"
 LABEL = "io.contrail-ha.cluster"
 CONFIG_LABEL = "io.contrail-ha.config"
+HOST_LABEL = "io.contrail-ha.host"
 PRIVILEGED = {Role.LB.value}  # the VIP on lo, BIRD's routes, ip_nonlocal_bind (Contrail ran contrail-lb privileged)
 STOP_TIMEOUT_S = 120  # Cassandra and Kafka drain before they stop
 # The container's health check: its processes run and answer their probes (contrail_ha.runtime.health).
@@ -84,7 +85,7 @@ def compose_service(host: str, role: str, spec_file: Path | str, root: Path, ima
         # drops to it (contrail_ha.runtime.ownership), the lb excepted
         "user": "0:0",
         "command": supervisor_argv(spec_file),
-        "labels": {"io.contrail-ha.host": host, "io.contrail-ha.role": role},
+        "labels": {HOST_LABEL: host, "io.contrail-ha.role": role},
         "healthcheck": {"test": ["CMD", *health_argv(spec_file, role)], "interval": HEALTH_INTERVAL,
                         "timeout": HEALTH_TIMEOUT, "retries": HEALTH_RETRIES, "start_period": HEALTH_START_PERIOD},
         "logging": {"options": {"max-size": LOG_MAX_SIZE}},

@@ -113,23 +113,66 @@ def test_logs_come_from_the_hosts_over_ssh(deployed: tuple[Path, Path]) -> None:
     assert all(ln.startswith("rabbitmq") for ln in p.stdout.splitlines()[1:] if ln and not ln.startswith("==>"))
 
 
-def test_a_drill_over_ssh_loses_nothing(deployed: tuple[Path, Path]) -> None:
-    """A contrail-api replica killed (and held down) in its container on its host, over SSH, under the
-    drill's workload through the VIP: nothing acknowledged is lost, every replica agrees, the
-    cluster's containers are all healthy again."""
+def test_drills_over_ssh_lose_nothing(deployed: tuple[Path, Path]) -> None:
+    """Issue 12's acceptance faults, injected on the hosts over SSH under the drill's workload through
+    the VIP: a contrail-api replica, the ZooKeeper leader and the active lb's processes killed (and
+    held down) in their containers. Nothing acknowledged is lost, every replica agrees, the cluster's
+    containers are all healthy again. (``host-kill`` over SSH works too; it takes 4 minutes, so its
+    figures are in docs/deploy.md rather than in every CI run.)"""
     topo, state = deployed
-    p = subprocess.run([*CLI, "drill", "--fault", "api-replica", "--seconds", "4", "--json", "-t", str(topo),
-                        "--state-root", str(state)], capture_output=True, text=True, timeout=1200)
+    faults = ["api-replica", "zk-leader", "lb-kill"]
+    p = subprocess.run([*CLI, "drill", *[a for f in faults for a in ("--fault", f)], "--seconds", "4", "--json",
+                        "-t", str(topo), "--state-root", str(state)], capture_output=True, text=True, timeout=2400)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-    (r,) = json.loads(p.stdout)
-    print(f"\napi-replica over SSH: {r['requests']} requests, failed {r['failed']}, recovery {r['recovery_s']}s")
-    assert r["fault"] == "api-replica" and r["requests"] > 50 and r["acked_creates"] > 10
-    assert r["lost"] == 0 and r["mismatched"] == 0 and r["replicas_disagree"] == 0 and r["data_ok"] is True
-    assert r["recovered"] is True and r["register_linearizable"] is True and r["graph_violations"] == 0
+    results = json.loads(p.stdout)
+    assert [r["fault"] for r in results] == faults
+    for r in results:
+        print(f"\n{r['fault']} over SSH: {r['requests']} requests, failed {r['failed']}, recovery {r['recovery_s']}s, "
+              f"register {r['register_ops']} ops, graph {r['graph_ops']} ops")
+        assert r["requests"] > 50 and r["acked_creates"] > 10, r
+        assert r["lost"] == 0 and r["mismatched"] == 0 and r["replicas_disagree"] == 0 and r["data_ok"] is True, r
+        assert r["recovered"] is True and r["register_linearizable"] is True and r["graph_violations"] == 0, r
     # faults the hosts cannot take over SSH yet are refused, not half-injected
     p = subprocess.run([*CLI, "drill", "--fault", "controller-partition", "-t", str(topo), "--state-root",
                         str(state)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "not yet: controller-partition" in p.stderr, p.stderr
+
+
+def _started(names: list[str]) -> dict[str, str]:
+    """Each container's start time and id: what changes when the deployment recreates it."""
+    out = Engine().run("inspect", "--format", "{{.Name}} {{.Id}} {{.State.StartedAt}}", *names, timeout=60).stdout
+    return {ln.split()[0].lstrip("/"): " ".join(ln.split()[1:]) for ln in out.splitlines() if ln.strip()}
+
+
+def test_scale_rolls_only_the_changed_containers_one_host_at_a_time(deployed: tuple[Path, Path]) -> None:
+    """`scale analytics-api=2` on the deployed cluster: the topology is edited and re-deployed; the
+    analytics containers (their replicas) and the lbs (their HAProxy backends) are recreated one
+    host at a time, each healthy before the next; the controllers and analytics DBs are not touched;
+    the new replicas run and the cluster is healthy."""
+    from contrail_ha.operations import faults_remote
+
+    topo, state = deployed
+    plan = _plan(topo)
+    hosts = [h.name for h in plan.topology.hosts]
+    ctrls = [h for h in hosts if h.startswith("ctrl")]
+    kept = [containers.name(h, r) for h in ctrls for r in ("controller", "analyticsdb")]
+    rolled = [containers.name(h, "analytics") for h in ctrls] + [containers.name(h, "lb") for h in ("lb1", "lb2")]
+    before = _started(kept + rolled)
+    p = subprocess.run([*CLI, "scale", "analytics-api=2", "-t", str(topo), "--state-root", str(state)],
+                       capture_output=True, text=True, timeout=1800)
+    assert p.returncode == 0, p.stdout[-6000:] + p.stderr[-3000:]
+    after = _started(kept + rolled)
+    assert {n: after[n] for n in kept} == {n: before[n] for n in kept}, "a container that did not change restarted"
+    assert all(after[n] != before[n] for n in rolled), (before, after)
+    # one host at a time: the rolled containers of a tier started at distinct moments, in host order
+    starts = [after[containers.name(h, "analytics")].split(" ", 1)[1] for h in ctrls]
+    assert starts == sorted(starts) and len(set(starts)) == len(starts), starts
+    layout = Layout(state / plan.cluster_id)
+    for h in ctrls:
+        st = faults_remote.process_state(_plan(topo), layout, h, "analytics-api-2")
+        assert st.get("pid"), (h, st)
+    rc, st = _status(topo, state)
+    assert rc == 0 and st["healthy"] is True, [c for c in st["containers"] if not c["ok"]]
 
 
 def test_down_removes_every_container_and_engine_service(deployed: tuple[Path, Path]) -> None:

@@ -55,7 +55,7 @@ def test_an_unknown_supervisor_is_a_clear_error(tmp_path: Path, capsys: pytest.C
     assert "no supervisor of config-api-1" in capsys.readouterr().err
 
 
-def test_only_process_kills_are_offered_over_ssh() -> None:
+def test_process_kills_and_host_kill_are_offered_over_ssh() -> None:
     over = {n for n, f in FAULTS.items() if f.over_ssh}
-    assert {"api-replica", "zk-leader", "lb-kill"} <= over
-    assert not over & {"controller-partition", "host-kill", "lb-link", "api-pause"}
+    assert {"api-replica", "zk-leader", "lb-kill", "host-kill"} <= over
+    assert not over & {"controller-partition", "lb-link", "api-pause"}
