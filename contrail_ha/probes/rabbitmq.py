@@ -90,6 +90,16 @@ def ctl_json(plan: Plan, layout: Layout, inst: Instance, *args: str) -> Any:
 HTTP_TIMEOUT = 5.0
 
 
+def monitor_credentials(layout: Layout, inst: Instance) -> tuple[str, str]:
+    """The monitor user's name and password, as rendered for ``inst``'s host (readable there only)."""
+    f = render.paths(layout, inst)["monitor"]
+    try:
+        creds = json.loads(f.read_text())
+        return str(creds["user"]), str(creds["password"])
+    except (OSError, ValueError, KeyError) as e:
+        raise RuntimeError(f"no RabbitMQ monitor credentials in {f}: {e.__class__.__name__}") from e
+
+
 def cluster_status(plan: Plan, layout: Layout, inst: Instance, timeout: float = HTTP_TIMEOUT) -> dict[str, Any]:
     """The node's view of the cluster, from its management API, in ``cluster_status``'s shape:
     ``running_nodes``, ``disk_nodes``, ``partitions`` ({node: [unreachable nodes]}), ``alarms``,
@@ -98,7 +108,7 @@ def cluster_status(plan: Plan, layout: Layout, inst: Instance, timeout: float = 
 
     base = f"http://{inst.ip}:{render.mgmt_port(plan)}/api"
     try:
-        with httpx.Client(auth=("guest", "guest"), timeout=timeout) as c:
+        with httpx.Client(auth=monitor_credentials(layout, inst), timeout=timeout) as c:
             nodes = c.get(f"{base}/nodes", params={"columns": "name,running,type,partitions,mem_alarm,"
                                                                 "disk_free_alarm"}).raise_for_status().json()
             name = c.get(f"{base}/cluster-name").raise_for_status().json().get("name")

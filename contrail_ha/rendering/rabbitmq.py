@@ -2,8 +2,8 @@
 
 As in Contrail: static cluster membership (``classic_config`` with every controller's node
 name; the first node forms the cluster, a new node starts once another one runs - see
-``ProcessSpec.join_after``), ``cluster_partition_handling = autoheal``, guest/guest usable remotely, heartbeat 10 s,
-and the ``ha`` mirroring policy. The policy, the vhost and the user come from a definitions file
+``ProcessSpec.join_after``), ``cluster_partition_handling = autoheal``, heartbeat 10 s,
+and the ``ha`` mirroring policy. The policy, the vhost and the users come from a definitions file
 every node imports at boot (RabbitMQ's way to pre-configure nodes at deployment): a cluster
 started from the exported files alone has them, with no orchestrator to run ``rabbitmqctl``.
 
@@ -51,26 +51,40 @@ HA_PATTERN = r"^(?!amq\.).*"
 HA_DEFINITION: dict[str, Any] = {"ha-mode": "all", "ha-sync-mode": "automatic"}
 HA_APPLY_TO = "all"
 HA_PRIORITY = 0
-USER, PASSWORD = "guest", "guest"  # what Contrail's services use (issue 13 replaces it)
 VHOST = "/"
+# The product's own users, each with a password generated once per cluster (no guest, no default
+# credential): contrail-api may touch only the notification exchange and its replicas' queues;
+# the monitor only reads the management API's node list (the ``monitoring`` tag, no vhost access).
+API_USER = "contrail-api"
+MONITOR_USER = "contrail-monitor"
+API_PATTERN = r"^vnc_config\."  # the exchange vnc_config.object-update and the queues vnc_config.<replica>
+
+
+def password(layout: Layout, user: str) -> str:
+    """``user``'s password: the cluster's random secret, made once."""
+    return layout.secret(f"rabbitmq-{user}")
 
 
 def password_hash(plan: Plan, password: str) -> str:
     """RabbitMQ's salted SHA-256 (``rabbit_password_hashing_sha256``): base64(salt + sha256(salt +
-    password)). The salt comes from the cluster id, so rendering stays deterministic (a re-render
-    restarts nothing)."""
-    salt = hashlib.sha256(f"contrail-ha/rabbitmq-salt/{plan.cluster_id}".encode()).digest()[:4]
+    password)). The salt comes from the cluster id and the password, so rendering stays
+    deterministic (a re-render restarts nothing)."""
+    salt = hashlib.sha256(f"contrail-ha/rabbitmq-salt/{plan.cluster_id}/{password}".encode()).digest()[:4]
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 
 
-def definitions(plan: Plan) -> str:
+def definitions(plan: Plan, layout: Layout) -> str:
     """The definitions every node imports at boot. Importing them skips RabbitMQ's own default
-    user and vhost, so both are defined here."""
+    user (guest) and vhost: the vhost and the product's users are defined here, nobody else."""
+    def user(name: str, tags: list[str]) -> dict[str, Any]:
+        return {"name": name, "password_hash": password_hash(plan, password(layout, name)),
+                "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": tags}
+
     return json.dumps({
         "vhosts": [{"name": VHOST}],
-        "users": [{"name": USER, "password_hash": password_hash(plan, PASSWORD),
-                   "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["administrator"]}],
-        "permissions": [{"user": USER, "vhost": VHOST, "configure": ".*", "write": ".*", "read": ".*"}],
+        "users": [user(API_USER, []), user(MONITOR_USER, ["monitoring"])],
+        "permissions": [{"user": API_USER, "vhost": VHOST, "configure": API_PATTERN, "write": API_PATTERN,
+                         "read": API_PATTERN}],
         "policies": [{"vhost": VHOST, "name": HA_POLICY, "pattern": HA_PATTERN, "apply-to": HA_APPLY_TO,
                       "priority": HA_PRIORITY, "definition": HA_DEFINITION}],
     }, indent=1, sort_keys=True) + "\n"
@@ -109,6 +123,7 @@ def paths(layout: Layout, inst: Instance) -> dict[str, Path]:
         "config": conf / "rabbitmq.conf",
         "plugins": conf / "enabled_plugins",
         "definitions": conf / "definitions.json",
+        "monitor": conf / "monitor.json",  # the monitor's credentials, for the status probes on the host
         "conf_env": conf / "rabbitmq-env.conf",
         "mnesia": layout.data(host, inst.name),
         "logs": layout.logs(host, inst.name),
@@ -130,9 +145,6 @@ def rabbitmq_conf(plan: Plan, inst: Instance, definitions_file: Path | None = No
     ]
     for n, h in enumerate(plan.controllers, start=1):
         lines.append(f"cluster_formation.classic_config.nodes.{n} = {plan.rabbitmq_node_name(h)}")
-    lines += [
-        "loopback_users = none",  # guest/guest from other hosts, as Contrail's services use it
-    ]
     if definitions_file is not None:
         lines.append(f"load_definitions = {definitions_file}")
     lines += [
@@ -217,11 +229,12 @@ def render(plan: Plan, inst: Instance, layout: Layout, epmd_port: int = EPMD_POR
         files={
             p["config"]: rabbitmq_conf(plan, inst, p["definitions"]),
             p["plugins"]: enabled_plugins(),
-            p["definitions"]: definitions(plan),
+            p["definitions"]: definitions(plan, layout),
+            p["monitor"]: json.dumps({"user": MONITOR_USER, "password": password(layout, MONITOR_USER)}) + "\n",
             p["conf_env"]: "",  # keeps /etc/rabbitmq/rabbitmq-env.conf out
             p["cookie"]: cookie(plan, layout),
         },
-        modes={p["cookie"]: 0o400, p["home"]: 0o700},
+        modes={p["cookie"]: 0o400, p["home"]: 0o700, p["definitions"]: 0o600, p["monitor"]: 0o600},
         dirs=[p["conf"], p["mnesia"], p["logs"], p["run"], p["home"]],
         processes=[
             ProcessSpec(name="epmd", argv=[EPMD], env=epmd_env(inst, epmd_port), cwd=str(p["run"]),

@@ -80,8 +80,15 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
         cfg, dirs = node_agent_config(plan, inst, layout), [conf, logs]
     else:
         cfg, dirs = service_config(plan, inst), [conf, logs]
+    modes = {}
+    if inst.component == CONFIG_API:  # its notifications: the product's RabbitMQ user (file readable by it only)
+        from contrail_ha.rendering import rabbitmq
+
+        cfg.update(rabbitmq_user=rabbitmq.API_USER, rabbitmq_password=rabbitmq.password(layout, rabbitmq.API_USER))
+        modes[path] = 0o600
     return Rendered(
         files={path: json.dumps(cfg, indent=2) + "\n"},
+        modes=modes,
         dirs=dirs,
         processes=[ProcessSpec(name=inst.name, argv=[python(), "-m", MODULES[inst.component], str(path)],
                                env={"PYTHONUNBUFFERED": "1"}, stop_signal=signal.SIGTERM, stop_timeout=10,

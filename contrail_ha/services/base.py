@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from contrail_ha.services.deps import Dependency
 
@@ -28,6 +28,8 @@ class ServiceConfig(BaseModel):
     listen_port: int
     zookeeper: str  # "ip:port,ip:port" (every controller)
     rabbitmq: list[str]  # ["ip:port", ...] (every controller)
+    rabbitmq_user: str = ""  # contrail-api only: its own RabbitMQ user and generated password
+    rabbitmq_password: str = Field("", repr=False)
     config_db: list[str]  # controller IPs
     config_db_port: int
     config_db_rf: int

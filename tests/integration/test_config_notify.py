@@ -44,11 +44,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     plan = loopback_plan(PREFIX, 3)
     with loopback_cluster(plan, Layout(tmp_path_factory.mktemp("rabbitmq-notify")), EPMD_BASE,
                           configure=True) as c:
+        CREDS.update(user=rmq.API_USER, password=rmq.password(c.layout, rmq.API_USER))
         yield c
         print("\nnotify timings: " + ", ".join(f"{k} {v:.3f}" for k, v in c.timings.items()))
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+CREDS: dict[str, str] = {}  # contrail-api's RabbitMQ user and the cluster's password for it (the fixture's)
+
+
+def admin_url(address: str) -> str:
+    """The API user's AMQP URL (it may declare, delete and read the notification queues)."""
+    return f"amqp://{CREDS['user']}:{CREDS['password']}@{address}/"
+
+
 class Replica:
     """A Notifier with recording callbacks."""
 
@@ -57,7 +66,7 @@ class Replica:
         self.got: list[dict[str, Any]] = []
         self.resyncs = 0
         self.resync_at: list[int] = []  # len(got) at each resync
-        self.n = Notifier(servers, name, self.on_message, self.on_resync, **kw)
+        self.n = Notifier(servers, name, self.on_message, self.on_resync, **{**CREDS, **kw})
 
     async def on_message(self, msg: dict[str, Any]) -> None:
         self.got.append(msg)
@@ -218,7 +227,7 @@ def test_queue_lost_or_recreated_triggers_resync(cluster: Cluster) -> None:
                 await publish(a, "q1", k)
             await until(lambda: len(b.got) == 10, 10, "before")
             t = time.monotonic()
-            admin = await aio_pika.connect(f"amqp://guest:guest@{cluster.address(1)}/")
+            admin = await aio_pika.connect(admin_url(cluster.address(1)))
             try:
                 ch = await admin.channel()
                 await ch.queue_delete(QUEUE_PREFIX + "b3-8082")
@@ -386,7 +395,7 @@ def test_reconnect_to_a_lost_queue_resyncs(cluster: Cluster) -> None:
             killed = True
             await until(lambda: not c.n.ok, 10, "c notices")
             await until(lambda: c.n.reason.startswith(cluster.address(1) + ": AMQPConnectionError"), 10, c.n.reason)
-            admin = await aio_pika.connect(f"amqp://guest:guest@{cluster.address(0)}/")
+            admin = await aio_pika.connect(admin_url(cluster.address(0)))
             try:
                 ch = await admin.channel()
                 await ch.queue_delete(QUEUE_PREFIX + "c7-8082")
@@ -459,7 +468,7 @@ def test_exchange_is_the_originals(cluster: Cluster) -> None:
         r = Replica("e6-8082", cluster.servers(0, 1, 2))
         try:
             await started(r)
-            conn = await aio_pika.connect(f"amqp://guest:guest@{cluster.address(2)}/")
+            conn = await aio_pika.connect(admin_url(cluster.address(2)))
             try:
                 ch = await conn.channel()
                 # a mismatch in type or durability would close the channel with PRECONDITION_FAILED

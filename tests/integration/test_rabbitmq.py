@@ -21,6 +21,7 @@ import pytest
 from contrail_ha.probes import rabbitmq as probe
 from contrail_ha.rendering import rabbitmq as rmq
 from contrail_ha.rendering.base import Layout
+from contrail_ha.services.config_api.notify import EXCHANGE
 from contrail_ha.topology.plan import RABBITMQ, RABBITMQ_DIST_OFFSET, Instance, Plan
 from tests.helpers import proc
 from tests.helpers.rabbitmq import Cluster, beam_pid, ensure_gone, listening, loopback_cluster
@@ -73,12 +74,18 @@ def test_ha_policy_vhost_and_user_come_from_the_boot_definitions(cluster: Cluste
         policies = probe.ctl_json(cluster.plan, cluster.layout, cluster.inst(i), "list_policies")
         assert len(policies) == 1 and probe.policy_matches(policies[0]), policies
         assert policies[0]["pattern"] == r"^(?!amq\.).*"
+    # the product's own users only (no guest), each with the cluster's generated password
     users = probe.ctl_json(cluster.plan, cluster.layout, cluster.inst(2), "list_users")
-    assert [(u["user"], u["tags"]) for u in users] == [("guest", ["administrator"])], users
-    check = probe.ctl(cluster.plan, cluster.layout, cluster.inst(2), "authenticate_user", "guest", "guest")
-    assert check.returncode == 0, check.stderr
-    wrong = probe.ctl(cluster.plan, cluster.layout, cluster.inst(2), "authenticate_user", "guest", "wrong")
-    assert wrong.returncode != 0
+    assert sorted((u["user"], u["tags"]) for u in users) == [(rmq.API_USER, []), (rmq.MONITOR_USER, ["monitoring"])]
+    for user in (rmq.API_USER, rmq.MONITOR_USER):
+        check = probe.ctl(cluster.plan, cluster.layout, cluster.inst(2), "authenticate_user", user,
+                          rmq.password(cluster.layout, user))
+        assert check.returncode == 0, check.stderr
+    for user, pw in ((rmq.API_USER, "wrong"), ("guest", "guest")):
+        assert probe.ctl(cluster.plan, cluster.layout, cluster.inst(2), "authenticate_user", user, pw).returncode != 0
+    perms = probe.ctl_json(cluster.plan, cluster.layout, cluster.inst(0), "list_permissions")
+    assert [(p["user"], p["configure"], p["write"], p["read"]) for p in perms] == [
+        (rmq.API_USER, rmq.API_PATTERN, rmq.API_PATTERN, rmq.API_PATTERN)], perms
     vhosts = probe.ctl_json(cluster.plan, cluster.layout, cluster.inst(0), "list_vhosts")
     assert [v["name"] for v in vhosts] == ["/"]
     t = time.monotonic()
@@ -89,9 +96,9 @@ def test_ha_policy_vhost_and_user_come_from_the_boot_definitions(cluster: Cluste
 def test_publish_confirmed_on_one_node_consumed_on_another(cluster: Cluster) -> None:
     pika = pytest.importorskip("pika")
     probe.configure(cluster.plan, cluster.layout)
-    q = f"contrail-ha-test.{uuid.uuid4().hex[:8]}"
+    q = f"vnc_config.test-{uuid.uuid4().hex[:8]}"  # what contrail-api's user may declare and use
     n = 200
-    creds = pika.PlainCredentials("guest", "guest")  # loopback_users = none: guest works remotely
+    creds = pika.PlainCredentials(rmq.API_USER, rmq.password(cluster.layout, rmq.API_USER))
 
     def connect(inst: Instance):
         return pika.BlockingConnection(pika.ConnectionParameters(
@@ -102,11 +109,13 @@ def test_publish_confirmed_on_one_node_consumed_on_another(cluster: Cluster) -> 
     try:
         ch = pub.channel()
         ch.confirm_delivery()
+        ch.exchange_declare(EXCHANGE, "fanout", durable=False)
         ch.queue_declare(q, durable=False, auto_delete=False)
+        ch.queue_bind(q, EXCHANGE)
         t = time.monotonic()
         for k in range(n):
             # with confirms on, a nack or an unroutable message raises here
-            ch.basic_publish("", q, f"msg-{k}".encode(), mandatory=True)
+            ch.basic_publish(EXCHANGE, "", f"msg-{k}".encode(), mandatory=True)
         cluster.timings[f"publish {n} confirmed"] = time.monotonic() - t
     finally:
         pub.close()
@@ -138,6 +147,36 @@ def test_publish_confirmed_on_one_node_consumed_on_another(cluster: Cluster) -> 
     finally:
         sub.close()
     assert got == [f"msg-{k}" for k in range(n)]
+
+
+def test_no_guest_and_the_api_user_only_on_its_own_names(cluster: Cluster) -> None:
+    """From another address: guest/guest is refused; contrail-api's user cannot declare, publish to
+    or read anything but the notification exchange and queues; the monitor has no vhost access."""
+    pika = pytest.importorskip("pika")
+    inst = cluster.inst(1)
+
+    def connect(user: str, pw: str):
+        return pika.BlockingConnection(pika.ConnectionParameters(
+            inst.ip, inst.port, credentials=pika.PlainCredentials(user, pw), socket_timeout=5,
+            connection_attempts=1))
+
+    for user, pw in (("guest", "guest"), (rmq.API_USER, "guest"),
+                     (rmq.MONITOR_USER, rmq.password(cluster.layout, rmq.MONITOR_USER))):
+        with pytest.raises((pika.exceptions.ProbableAuthenticationError, pika.exceptions.ProbableAccessDeniedError,
+                            pika.exceptions.AMQPConnectionError)):
+            connect(user, pw).close()
+    conn = connect(rmq.API_USER, rmq.password(cluster.layout, rmq.API_USER))
+    try:
+        for attempt in (lambda ch: ch.queue_declare("other-queue"),
+                        lambda ch: ch.exchange_declare("other-exchange", "fanout"),
+                        lambda ch: ch.basic_publish("", "x", b"anything")):
+            ch = conn.channel()
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as e:
+                attempt(ch)
+                ch.basic_qos(prefetch_count=1)  # a round trip: an asynchronous refusal arrives by now
+            assert e.value.reply_code == 403, e.value
+    finally:
+        conn.close()
 
 
 def test_cli_runs_without_epmd_lookups(cluster: Cluster) -> None:

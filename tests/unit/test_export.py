@@ -140,11 +140,17 @@ def test_secrets_stay_out_of_configmaps_and_the_same_across_exports(exported: tu
     out, _ = exported
     docs = _k8s(out)
     secrets = [d for d in docs if d["kind"] == "Secret"]
-    assert [d["metadata"]["name"] for d in secrets] == ["contrail-controller"]  # the Erlang cookies
+    # the Erlang cookies, RabbitMQ's users (definitions, the monitor's credentials), contrail-api's config
+    assert [d["metadata"]["name"] for d in secrets] == ["contrail-controller"]
     cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "contrail-controller")
     index = json.loads(cm["data"]["index.json"])
-    cookie_keys = {k for h in index["hosts"] for k, rel in h["files"].items() if rel.endswith(".erlang.cookie")}
-    assert len(cookie_keys) == 3 and not cookie_keys & set(cm["data"]) and cookie_keys == set(secrets[0]["stringData"])
+    private = {k for h in index["hosts"] for k, rel in h["files"].items()
+               if rel.endswith((".erlang.cookie", "definitions.json", "monitor.json"))
+               or ("config-api" in rel and rel.endswith("service.json"))}
+    assert len(private) == 3 * 4 and not private & set(cm["data"]) and private == set(secrets[0]["stringData"])
+    public = yaml.safe_dump([d for d in docs if d["kind"] != "Secret"])
+    for name in ("rabbitmq-contrail-api", "rabbitmq-contrail-monitor", "erlang-cookie"):
+        assert (out / "secrets" / name).read_text().strip() not in public, name
     assert stat.S_IMODE(os.stat(out / "kubernetes" / "contrail.yaml").st_mode) == 0o600
     p = subprocess.run([sys.executable, "-m", "contrail_ha.cli", "export", "kubernetes", "-", "-t",
                         str(REPO / "examples" / "ha.yaml"), "--state-root", str(out / "kept")],

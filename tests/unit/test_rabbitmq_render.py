@@ -48,7 +48,7 @@ def test_rabbitmq_conf(plan: Plan, layout: Layout) -> None:
     assert conf["cluster_partition_handling"] == "autoheal"
     assert conf["cluster_formation.peer_discovery_backend"] == "classic_config"
     assert [conf[f"cluster_formation.classic_config.nodes.{i}"] for i in (1, 2, 3)] == NODES
-    assert conf["loopback_users"] == "none"
+    assert "loopback_users" not in conf  # guest does not exist: nothing to let in from other hosts
     assert conf["heartbeat"] == "10"
     assert (conf["management.tcp.ip"], conf["management.tcp.port"]) == ("127.0.30.2", "15673")
     assert conf["management.rates_mode"] == "none"
@@ -254,31 +254,53 @@ def test_prefix_uses_the_namespace_only_when_it_exists(plan: Plan, monkeypatch: 
     assert probe.prefix(plan, plan.controllers[0])[-4:] == ["ip", "netns", "exec", "test-n1"]
 
 
-def test_boot_definitions_carry_the_policy_vhost_and_user(plan: Plan, layout: Layout) -> None:
+def test_boot_definitions_carry_the_policy_vhost_and_users(plan: Plan, layout: Layout) -> None:
     import base64
     import hashlib
 
     inst = plan.of(RABBITMQ)[2]
     r = rmq.render(plan, inst, layout)
     conf_dir = layout.conf("n3", "rabbitmq")
-    assert conf_map(r.files[conf_dir / "rabbitmq.conf"])["load_definitions"] == str(conf_dir / "definitions.json")
+    conf = conf_map(r.files[conf_dir / "rabbitmq.conf"])
+    assert conf["load_definitions"] == str(conf_dir / "definitions.json")
+    assert "loopback_users" not in conf  # no guest to let in from other hosts
     d = json.loads(r.files[conf_dir / "definitions.json"])
+    assert r.modes[conf_dir / "definitions.json"] == 0o600
     assert d["vhosts"] == [{"name": "/"}]
     (pol,) = d["policies"]
     assert probe.policy_matches(pol) and pol["vhost"] == "/"
-    (user,) = d["users"]
-    assert user["name"] == "guest" and user["tags"] == ["administrator"]
-    raw = base64.b64decode(user["password_hash"])  # RabbitMQ's salted SHA-256 of "guest"
-    assert raw[4:] == hashlib.sha256(raw[:4] + b"guest").digest()
-    assert d["permissions"] == [{"user": "guest", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}]
-    # the same text on every node and every render (a re-render restarts nothing); per cluster salt
-    assert r.files[conf_dir / "definitions.json"] == rmq.definitions(plan)
-    assert all(rmq.definitions(plan) == rmq.render(plan, i, layout).files[layout.conf(i.host.name, "rabbitmq")
-                                                                           / "definitions.json"]
+    users = {u["name"]: u for u in d["users"]}
+    assert set(users) == {"contrail-api", "contrail-monitor"}  # no guest, no administrator
+    assert users["contrail-api"]["tags"] == [] and users["contrail-monitor"]["tags"] == ["monitoring"]
+    for name, u in users.items():
+        pw = rmq.password(layout, name)
+        assert len(pw) >= 32 and pw != "guest"
+        raw = base64.b64decode(u["password_hash"])  # RabbitMQ's salted SHA-256 of the generated password
+        assert raw[4:] == hashlib.sha256(raw[:4] + pw.encode()).digest()
+    assert rmq.password(layout, "contrail-api") != rmq.password(layout, "contrail-monitor")
+    assert d["permissions"] == [{"user": "contrail-api", "vhost": "/", "configure": r"^vnc_config\.",
+                                 "write": r"^vnc_config\.", "read": r"^vnc_config\."}]
+    # the monitor's credentials for the host's probes, readable by the owner only
+    assert json.loads(r.files[conf_dir / "monitor.json"]) == {"user": "contrail-monitor",
+                                                              "password": rmq.password(layout, "contrail-monitor")}
+    assert r.modes[conf_dir / "monitor.json"] == 0o600
+    # the same text on every node and every render (a re-render restarts nothing)
+    assert r.files[conf_dir / "definitions.json"] == rmq.definitions(plan, layout)
+    assert all(rmq.definitions(plan, layout) == rmq.render(plan, i, layout).files[layout.conf(i.host.name, "rabbitmq")
+                                                                                   / "definitions.json"]
                for i in plan.of(RABBITMQ))
-    assert json.loads(rmq.definitions(loopback_plan(
-        "127.0.31", 3, cluster={"id": "other", "vip": "127.0.31.200", "network": "127.0.31.0/24"})))["users"][0][
-        "password_hash"] != user["password_hash"]
+
+
+def test_the_api_replicas_get_their_rabbitmq_user_in_a_private_file(plan: Plan, layout: Layout) -> None:
+    from contrail_ha.rendering import services
+    from contrail_ha.topology.plan import CONFIG_API
+
+    inst = plan.of(CONFIG_API)[0]
+    r = services.render(plan, inst, layout)
+    (path,) = r.files
+    cfg = json.loads(r.files[path])
+    assert cfg["rabbitmq_user"] == "contrail-api" and cfg["rabbitmq_password"] == rmq.password(layout, "contrail-api")
+    assert r.modes[path] == 0o600
 
 
 def test_the_first_node_forms_and_a_new_node_joins_a_running_one(plan: Plan, layout: Layout) -> None:

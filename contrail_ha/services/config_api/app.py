@@ -178,7 +178,8 @@ async def _start(cfg: base.ServiceConfig, api: ConfigApi, deps: list[Dependency]
 
     # the local broker first: replicas spread over the brokers and fail over to the others in turn
     brokers = sorted(cfg.rabbitmq, key=lambda b: b.split(":")[0] != cfg.listen_ip)
-    notifier = Notifier(brokers, replica, on_message, on_resync)
+    notifier = Notifier(brokers, replica, on_message, on_resync, user=cfg.rabbitmq_user,
+                        password=cfg.rabbitmq_password)
     api.notifier = notifier
     await notifier.start()
     deps.extend([Probe("zookeeper", zk), Probe("rabbitmq", notifier)])

@@ -113,7 +113,7 @@ class Notifier:
     """
 
     def __init__(self, servers: list[str], replica_id: str, on_message: OnMessage, on_resync: OnResync,
-                 user: str = "guest", password: str = "guest", *, max_pending: int = MAX_PENDING,
+                 *, user: str, password: str, max_pending: int = MAX_PENDING,
                  confirm_timeout: float = CONFIRM_TIMEOUT_S, heartbeat: int = HEARTBEAT_S,
                  queue_expires: float = QUEUE_EXPIRES_S) -> None:
         if not servers:
