@@ -28,7 +28,7 @@ from pathlib import Path
 
 from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered
 from contrail_ha.topology.model import LbBind, Role
-from contrail_ha.topology.plan import ANALYTICS_API, CONFIG_API, HAPROXY, Instance, Plan
+from contrail_ha.topology.plan import ANALYTICS_API, CONFIG_API, HAPROXY, Instance, Plan, local_only
 
 NAME = "haproxy"
 CONFIG_FILE = "haproxy.cfg"
@@ -186,8 +186,8 @@ def render_config(plan: Plan, inst: Instance, layout: Layout) -> str:
         "",
         *_backend(ANALYTICS_API_BACKEND, plan.of(BACKEND_COMPONENT[ANALYTICS_API_BACKEND])),
         "",
-        f"listen {STATS_PROXY}",
-        f"    bind {inst.ip}:{p.haproxy_stats}",
+        f"listen {STATS_PROXY}",  # the page and its Prometheus exporter: the lb's loopback only
+        f"    bind {local_only(inst.ip)}:{p.haproxy_stats}",
         "    stats enable",
         "    stats uri /",
         "    stats refresh 5s",

@@ -81,10 +81,11 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
     else:
         cfg, dirs = service_config(plan, inst), [conf, logs]
     modes = {}
-    if inst.component == CONFIG_API:  # its notifications: the product's RabbitMQ user (file readable by it only)
-        from contrail_ha.rendering import rabbitmq
+    if inst.component == CONFIG_API:  # its RabbitMQ user and ZooKeeper identity (file readable by it only)
+        from contrail_ha.rendering import rabbitmq, zookeeper
 
-        cfg.update(rabbitmq_user=rabbitmq.API_USER, rabbitmq_password=rabbitmq.password(layout, rabbitmq.API_USER))
+        cfg.update(rabbitmq_user=rabbitmq.API_USER, rabbitmq_password=rabbitmq.password(layout, rabbitmq.API_USER),
+                   zookeeper_user=zookeeper.API_USER, zookeeper_password=zookeeper.password(layout, zookeeper.API_USER))
         modes[path] = 0o600
     return Rendered(
         files={path: json.dumps(cfg, indent=2) + "\n"},

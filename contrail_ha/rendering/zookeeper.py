@@ -22,6 +22,13 @@ CNX_TIMEOUT_MS = 1000  # election connection timeout (stock 5 s) for unreachable
 MIN_SESSION_MS = 2 * TICK_MS
 MAX_SESSION_MS = 30000  # do not clamp clients asking for up to 30 s (stock would be 20 ticks)
 FOUR_LETTER_WORDS = "srvr,stat,mntr,ruok,conf"
+API_USER = "contrail-api"  # the digest identity that owns the cluster's znodes (/<cluster-id>)
+
+
+def password(layout: Layout, user: str) -> str:
+    """``user``'s ZooKeeper digest password: the cluster's random secret, made once."""
+    return layout.secret(f"zookeeper-{user}")
+
 
 # ZooKeeper's pom marks Dropwizard metrics-core and snappy-java "provided", yet the server loads
 # both at start-up (NoClassDefFoundError com/codahale/metrics/Reservoir, then

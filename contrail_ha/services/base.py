@@ -30,6 +30,8 @@ class ServiceConfig(BaseModel):
     rabbitmq: list[str]  # ["ip:port", ...] (every controller)
     rabbitmq_user: str = ""  # contrail-api only: its own RabbitMQ user and generated password
     rabbitmq_password: str = Field("", repr=False)
+    zookeeper_user: str = ""  # contrail-api only: its ZooKeeper digest identity (owns the cluster's znodes)
+    zookeeper_password: str = Field("", repr=False)
     config_db: list[str]  # controller IPs
     config_db_port: int
     config_db_rf: int

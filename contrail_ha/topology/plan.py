@@ -49,6 +49,12 @@ NODE_GROUP = "node"  # every host's own supervisor group: the node agent (not on
 GROUP_OF: dict[str, str] = {**{c: r.value for c, r in ROLE_OF.items()}, NODE_AGENT: NODE_GROUP}
 
 
+def local_only(host_ip: str) -> str:
+    """The address of a port only its own host may reach: the loopback. A host that is a loopback
+    address itself (several hosts in one namespace, in tests) keeps its own."""
+    return host_ip if ipaddress.ip_address(host_ip).is_loopback else "127.0.0.1"
+
+
 def group_of_process(proc: str) -> str:
     """The role group whose supervisor runs the process named ``proc`` (e.g. ``config-api-1``)."""
     component = proc.rsplit("-", 1)[0] if proc.rsplit("-", 1)[-1].isdigit() else proc
@@ -220,7 +226,7 @@ class Plan:
                     bindings=(
                         Binding(lb_ip, p.config_api, "haproxy config-api frontend"),
                         Binding(lb_ip, p.analytics_api, "haproxy analytics-api frontend"),
-                        Binding(ip, p.haproxy_stats, "haproxy stats"),
+                        Binding(local_only(ip), p.haproxy_stats, "haproxy stats (loopback only)"),
                     ),
                 )
             )

@@ -27,11 +27,15 @@ def api_url(cluster: Cluster) -> str:
 
 @pytest.fixture(scope="module")
 def zk(cluster: Cluster) -> Iterator[object]:
-    """A ZooKeeper client on the controllers (read-only use: where the ids are held)."""
+    """A ZooKeeper client on the controllers (read-only use: where the ids are held), with the
+    replicas' digest identity (their znodes are theirs only)."""
     from kazoo.client import KazooClient
 
+    from contrail_ha.rendering import zookeeper
+
     hosts = ",".join(f"{i.address.split(':')[0]}:2181" for i in cluster.plan.of("config-api"))
-    k = KazooClient(hosts=hosts)
+    secret = zookeeper.password(cluster.layout, zookeeper.API_USER)
+    k = KazooClient(hosts=hosts, auth_data=[("digest", f"{zookeeper.API_USER}:{secret}")])
     k.start(timeout=15)
     yield k
     k.stop()

@@ -96,6 +96,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             print("\ntimings: " + ", ".join(f"{k}={v}" for k, v in TIMINGS.items()))
 
 
+AUTH = ("contrail-api", "integration-only-secret")  # the replicas' ZooKeeper digest identity
+
+
 @dataclass
 class Env:
     servers: Servers
@@ -113,8 +116,8 @@ def env(servers: Servers) -> Iterator[Env]:
     loop = Loop()
     c = cluster_of(servers.plan, CONFIG_DB)
     store = ConfigStore([str(h.ip) for h in c.hosts], c.cql_port, 1, layout=collection_layout)
-    zk = Coordinator(servers.plan.zookeeper_servers, servers.plan.cluster_id, stale_check=store)
-    zk2 = Coordinator(servers.plan.zookeeper_servers, servers.plan.cluster_id, stale_check=store)
+    zk = Coordinator(servers.plan.zookeeper_servers, servers.plan.cluster_id, stale_check=store, auth=AUTH)
+    zk2 = Coordinator(servers.plan.zookeeper_servers, servers.plan.cluster_id, stale_check=store, auth=AUTH)
     try:
         t0 = time.monotonic()
         loop.run(store.start())
@@ -724,7 +727,7 @@ def test_fq_lock_one_winner_of_20(env: Env) -> None:
 def test_stale_lock_takeover(env: Env) -> None:
     store = env.store
     quick = Coordinator(env.servers.plan.zookeeper_servers, env.servers.plan.cluster_id, stale_lock_seconds=1.0,
-                        stale_check=store)
+                        stale_check=store, auth=AUTH)
     env.run(quick.start())
     try:
         ghost, new = uid(), uid()  # ghost: a lock whose object never reached Cassandra
@@ -858,7 +861,7 @@ def test_subnet_allocator_exhausts_a_29(env: Env) -> None:
 def test_session_lost_reconnects(env: Env) -> None:
     """An expired session (LOST) is replaced by a new one; the coordinator keeps serving."""
     hosts, cid = env.servers.plan.zookeeper_servers, env.servers.plan.cluster_id
-    c = Coordinator(hosts, cid, timeout=4.0)
+    c = Coordinator(hosts, cid, timeout=4.0, auth=AUTH)
     states: list[str] = []
     c.add_listener(states.append)
     try:
@@ -877,6 +880,33 @@ def test_session_lost_reconnects(env: Env) -> None:
         assert env.run(c.create_fq_lock("project", ["after", "lost"], uid())) is True
     finally:
         env.run(c.close())
+
+
+def test_the_cluster_znodes_are_the_replicas_own(env: Env) -> None:
+    """Every znode the replicas make is readable and writable by their digest identity only: an
+    anonymous client (or another identity) is refused; another replica with the identity is not."""
+    from kazoo.exceptions import NoAuthError
+    from kazoo.security import make_digest_acl
+
+    hosts, cid = env.servers.plan.zookeeper_servers, env.servers.plan.cluster_id
+    owner = uid()
+    assert env.run(env.zk.create_fq_lock("project", ["acl", "p"], owner)) is True
+    assert env.run(env.zk2.read_fq_lock("project", ["acl", "p"])) == owner  # the other replica reads it
+    mine = [make_digest_acl(*AUTH, all=True)]
+    assert env.zk.client.get_acls(f"/{cid}")[0] == mine
+    locks = [f"/{cid}/{c}" for c in env.zk.client.get_children(f"/{cid}")]
+    assert locks and all(env.zk.client.get_acls(p)[0] == mine for p in locks)
+    for auth in (None, [("digest", "contrail-api:guessed")]):
+        anon = KazooClient(hosts=hosts, timeout=4.0, auth_data=auth)
+        anon.start(10)
+        try:
+            for call, args in ((anon.get_children, (f"/{cid}",)), (anon.get, (locks[0],)),
+                               (anon.create, (f"/{cid}/planted", b"x")), (anon.delete, (locks[0],))):
+                with pytest.raises(NoAuthError):
+                    call(*args)
+        finally:
+            anon.stop()
+            anon.close()
 
 
 # --- last: Cassandra goes away -------------------------------------------------------------------------

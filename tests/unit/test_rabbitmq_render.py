@@ -291,7 +291,7 @@ def test_boot_definitions_carry_the_policy_vhost_and_users(plan: Plan, layout: L
                for i in plan.of(RABBITMQ))
 
 
-def test_the_api_replicas_get_their_rabbitmq_user_in_a_private_file(plan: Plan, layout: Layout) -> None:
+def test_the_api_replicas_get_their_credentials_in_a_private_file(plan: Plan, layout: Layout) -> None:
     from contrail_ha.rendering import services
     from contrail_ha.topology.plan import CONFIG_API
 
@@ -300,6 +300,11 @@ def test_the_api_replicas_get_their_rabbitmq_user_in_a_private_file(plan: Plan, 
     (path,) = r.files
     cfg = json.loads(r.files[path])
     assert cfg["rabbitmq_user"] == "contrail-api" and cfg["rabbitmq_password"] == rmq.password(layout, "contrail-api")
+    # and its ZooKeeper digest identity, another generated secret
+    from contrail_ha.rendering import zookeeper
+
+    assert cfg["zookeeper_user"] == "contrail-api"
+    assert cfg["zookeeper_password"] == zookeeper.password(layout, "contrail-api") != cfg["rabbitmq_password"]
     assert r.modes[path] == 0o600
 
 

@@ -29,6 +29,7 @@ from kazoo.exceptions import (
 )
 from kazoo.protocol.states import ZnodeStat
 from kazoo.retry import KazooRetry
+from kazoo.security import make_digest_acl
 
 from contrail_ha.services.config_api.objects import Unavailable, mark_write
 
@@ -53,15 +54,21 @@ class Session:
     """One replica's ZooKeeper session: its state, its listeners, and the blocking primitives
     (retried over a connection loss) the recipes of this package build on."""
 
-    def __init__(self, hosts: str, cluster_id: str, *, timeout: float = SESSION_TIMEOUT_S,
-                 op_timeout: float = 10.0, lost_restart_after: float = 10.0) -> None:
+    def __init__(self, hosts: str, cluster_id: str, *, auth: tuple[str, str] | None = None,
+                 timeout: float = SESSION_TIMEOUT_S, op_timeout: float = 10.0,
+                 lost_restart_after: float = 10.0) -> None:
         self.hosts = hosts
         cid = cluster_id.strip("/")
         self.prefix = f"/{cid}" if cid else ""
         self.op_timeout = op_timeout
         self.lost_restart_after = lost_restart_after
+        # ``auth`` (user, password): the session authenticates with ZooKeeper's digest scheme and
+        # every znode it creates is readable and writable by that identity only
+        self.acl = [make_digest_acl(auth[0], auth[1], all=True)] if auth else None
         self.client = KazooClient(hosts=hosts, timeout=timeout,
-                                  connection_retry=KazooRetry(max_tries=-1, max_delay=1.0))
+                                  connection_retry=KazooRetry(max_tries=-1, max_delay=1.0),
+                                  auth_data=[("digest", f"{auth[0]}:{auth[1]}")] if auth else None,
+                                  default_acl=self.acl)
         self.state: str = "CONNECTING"
         self.epoch = 0  # bumped on every (re)connection after the first: allocators reload lazily
         self._live = threading.Event()
@@ -167,10 +174,17 @@ class Session:
         event = self.client.start_async()
         if await asyncio.to_thread(event.wait, timeout):
             if self.prefix:
-                await asyncio.to_thread(self.call, self.client.ensure_path, self.prefix)
+                await asyncio.to_thread(self.call, self._own_prefix)
             return True
         log.warning("no zookeeper session after %.0fs (%s): still trying", timeout, self.hosts)
         return False
+
+    def _own_prefix(self) -> None:
+        """The cluster's root znode, made if missing, with this session's ACL even if someone else
+        made it first (anyone may create znodes at ZooKeeper's root)."""
+        self.client.ensure_path(self.prefix)
+        if self.acl is not None and self.client.get_acls(self.prefix)[0] != self.acl:
+            self.client.set_acls(self.prefix, self.acl)
 
     async def wait_connected(self, timeout: float) -> bool:
         if self.connected:

@@ -1,0 +1,57 @@
+"""Issue 13, as an outsider on the client network sees the cluster: what is closed and what
+refuses anonymous or default credentials. Grows as each part is locked down (docs/security.md)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from contrail_ha.rendering import rabbitmq as rmq
+from tests.e2e.conftest import Cluster
+
+
+def _connects(ip: str, port: int) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def test_the_lbs_stats_pages_are_not_on_the_network(cluster: Cluster) -> None:
+    plan = cluster.plan
+    assert _connects(plan.vip, plan.ports.config_api)  # the client network does reach the lbs' VIP
+    for lb in plan.lbs:
+        assert not _connects(str(lb.ip), plan.ports.haproxy_stats), lb.name
+
+
+def test_rabbitmq_refuses_guest_and_guesses_from_the_client_network(cluster: Cluster) -> None:
+    pika = pytest.importorskip("pika")
+    plan = cluster.plan
+    for inst in plan.of("rabbitmq"):
+        for user, pw in (("guest", "guest"), (rmq.API_USER, "guest"), (rmq.API_USER, rmq.API_USER)):
+            params = pika.ConnectionParameters(inst.ip, inst.port, credentials=pika.PlainCredentials(user, pw),
+                                               socket_timeout=5, connection_attempts=1)
+            with pytest.raises((pika.exceptions.AuthenticationError, pika.exceptions.ProbableAuthenticationError)):
+                pika.BlockingConnection(params).close()
+
+
+def test_the_cluster_znodes_refuse_anonymous_clients(cluster: Cluster) -> None:
+    """ZooKeeper answers the client network (its clients need the controllers' list), but the
+    cluster's znodes (fq-name locks, id allocators) are the API replicas' digest identity's only."""
+    from kazoo.client import KazooClient
+    from kazoo.exceptions import NoAuthError
+    from kazoo.security import OPEN_ACL_UNSAFE
+
+    cid = cluster.plan.cluster_id
+    anon = KazooClient(hosts=cluster.plan.zookeeper_servers, timeout=4.0)
+    anon.start(15)
+    try:
+        for call, args in ((anon.exists, (f"/{cid}",)), (anon.get_children, (f"/{cid}",)), (anon.get, (f"/{cid}",)),
+                           (anon.create, (f"/{cid}/planted", b"x")), (anon.set_acls, (f"/{cid}", OPEN_ACL_UNSAFE))):
+            with pytest.raises(NoAuthError):
+                call(*args)
+    finally:
+        anon.stop()
+        anon.close()
