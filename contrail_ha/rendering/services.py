@@ -47,6 +47,7 @@ def service_config(plan: Plan, inst: Instance) -> dict[str, object]:
         "analytics_db_rf": rep.analytics_db,
         "kafka": plan.kafka_servers,
         "collectors": [f"{ip}:{p.collector}" for ip in plan.ips(plan.analytics)],
+        "trusted_proxies": [*plan.ips(plan.lbs), plan.vip],
         "uve_partitions": plan.topology.cluster.uve_partitions,
         "kafka_rf": rep.kafka,
         "kafka_min_insync": rep.kafka_min_insync,

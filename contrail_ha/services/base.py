@@ -40,6 +40,7 @@ class ServiceConfig(BaseModel):
     analytics_db_rf: int
     kafka: str  # "ip:port,..."
     collectors: list[str]  # ["ip:port", ...] (every analytics host)
+    trusted_proxies: list[str] = []  # the lbs' addresses (and the VIP): whose X-Forwarded-For is believed
     uve_partitions: int = 30
     kafka_rf: int = 3
     kafka_min_insync: int = 2

@@ -99,7 +99,7 @@ def test_config_changes_are_object_logs(cluster: Cluster) -> None:
     name = f"objlog-{uuid.uuid4().hex[:6]}"
     t0 = int(time.time() * 1e6)
     r = httpx.post(f"http://{vip}:8082/projects", json={"project": {"fq_name": ["default-domain", name]}},
-                   headers={"X-User-Name": "e2e-operator"}, timeout=10)
+                   headers={"X-User-Name": "e2e-operator", "X-Forwarded-For": "203.0.113.7"}, timeout=10)
     assert r.status_code == 200, r.text
     u = r.json()["project"]["uuid"]
     assert httpx.put(f"http://{vip}:8082/project/{u}", json={"project": {"display_name": "renamed"}},
@@ -112,6 +112,8 @@ def test_config_changes_are_object_logs(cluster: Cluster) -> None:
     rows = wait(lambda: len(r := query(cluster, body)) >= 3 and r, 30, "three object logs")
     assert [x["ObjectLog"]["operation"] for x in rows] == ["CREATE", "UPDATE", "DELETE"]
     assert rows[0]["ObjectLog"]["user"] == "e2e-operator" and rows[0]["ObjectLog"]["uuid"] == u
+    # the address HAProxy saw (this test's, in the client namespace), not the one the client claimed
+    assert rows[0]["ObjectLog"]["remote"] == cluster.plan.client_link[1]
     assert rows[1]["ObjectLog"]["old"]["display_name"] == name
     assert rows[1]["ObjectLog"]["new"]["display_name"] == "renamed"
     # the time range really bounds the result

@@ -21,7 +21,7 @@ from contrail_ha.services.config_api.objects import ConfigError, NotFound, Obj
 from contrail_ha.services.config_api.schema import ResourceType
 from contrail_ha.services.config_api.server import ConfigApi, Hooks
 from contrail_ha.services.config_api.tags import TagAllocators, TagHooks
-from contrail_ha.services.config_api.wire import REQUESTER, errors
+from contrail_ha.services.config_api.wire import REQUESTER, TRUSTED_PROXIES, errors
 from contrail_ha.services.deps import Cassandra, Dependency
 
 log = logging.getLogger(__name__)
@@ -222,6 +222,7 @@ def build(cfg: base.ServiceConfig) -> web.Application:
 
     app = web.Application(client_max_size=1024 * 1024 + 1, middlewares=[gate, errors])
     app[base.HEALTH] = deps
+    app[TRUSTED_PROXIES] = frozenset(cfg.trusted_proxies)
 
     app.router.add_get("/health", base.health)  # refreshes the Probe dependencies first
     api.add_routes(app)

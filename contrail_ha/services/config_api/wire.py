@@ -101,9 +101,21 @@ CLOSE = web.RequestKey("contrail_ha_close", bool)
 UNEXPECTED = (TypeError, ValueError, LookupError, AttributeError, RecursionError, UnicodeError, OverflowError)
 
 
+# the lbs' addresses: only a request that comes from one of them carries a client address to believe
+TRUSTED_PROXIES = web.AppKey("trusted_proxies", frozenset)
+
+
 def requester(request: web.Request) -> dict[str, str]:
+    """Who asked, for the audit log. ``remote`` is the address HAProxy saw: the last
+    X-Forwarded-For entry (the one the lb appended) of a request that came from an lb; a client's
+    own X-Forwarded-For entries come before it and are never believed, nor is the header of a
+    request that reached the replica directly."""
     h = request.headers
-    remote = h.get("X-Forwarded-For", "").split(",")[0].strip() or request.remote or ""
+    remote = request.remote or ""
+    if remote in request.app.get(TRUSTED_PROXIES, frozenset()):
+        # HAProxy adds its own header line after the client's: every line, every entry, in order
+        forwarded = [a.strip() for v in h.getall("X-Forwarded-For", []) for a in v.split(",") if a.strip()]
+        remote = forwarded[-1] if forwarded else remote
     return {"user": h.get("X-User-Name") or h.get("X-Auth-User") or "anonymous",
             "useragent": h.get("X-Contrail-Useragent") or h.get("User-Agent") or "", "remote": remote}
 
@@ -148,7 +160,8 @@ async def errors(request: web.Request, handler: Callable[[web.Request], Awaitabl
 
 __all__ = [
     "CLOSE", "MAX_BODY", "MAX_DEPTH", "MAX_FIELDS", "MAX_IDS", "MAX_PARAM", "REQUESTER", "REQUEST_ID",
-    "REQUEST_ID_HEADER", "TEXT", "UNEXPECTED", "base", "bool_param", "check_tree", "csv_list", "errors",
+    "REQUEST_ID_HEADER", "TEXT", "TRUSTED_PROXIES", "UNEXPECTED", "base", "bool_param", "check_tree", "csv_list",
+    "errors",
     "fq_name_param", "fq_name_str_param", "id_list", "int_param", "object_body", "optional_uuid", "parse_json",
     "read_body", "requester", "show", "str_list", "str_param", "uuid_param",
 ]
