@@ -10,6 +10,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import PurePosixPath
 
 from contrail_ha.deploy.runner import REMOTE_DIR
 from contrail_ha.remote import ssh
@@ -46,19 +47,24 @@ def via(layout: Layout) -> list[str]:
     return shlex.split(runtime_of(layout).get("via", ""))
 
 
+def _host_dir(plan: Plan, host: str) -> PurePosixPath:
+    """The cluster's directory on ``host`` (the playbooks' ``contrail_ha_dir/<host>``)."""
+    return PurePosixPath(REMOTE_DIR / plan.cluster_id / host)
+
+
 def engine_conf(plan: Plan, host: str) -> str:
-    return str(REMOTE_DIR / plan.cluster_id / host / "engine" / "containers.conf")
+    return str(_host_dir(plan, host) / "engine" / "containers.conf")
 
 
 def project_dir(plan: Plan, host: str) -> str:
     """Where the deployment unpacked ``host``'s Compose project, on that host."""
-    return str(REMOTE_DIR / plan.cluster_id / host / "project")
+    return str(_host_dir(plan, host) / "project")
 
 
 def compose_env(plan: Plan, host: str) -> dict[str, str]:
     """docker-compose's environment on ``host``: the project's own Podman API service and engine
     configuration (the playbooks' ``contrail_ha_compose_env``)."""
-    return {"DOCKER_HOST": f"unix://{REMOTE_DIR / plan.cluster_id / host / 'engine' / 'podman.sock'}",
+    return {"DOCKER_HOST": f"unix://{_host_dir(plan, host) / 'engine' / 'podman.sock'}",
             "CONTAINERS_CONF": engine_conf(plan, host), "COMPOSE_HTTP_TIMEOUT": "300"}
 
 

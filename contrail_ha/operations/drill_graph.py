@@ -128,8 +128,8 @@ class Graph:
         """A setup create through the VIP, retried until it is acknowledged (or the drill stops).
 
         A retry refused 409 after an attempt without an answer is not adopted by name: the first
-        attempt may still be in doubt on its replica (see the stop 28 note), so the slot keeps its
-        generation instead."""
+        attempt may still be in doubt on its replica (docs/integrity.md, "Open: the undo of a create
+        whose write timed out"), so the slot keeps its generation instead."""
         for attempt in range(30):
             if attempt and self.stop.is_set():
                 break

@@ -3,20 +3,15 @@ refuses anonymous or default credentials. Grows as each part is locked down (doc
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from contrail_ha.rendering import rabbitmq as rmq
 from tests.e2e.conftest import Cluster
+from tests.helpers.rabbitmq import listening
 
 
 def _connects(ip: str, port: int) -> bool:
-    try:
-        with socket.create_connection((ip, port), timeout=3):
-            return True
-    except OSError:
-        return False
+    return listening(ip, port, timeout=3)  # across the router: more than loopback's half second
 
 
 def test_the_lbs_stats_pages_are_not_on_the_network(cluster: Cluster) -> None:

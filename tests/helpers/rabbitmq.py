@@ -25,9 +25,10 @@ from tests.helpers import proc
 READY_TIMEOUT = 150.0
 
 
-def listening(ip: str, port: int) -> bool:
+def listening(ip: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections on ``ip:port``."""
     try:
-        with socket.create_connection((ip, port), timeout=0.5):
+        with socket.create_connection((ip, port), timeout=timeout):
             return True
     except OSError:
         return False
