@@ -127,9 +127,11 @@ class Graph:
     async def _create(self, s: aiohttp.ClientSession, rtype: str, body: Obj, gen: str, on: str = "") -> str:
         """A setup create through the VIP, retried until it is acknowledged (or the drill stops).
 
-        A retry refused 409 after an attempt without an answer is not adopted by name: the first
-        attempt may still be in doubt on its replica (docs/integrity.md, "Open: the undo of a create
-        whose write timed out"), so the slot keeps its generation instead."""
+        A retry answered 409 after an attempt with no definite answer means that attempt applied
+        (or still holds the name): the object is looked up by its name and, if it reads, adopted.
+        So the graph builds on creates it never saw acknowledged - what the server's settling of
+        a timed-out create must survive (docs/integrity.md, "A create in doubt is settled")."""
+        unsure = False
         for attempt in range(30):
             if attempt and self.stop.is_set():
                 break
@@ -138,8 +140,18 @@ class Graph:
             if got is not None:
                 op.uuid = str(got[rtype]["uuid"])
                 return op.uuid
+            if op.status == 409 and unsure and (u := await self._lookup(s, rtype, body["fq_name"], gen)):
+                return u
+            unsure = unsure or op.status is None or op.status >= 500
             await asyncio.sleep(min(5.0, 0.5 * (attempt + 1)))
         raise RuntimeError(f"graph: cannot create a {rtype} for {gen}: {op.brief()}")
+
+    async def _lookup(self, s: aiohttp.ClientSession, rtype: str, fq_name: list[str], gen: str) -> str:
+        """The uuid of ``rtype`` ``fq_name`` ("" if it cannot be read now)."""
+        op = Op(f"lookup-{rtype}", "vip", self.now(), gen=gen)
+        got = await self.call(s, op, "POST", "/fqname-to-id", {"type": rtype, "fq_name": fq_name})
+        op.uuid = str((got or {}).get("uuid") or "")
+        return op.uuid
 
     async def new_gen(self, s: aiohttp.ClientSession, slot: int) -> Gen:
         name = f"{self.tag}-{slot}-{self._next()}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
+from cassandra import OperationTimedOut
 from cassandra.cluster import Session
 from kazoo.client import KazooClient
 
@@ -27,7 +28,7 @@ from contrail_ha.rendering import zookeeper as zrender
 from contrail_ha.rendering.base import Layout, ProcessSpec
 from contrail_ha.rendering.cassandra import cluster_of
 from contrail_ha.services.config_api.core import collection_layout
-from contrail_ha.services.config_api.objects import ConfigError, Conflict, NotFound, Unavailable
+from contrail_ha.services.config_api.objects import ConfigError, Conflict, NotFound, OutcomeUnknown, Unavailable
 from contrail_ha.services.config_api.rows import Fence
 from contrail_ha.services.config_api.store import ConfigStore, MultiMatch
 from contrail_ha.services.config_api.zk import (
@@ -603,7 +604,7 @@ def test_paused_create_cannot_outlive_its_parents_delete(env: Env, quick: tuple[
     if dies_after_commit:
         async def died(*_: object) -> bool:
             raise asyncio.CancelledError  # the process is gone: no undo, no answer
-        creator._undo_create = died  # type: ignore[method-assign]
+        creator.revoke_unseen = died  # type: ignore[method-assign]
     fut = asyncio.run_coroutine_threadsafe(creator.create(vn), env.loop.loop)
     env.run(asyncio.wait_for(pause.reached.wait(), 30))
     # while the claim is young the delete refuses (a create in progress), for the ipam and the project
@@ -641,6 +642,124 @@ def test_create_within_its_deadline_blocks_the_delete(env: Env, quick: tuple[Con
     with pytest.raises(Conflict):
         env.run(judge_and_delete(deleter, p["uuid"]))
     assert env.run(deleter.read(vn["uuid"])) is not None and env.run(deleter.read(p["uuid"])) is not None
+
+
+class TimesOut:
+    """Makes a store's create commit answer "write timed out" (the driver's OperationTimedOut),
+    held until ``gate`` is set: after applying the write (``applies``), as a coordinator that
+    wrote a quorum but lost the answer, or without applying it."""
+
+    def __init__(self, store: ConfigStore, applies: bool) -> None:
+        self.gate = asyncio.Event()
+        self.reached = asyncio.Event()
+        write = store._write
+
+        async def timing_out(muts: list[Any], commit: list[Any] | None = None) -> None:
+            if commit is None:
+                await write(muts, commit)
+                return
+            if applies:
+                await write(muts, commit)
+            self.reached.set()
+            await self.gate.wait()
+            raise Unavailable("Cassandra write timed out") from OperationTimedOut(last_host="test")
+
+        store._write = timing_out  # type: ignore[method-assign]
+
+
+def replica(env: Env, create_deadline: float = 10.0) -> ConfigStore:
+    """One more contrail-api replica's store (started; the caller closes it)."""
+    c = cluster_of(env.servers.plan, CONFIG_DB)
+    st = ConfigStore([str(h.ip) for h in c.hosts], c.cql_port, 1, layout=collection_layout,
+                     create_deadline=create_deadline)
+    env.run(st.start())
+    return st
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_a_timed_out_create_that_applied_is_never_undone_under_a_child(
+        env: Env, quick: tuple[ConfigStore, ConfigStore], late: bool) -> None:
+    """A create whose write applied on a quorum but whose answer timed out was visible meanwhile: a
+    child was created under it through another replica. The create must not be undone (that would
+    leave the child an orphan and undo a write others read). Answered in time it is acknowledged;
+    answered after its deadline the outcome is reported unknown (504); either way the parent and
+    its child stay, and its delete mark is gone (new children are not refused)."""
+    slow = replica(env, create_deadline=1.0 if late else 10.0)
+    try:
+        other = quick[1]
+        name = f"applied{int(late)}"
+        d = obj("domain", [name])
+        env.run(other.create(d))
+        p = obj("project", [name, "p"], ("domain", d["uuid"]))
+        hold = TimesOut(slow, applies=True)
+        fut = asyncio.run_coroutine_threadsafe(slow.create(p), env.loop.loop)
+        env.run(asyncio.wait_for(hold.reached.wait(), 30))
+        vn = obj("virtual_network", [name, "p", "vn"], ("project", p["uuid"]))
+        env.run(other.create(vn))  # the parent is visible: its child commits
+        if late:
+            time.sleep(1.2)
+        env.loop.loop.call_soon_threadsafe(hold.gate.set)
+        if late:
+            with pytest.raises(OutcomeUnknown, match="applied"):
+                fut.result(30)
+        else:
+            fut.result(30)  # acknowledged: it applied within its deadline
+        for st in (slow, other, env.store):
+            st.forget(p["uuid"])
+            assert env.run(st.read(p["uuid"])) is not None, "the parent was undone under its child"
+            assert env.run(st.read(vn["uuid"])) is not None
+            assert env.run(st.fq_name_to_uuid("project", p["fq_name"])) == p["uuid"]
+        row = env.run(other.read_row(p["uuid"]))
+        assert row is not None and row[1].deleting is None
+        env.run(other.create(obj("virtual_network", [name, "p", "vn2"], ("project", p["uuid"]))))
+    finally:
+        env.run(slow.close(), 30)
+
+
+def test_a_timed_out_create_that_did_not_apply_is_revoked(env: Env, quick: tuple[ConfigStore, ConfigStore]) -> None:
+    """The other branch: the write did not apply. The create answers 503 "nothing was created",
+    its late landing is shadowed, nothing of it is left (no claim column on the parent, no mark),
+    and a retry of it - same uuid, through another replica - succeeds and takes children."""
+    s = env.servers
+    slow, other = replica(env), quick[1]
+    d = obj("domain", ["unapplied"])
+    env.run(other.create(d))
+    p = obj("project", ["unapplied", "p"], ("domain", d["uuid"]))
+    hold = TimesOut(slow, applies=False)
+    hold.gate.set()
+    try:
+        with pytest.raises(Unavailable, match="nothing was created"):
+            env.run(slow.create(p))
+    finally:
+        env.run(slow.close(), 30)
+    assert env.run(other.read(p["uuid"])) is None
+    assert raw_row(s, "obj_uuid_table", p["uuid"]) == {}
+    assert not any(p["uuid"] in k for k in raw_row(s, "obj_uuid_table", d["uuid"]))
+    env.run(other.create(p))  # the retry (a later fence) is visible and takes children
+    env.run(other.create(obj("virtual_network", ["unapplied", "p", "vn"], ("project", p["uuid"]))))
+    assert env.run(env.store.read(p["uuid"])) is not None
+
+
+def test_a_judge_never_revokes_a_visible_create(env: Env) -> None:
+    """A delete (or a lock takeover) that judged a claim dead from an earlier read revokes it only
+    if the object is still invisible once the judge's mark is written: a create that became
+    visible meanwhile stands, and the judge is told so (its delete answers 409)."""
+    store = env.store
+    _, p = env.run(make_project(store, "judged"))
+    vn = obj("virtual_network", ["judged", "p", "vn"], ("project", p["uuid"]))
+    old = Fence(time.time_ns() // 1000 - 100_000_000, time.monotonic())  # claimed 100 s ago
+    env.run(store.create(vn, old))  # its commit landed, late
+    assert env.run(store.revoke("virtual_network", vn["uuid"], vn["fq_name"], old.ts)) is False
+    store.forget(vn["uuid"])
+    assert env.run(store.read(vn["uuid"])) is not None
+    row = env.run(store.read_row(vn["uuid"]))
+    assert row is not None and row[1].deleting is None
+    ghost = obj("virtual_network", ["judged", "p", "ghost"], ("project", p["uuid"]))
+    assert env.run(store.revoke("virtual_network", ghost["uuid"], ghost["fq_name"], old.ts)) is True
+    env.run(store.create(ghost, old))  # the dead create's commit lands after its revoke: invisible
+    store.forget(ghost["uuid"])
+    assert env.run(store.read(ghost["uuid"])) is None
+    assert env.run(store.fq_name_to_uuid("virtual_network", ghost["fq_name"])) is None
 
 
 def test_delete_wins_over_a_row_written_by_a_fast_clock(env: Env) -> None:

@@ -55,3 +55,57 @@ def test_the_drill_session_sends_once() -> None:
     assert seen == 1
     assert outcome in ("ServerDisconnectedError", "ClientOSError")
 
+
+def test_a_setup_create_whose_first_answer_was_lost_adopts_the_object() -> None:
+    """The graph's project create applied but its answer was lost (the lb died): the retry is
+    refused 409 (the name exists), and the graph adopts the object instead of retrying for minutes."""
+    from pathlib import Path
+
+    import yaml
+
+    from contrail_ha.operations.drill_graph import Graph
+    from contrail_ha.topology.validate import parse
+
+    plan = parse(yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / "ha.yaml").read_text())).plan()
+    made: dict[str, str] = {}
+    posts = 0
+
+    async def create(request: web.Request) -> web.Response:
+        nonlocal posts
+        posts += 1
+        body = (await request.json())["project"]
+        name = ":".join(body["fq_name"])
+        if name in made:
+            return web.json_response({"error": "exists"}, status=409)
+        made[name] = "u-1"
+        assert request.transport is not None
+        request.transport.abort()  # applied, answer lost
+        await asyncio.sleep(0.2)
+        return web.json_response({})
+
+    async def lookup(request: web.Request) -> web.Response:
+        ask = await request.json()
+        u = made.get(":".join(ask["fq_name"]))
+        return web.json_response({"uuid": u}) if u else web.json_response({}, status=404)
+
+    async def go() -> tuple[str, list[str]]:
+        app = web.Application()
+        app.router.add_post("/projects", create)
+        app.router.add_post("/fqname-to-id", lookup)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        graph = Graph(plan)
+        graph.vip = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        try:
+            async with once_session(10) as s:
+                u = await graph._create(s, "project", {"fq_name": ["default-domain", "p"], "parent_type": "domain"},
+                                        "p")
+        finally:
+            await runner.cleanup()
+        return u, [f"{op.kind} {op.status}" for op in graph.history]
+
+    u, kinds = asyncio.run(go())
+    assert u == "u-1" and posts == 2
+    assert kinds == ["create-project None", "create-project 409", "lookup-project 200"]

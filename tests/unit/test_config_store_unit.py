@@ -9,7 +9,7 @@ import time
 import pytest
 
 from contrail_ha.services.config_api import store
-from contrail_ha.services.config_api.rows import Fence
+from contrail_ha.services.config_api.rows import DELETING, Fence
 from contrail_ha.services.config_api.zk import Coordinator, IndexAllocator, escape, fq_lock_path, subnet_path
 
 U1, U2, U3 = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222", \
@@ -165,78 +165,97 @@ def _timed_out() -> store.Unavailable:
         return err
 
 
-@pytest.mark.parametrize("undo_ok", [True, False])
-def test_timed_out_create_is_undone_or_reported_unknown(undo_ok: bool) -> None:
-    """A create whose write timed out is undone (503, safe to retry); if the undo times out too the
-    outcome is unknown (504: a retry could be deleted by the late undo, so nothing retries it)."""
-    import asyncio
+Batches = list[list[store.Mutation]]
 
-    from contrail_ha.services.config_api.objects import ConfigError, OutcomeUnknown
 
-    s = store.ConfigStore(["127.0.0.1"], 9041, 1)
-    sent: list[list[store.Mutation]] = []
-
-    async def write(muts: list[store.Mutation], commit: list[store.Mutation] | None = None) -> None:
-        raise _timed_out()
+def _stubbed(deadline: float, visible: bool, send_ok: bool = True) -> tuple[store.ConfigStore, Batches, Batches]:
+    """A store whose writes and reads are recorded or answered here (the claim on the parent's row
+    and the real Cassandra paths are tested in tests/integration): (store, written, sent)."""
+    s = store.ConfigStore(["127.0.0.1"], 9041, 1, create_deadline=deadline)
+    written: Batches = []
+    sent: Batches = []
 
     async def send(muts: list[store.Mutation], *_: object) -> None:
         sent.append(muts)
-        if not undo_ok:
+        if not send_ok:
             raise _timed_out()
 
-    async def claim(links: list[store.Mutation], targets: dict[str, str], parent: str | None = None,
-                    **_: object) -> None:
-        pass  # the claim on the parent's row succeeded (tested with Cassandra in tests/integration)
-
-    s._write = write  # type: ignore[method-assign]
-    s._send = send  # type: ignore[method-assign]
-    s._claim = claim  # type: ignore[method-assign]
-    obj = {"uuid": U1, "type": "virtual_network", "fq_name": ["default-domain", "p", "vn"],
-           "parent_type": "project", "parent_uuid": U2, "display_name": "vn"}
-    fence = Fence.start()
-    with pytest.raises(ConfigError) as info:
-        asyncio.run(s.create(obj, fence))
-    assert isinstance(info.value, OutcomeUnknown) is (not undo_ok)
-    assert info.value.status == (503 if undo_ok else 504)
-    [undo] = sent
-    # the undo is the create's revoke: tombstones one microsecond after its fence
-    assert store.Mutation(store.UUID_TABLE, U1, None, None, fence.ts + 1) in undo  # the whole row
-    assert store.Mutation(store.UUID_TABLE, U2, store.col_child("virtual_network", U1), None, fence.ts + 1) in undo
-    assert all(m.ts == fence.ts + 1 for m in undo)
-
-
-def test_create_past_its_deadline_revokes_itself() -> None:
-    """A create whose commit completed after its deadline is never acknowledged: a delete may have
-    judged it dead; it revokes itself (503, nothing created) or, if that fails, answers 504."""
-    import asyncio
-
-    from contrail_ha.services.config_api.objects import Unavailable
-
-    s = store.ConfigStore(["127.0.0.1"], 9041, 1, create_deadline=1.0)
-    written: list[list[store.Mutation]] = []
-    sent: list[list[store.Mutation]] = []
-
-    async def write(muts: list[store.Mutation], commit: list[store.Mutation] | None = None) -> None:
-        written.append(muts + (commit or []))
-
-    async def send(muts: list[store.Mutation], *_: object) -> None:
-        sent.append(muts)
+    async def cols(table: str, key: str, names: object) -> list[tuple[str, str, int | None]]:
+        return [("type", '"virtual_network"', 1)] if visible else []
 
     async def claim(*_: object, **__: object) -> None:
         pass
 
-    s._write = write  # type: ignore[method-assign]
     s._send = send  # type: ignore[method-assign]
+    s._cols = cols  # type: ignore[method-assign]
     s._claim = claim  # type: ignore[method-assign]
-    obj = {"uuid": U1, "type": "virtual_network", "fq_name": ["default-domain", "p", "vn"],
-           "parent_type": "project", "parent_uuid": U2, "display_name": "vn"}
+    return s, written, sent
+
+
+VN = {"uuid": U1, "type": "virtual_network", "fq_name": ["default-domain", "p", "vn"],
+      "parent_type": "project", "parent_uuid": U2, "display_name": "vn"}
+
+
+@pytest.mark.parametrize("outcome", ["revoked", "applied", "unknown"])
+def test_timed_out_create_is_settled(outcome: str) -> None:
+    """A create whose write timed out marks its row and reads it: invisible, it is revoked (503,
+    safe to retry: tombstones one microsecond after its fence, the mark lifted in the same batch);
+    visible, it applied and is acknowledged, never undone (a child may be built on it); when the
+    settling fails too, the outcome is unknown (504)."""
+    import asyncio
+
+    from contrail_ha.services.config_api.objects import ConfigError, OutcomeUnknown
+
+    s, _, sent = _stubbed(10.0, visible=outcome == "applied", send_ok=outcome != "unknown")
+
+    async def write(muts: list[store.Mutation], commit: list[store.Mutation] | None = None) -> None:
+        raise _timed_out()
+
+    s._write = write  # type: ignore[method-assign]
+    fence = Fence.start()
+    if outcome == "applied":
+        asyncio.run(s.create(dict(VN), fence))
+        mark, unmark = sent
+        assert [m.column for m in mark] == [DELETING] and mark[0].value
+        assert unmark == [store.Mutation(store.UUID_TABLE, U1, DELETING, None, mark[0].ts)]
+        return
+    with pytest.raises(ConfigError) as info:
+        asyncio.run(s.create(dict(VN), fence))
+    assert isinstance(info.value, OutcomeUnknown) is (outcome == "unknown")
+    assert info.value.status == (504 if outcome == "unknown" else 503)
+    if outcome == "revoked":
+        mark, undo = sent
+        assert store.Mutation(store.UUID_TABLE, U1, None, None, fence.ts + 1) in undo  # the whole row
+        assert store.Mutation(store.UUID_TABLE, U2, store.col_child("virtual_network", U1), None,
+                              fence.ts + 1) in undo
+        assert store.Mutation(store.UUID_TABLE, U1, DELETING, None, mark[0].ts) in undo
+        assert mark[0].ts > fence.ts + 1  # the mark outlives the row's tombstone until lifted
+
+
+@pytest.mark.parametrize("visible", [False, True])
+def test_create_past_its_deadline_is_never_acknowledged(visible: bool) -> None:
+    """A create whose commit completed after its deadline is never acknowledged: a delete may have
+    judged it dead. Invisible now (revoked), it answers 503 "nothing was created"; visible, it
+    stands (others may have built on it) and the outcome is 504."""
+    import asyncio
+
+    from contrail_ha.services.config_api.objects import OutcomeUnknown, Unavailable
+
+    s, written, sent = _stubbed(1.0, visible=visible)
+
+    async def write(muts: list[store.Mutation], commit: list[store.Mutation] | None = None) -> None:
+        written.append(muts + (commit or []))
+
+    s._write = write  # type: ignore[method-assign]
     late = Fence(Fence.start().ts, time.monotonic() - 1.5)  # taken 1.5 s ago: a paused replica
-    with pytest.raises(Unavailable, match="nothing was created"):
-        asyncio.run(s.create(dict(obj), late))
+    with pytest.raises(OutcomeUnknown if visible else Unavailable,
+                       match="applied, after its deadline" if visible else "nothing was created"):
+        asyncio.run(s.create(dict(VN), late))
     [commit] = written
     assert commit and all(m.ts == late.ts for m in commit)  # every column at the fence
-    [undo] = sent
-    assert store.Mutation(store.UUID_TABLE, U1, None, None, late.ts + 1) in undo
+    tombstones = [m for batch in sent for m in batch if m.column is None]
+    assert tombstones == ([] if visible else [store.Mutation(store.UUID_TABLE, U1, None, None, late.ts + 1)])
+    del sent[:]
     fresh = Fence.start()
-    asyncio.run(s.create(dict(obj), fresh))  # within the deadline: acknowledged, nothing undone
-    assert len(sent) == 1 and all(m.ts == fresh.ts for m in written[1])
+    asyncio.run(s.create(dict(VN), fresh))  # within the deadline: acknowledged, nothing settled
+    assert sent == [] and all(m.ts == fresh.ts for m in written[1])

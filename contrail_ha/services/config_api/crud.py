@@ -162,19 +162,24 @@ class Crud(ApiCore):
         finds the row gone: 404), or is judged dead and revoked first. See ``ConfigStore.create``."""
         obj = await self.lookup(rt, uuid)
         await self.require_writable()
-        await self.store.mark_deleting(uuid)
+        mark = await self.store.mark_deleting(uuid)
         done = False
         try:
             decoded = await self.store.read_row(uuid)
             if decoded is None or decoded[0].get("type") != rt.object_type:
                 raise NotFound(f"{rt.resource_type} {uuid} not found")
             for src_type, src, claim_ts in await self._refuse_if_linked(rt, base, *decoded):
-                await self.store.revoke(src_type, src, decoded[1].claimed.get(src), claim_ts)
+                if not await self.store.revoke(src_type, src, decoded[1].claimed.get(src), claim_ts):
+                    # it landed since the links were read: a child or referrer that exists now
+                    hrefs = [self.href(base, src_type, src)]
+                    if f"{src_type}s" in rt.children:
+                        raise Conflict(f"Delete when children still present: {hrefs}")
+                    raise Conflict(f"Delete when resource still referred: {hrefs}")
             await self.store.delete(uuid, decoded)
             done = True
         finally:
             if not done:
-                await self.store.unmark_deleting(uuid)
+                await self.store.unmark_deleting(uuid, mark)
         await self.zk.delete_fq_lock(rt.object_type, obj["fq_name"], uuid)
         await self.hooks.post_delete(rt, obj)
         await self.changed("DELETE", rt.object_type, uuid, obj["fq_name"], obj_dict=obj, old=obj)

@@ -67,8 +67,8 @@ class ConfigStoreAPI(Closable, Protocol):
         """Write a new object (after claiming the rows it points to), every column at the fence."""
         ...
 
-    async def revoke(self, obj_type: str, uuid: str, fq_name: Sequence[str] | None, claim_ts: int) -> None:
-        """Shadow a create judged dead (tombstones just after its claim)."""
+    async def revoke(self, obj_type: str, uuid: str, fq_name: Sequence[str] | None, claim_ts: int) -> bool:
+        """Shadow a create judged dead (tombstones just after its claim); False if it is visible now."""
         ...
 
     async def commit_time(self, uuid: str) -> int | None:
@@ -100,11 +100,11 @@ class ConfigStoreAPI(Closable, Protocol):
         ...
 
     # --- guarded delete --------------------------------------------------------------------------------
-    async def mark_deleting(self, uuid: str) -> None:
-        """Announce a delete on the object's row before its links are read."""
+    async def mark_deleting(self, uuid: str) -> int:
+        """Announce a delete on the object's row before its links are read; the mark's write time."""
         ...
 
-    async def unmark_deleting(self, uuid: str) -> None:
+    async def unmark_deleting(self, uuid: str, at: int | None = None) -> None:
         """The delete gave up: creates pointing here may go on."""
         ...
 

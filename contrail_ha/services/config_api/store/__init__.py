@@ -38,11 +38,12 @@ Choices (documented deviations are marked *):
   per partition (the mutations are idempotent): Cassandra's failure detector convicts a dead
   node seconds after the driver lost its connections, and until then the coordinator may pick it
   for the batchlog and wait out the write timeout.
-* A write that timed out (outcome unknown) during a create is undone with deletes carrying a
-  later timestamp, so a failed create never surfaces later through batch-log replay; the create
-  then fails with 503 (safe to retry, also on another replica: the retry's writes are later than
-  the undo). When the undo times out too, the create fails with 504 :class:`OutcomeUnknown`: the
-  object may or may not appear, and a retry could be deleted by the late undo, so nothing retries.
+* A create whose write timed out (outcome unknown) or completed after its deadline is *settled*
+  (docs/integrity.md): its row is marked and read at QUORUM; invisible, it is revoked with
+  tombstones just after its write time, so it never surfaces later through batch-log replay (503,
+  safe to retry, also on another replica: the retry's writes are later); visible, it applied and
+  may carry children already, so it stands (acknowledged within its deadline, else 504
+  :class:`OutcomeUnknown`). When settling fails too, the create fails with 504.
 * Every read and write uses one consistency level (QUORUM by default); the driver knows every
   node and has no VIP. Keyspaces and tables are created with ``IF NOT EXISTS`` and a
   deterministic table ``ID`` (uuid5 of ``keyspace.table``), so replicas creating them at the

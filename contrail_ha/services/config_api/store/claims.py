@@ -17,7 +17,6 @@ from cassandra.query import BatchType
 from contrail_ha.services.config_api.objects import ConfigError, Conflict, NotFound
 from contrail_ha.services.config_api.rows import (
     DELETING,
-    Fence,
     Mutation,
     col_backref,
     col_fq,
@@ -95,16 +94,37 @@ class Claims(StoreSession):
             if pending:
                 await asyncio.sleep(0.05)
 
-    async def _undo_create(self, u: str, t: str, fq: list[str], links: list[Mutation], fence: Fence) -> bool:
-        """Revoke what a timed-out or late create may have written (tombstones at its revoke time,
-        which shadow its columns whenever they land); False if that failed too."""
-        at = fence.revoke_ts
-        undo = self._revocation(t, u, fq, fence.ts) + [Mutation(m.table, m.key, m.column, None, at) for m in links]
+    async def revoke_unseen(self, obj_type: str, uuid: str, fq_name: Sequence[str] | None, claim_ts: int,
+                            links: Sequence[Mutation] = ()) -> bool:
+        """Revoke a create unless it is visible: mark its row, read it at QUORUM, and only if it has
+        no ``type`` write the tombstones (just after ``claim_ts``) that shadow its commit whenever
+        it lands, with its ``links`` removed and the mark lifted in the same batch. True: revoked;
+        False: the object is visible now, so it stands (others may have read it or built on it).
+
+        The mark closes the race with a child's claim: the child writes its claim, then reads this
+        row; this side writes the mark, then reads. A child that read the row visible before the
+        mark was written made it visible at QUORUM (read repair), so this read sees it; a child
+        that reads later sees the mark and waits until the row is gone (docs/integrity.md)."""
+        t = otype(obj_type)
+        at = max(time.time_ns() // 1000, claim_ts + 2)
+        await self._send([Mutation(UUID_TABLE, uuid, DELETING, deleting_mark(), at)])
+        try:
+            seen = await self._cols(UUID_TABLE, uuid, ("type",))
+        except BaseException:
+            await self.unmark_deleting(uuid, at)
+            raise
+        if seen:
+            await self.unmark_deleting(uuid, at)
+            return False
+        revoke = claim_ts + 1
+        undo = self._revocation(t, uuid, fq_name, claim_ts) + \
+            [Mutation(m.table, m.key, m.column, None, revoke) for m in links] + \
+            [Mutation(UUID_TABLE, uuid, DELETING, None, at)]
         try:
             await self._send(undo)
-        except Exception as e:
-            log.warning("could not undo the timed-out create of %s %s (outcome unknown): %s", t, u, e)
-            return False
+        except BaseException:
+            await self.unmark_deleting(uuid, at)
+            raise
         return True
 
     @staticmethod
@@ -123,24 +143,27 @@ class Claims(StoreSession):
             muts.append(Mutation(FQ_TABLE, obj_type, col_fq(list(fq_name), uuid), None, claim_ts + 1))
         return muts
 
-    async def revoke(self, obj_type: str, uuid: str, fq_name: Sequence[str] | None, claim_ts: int) -> None:
+    async def revoke(self, obj_type: str, uuid: str, fq_name: Sequence[str] | None, claim_ts: int) -> bool:
         """Revoke a create judged dead (its claim written at ``claim_ts``, older than
-        :data:`LINK_STALE_S`, its object invisible): tombstones one microsecond after the claim on
-        its row and fq-name column, which shadow its commit (written at ``claim_ts``) whenever it
-        lands. Harmless on a row that was committed and deleted since."""
-        muts = self._revocation(otype(obj_type), uuid, fq_name, claim_ts)
+        :data:`LINK_STALE_S`, its object invisible when the judge read it) - unless it became
+        visible since: then it stands and this returns False (the judge must decide again). See
+        :meth:`revoke_unseen`. Harmless on a row that was committed and deleted since."""
         log.warning("revoking the create of %s %s (claimed %.1f s ago, never committed)", obj_type, uuid,
                     time.time() - claim_ts / 1e6)
-        await self._send(muts, BatchType.UNLOGGED)
+        return await self.revoke_unseen(obj_type, uuid, fq_name, claim_ts)
 
-    async def mark_deleting(self, uuid: str) -> None:
-        """Announce a delete on the object's row before its links are read (see :meth:`create`)."""
-        await self._send([Mutation(UUID_TABLE, uuid, DELETING, deleting_mark())])
+    async def mark_deleting(self, uuid: str) -> int:
+        """Announce a delete on the object's row before its links are read (see :meth:`create`);
+        returns the mark's write time, which :meth:`unmark_deleting` removes it at."""
+        at = time.time_ns() // 1000
+        await self._send([Mutation(UUID_TABLE, uuid, DELETING, deleting_mark(), at)])
+        return at
 
-    async def unmark_deleting(self, uuid: str) -> None:
-        """The delete gave up (409 or an error): creates pointing here may go on."""
+    async def unmark_deleting(self, uuid: str, at: int | None = None) -> None:
+        """The delete gave up: creates pointing here may go on. ``at``: the mark's write time - a
+        later mark (another delete or revoke still deciding) is left in place."""
         try:
-            await self._send([Mutation(UUID_TABLE, uuid, DELETING)])
+            await self._send([Mutation(UUID_TABLE, uuid, DELETING, None, at)])
         except Exception as e:  # marks never expire: a retry of the DELETE completes or clears it
             log.warning("could not remove the delete mark of %s (retry the DELETE to clear it): %s", uuid, e)
 

@@ -115,22 +115,40 @@ class Objects(Claims):
         except Unavailable as e:
             if not isinstance(e.__cause__, (Timeout, OperationTimedOut)):
                 await self._unclaim(links, at=fence.revoke_ts)
-            elif not await self._undo_create(u, t, fq, links, fence):  # it may still apply
-                raise OutcomeUnknown(f"The create of {t} {u} timed out and may still apply "
-                                     f"(retry it after reading the object): {e}") from e
-            raise
+                raise
+            await self._settle_create(u, t, fq, links, fence, "timed out", e)  # it may have applied
+            self._cache_put(u, fq, t)
+            return
         except BaseException:
             await self._unclaim(links, at=fence.revoke_ts)
             raise
         if fence.expired(self.create_deadline):
-            # A delete may already have judged this create dead and revoked it: never acknowledge
-            # it. Revoke it ourselves, so the answer is definite (nothing was created).
-            if not await self._undo_create(u, t, fq, links, fence):
-                raise OutcomeUnknown(f"The create of {t} {u} took longer than {self.create_deadline:g} s "
-                                     "and could not be undone; read the object before retrying")
-            raise Unavailable(f"The create of {t} {u} took longer than {self.create_deadline:g} s "
-                              "(a paused or overloaded replica); nothing was created, retry it")
+            # A delete may already have judged this create dead and be about to revoke it: never
+            # acknowledge it. Settle it: revoked (nothing was created) or visible (it stands).
+            await self._settle_create(u, t, fq, links, fence, f"took longer than {self.create_deadline:g} s")
         self._cache_put(u, fq, t)
+
+    async def _settle_create(self, u: str, t: str, fq: list[str], links: list[Mutation], fence: Fence,
+                             why: str, cause: BaseException | None = None) -> None:
+        """Decide a create whose write timed out or completed late. Invisible now: revoke it
+        (503, nothing was created). Visible now - it applied, and others may have read it or built
+        children on it, so it is never undone: acknowledged if still within its deadline (a judge
+        acts only after the claim window, and would see it), else 504 (it exists, but a delete
+        that judged it dead before it landed may still revoke it). Undecidable: 504."""
+        what = f"The create of {t} {u} {why}"
+        try:
+            revoked = await self.revoke_unseen(t, u, fq, fence.ts, links)
+        except Exception as e:
+            log.warning("could not settle the create of %s %s (outcome unknown): %s", t, u, e)
+            raise OutcomeUnknown(f"{what} and may still apply; read the object before retrying: {e}") from e
+        if revoked:
+            raise Unavailable(f"{what} (a paused or overloaded replica or config DB); nothing was created, "
+                              "retry it") from cause
+        if not fence.expired(self.create_deadline):
+            log.info("the create of %s %s %s but had applied: acknowledged", t, u, why)
+            return
+        raise OutcomeUnknown(f"{what}: it was applied, after its deadline, and is visible now; a delete of "
+                             "what it points to may still revoke it: read the object before retrying") from cause
 
     async def commit_time(self, uuid: str) -> int | None:
         """The write time (microseconds) of an object's ``type`` column: its create's fence, or None."""

@@ -66,7 +66,8 @@ async def create_fq_lock(zk: Coordinator, obj_type: str, fq_name: Sequence[str],
             revoke = getattr(zk.stale_check, "revoke", None)
             if revoke is None:
                 return False  # cannot fence the holder: never stale
-            await revoke(obj_type, held_by, list(fq_name), held_fence)
+            if await revoke(obj_type, held_by, list(fq_name), held_fence) is False:
+                return False  # its create landed after all: the holder exists
         if await asyncio.to_thread(zk.replace, path, stat.version, lock_value(uuid, fence_ts)):
             log.warning("replaced stale fq-name lock %s (uuid %s, %.1fs old, not in the config DB) for %s",
                         path, held_by, age, uuid)
