@@ -12,6 +12,7 @@ cannot be asked, as the others see it."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -28,7 +29,8 @@ from cassandra.policies import RoundRobinPolicy, WhiteListRoundRobinPolicy
 
 from contrail_ha.probes.base import Check
 from contrail_ha.rendering.base import Layout
-from contrail_ha.rendering.cassandra import cluster_of
+from contrail_ha.rendering.cassandra import cluster_of, monitor_file
+from contrail_ha.services.cql import auth_provider
 from contrail_ha.topology.plan import ANALYTICS_DB, CONFIG_DB, Instance, Plan
 
 CONNECT_TIMEOUT = 2.0
@@ -49,19 +51,21 @@ GONE = ("LEFT", "removed")  # no longer members: nodetool status does not list t
 
 
 def _cluster(ips: list[str], port: int, *, whitelist: bool, timeout: float,
-             consistency: int = ConsistencyLevel.ONE, request_timeout: float = REQUEST_TIMEOUT) -> Cluster:
+             consistency: int = ConsistencyLevel.ONE, request_timeout: float = REQUEST_TIMEOUT,
+             auth: tuple[str, str] | None = None) -> Cluster:
     policy = WhiteListRoundRobinPolicy(ips) if whitelist else RoundRobinPolicy()
     profile = ExecutionProfile(load_balancing_policy=policy, consistency_level=consistency,
                                request_timeout=request_timeout)
     return Cluster(ips, port=port, protocol_version=5, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
                    connect_timeout=timeout, control_connection_timeout=timeout,
-                   schema_metadata_enabled=False, token_metadata_enabled=False)
+                   schema_metadata_enabled=False, token_metadata_enabled=False, auth_provider=auth_provider(auth))
 
 
 def session(plan: Plan, component: str, ips: list[str] | None = None, *, keyspace: str | None = None,
             consistency: int = ConsistencyLevel.QUORUM, timeout: float = CONNECT_TIMEOUT,
-            request_timeout: float = 10.0) -> Session:
-    """A driver session to the ``config-db`` or ``analytics-db`` cluster (its node IPs by default).
+            request_timeout: float = 10.0, auth: tuple[str, str] | None = None) -> Session:
+    """A driver session to the ``config-db`` or ``analytics-db`` cluster (its node IPs by default),
+    logged in as ``auth`` (e.g. ``rendering.cassandra.login(layout, component, ADMIN_ROLE)``).
 
     Schema metadata is not loaded (faster connect). Close it with ``session.cluster.shutdown()``
     (or use :func:`connected`).
@@ -69,7 +73,7 @@ def session(plan: Plan, component: str, ips: list[str] | None = None, *, keyspac
     c = cluster_of(plan, component)
     ips = ips or [str(h.ip) for h in c.hosts]
     cl = _cluster(ips, c.cql_port, whitelist=False, timeout=timeout, consistency=consistency,
-                  request_timeout=request_timeout)
+                  request_timeout=request_timeout, auth=auth)
     try:
         return cl.connect(keyspace)
     except Exception:
@@ -113,11 +117,31 @@ class _Quiet:
 _quiet = _Quiet()
 
 
+def monitor_login(layout: Layout, inst: Instance) -> tuple[str, str]:
+    """The monitor role's login, as rendered for ``inst``'s host (readable there only)."""
+    f = monitor_file(layout, inst)
+    try:
+        creds = json.loads(f.read_text())
+        return str(creds["user"]), str(creds["password"])
+    except (OSError, ValueError, KeyError) as e:
+        raise RuntimeError(f"no Cassandra monitor login in {f}: {e.__class__.__name__}") from e
+
+
+def cluster_login(plan: Plan, layout: Layout, component: str) -> tuple[str, str] | None:
+    """The monitor login of ``component``'s cluster (from its first node's files); None if none is rendered."""
+    nodes = plan.of(component)
+    try:
+        return monitor_login(layout, nodes[0]) if nodes else None
+    except RuntimeError:
+        return None
+
+
 @contextmanager
-def node_session(ip: str, port: int, timeout: float = CONNECT_TIMEOUT) -> Iterator[Session]:
+def node_session(ip: str, port: int, timeout: float = CONNECT_TIMEOUT,
+                 auth: tuple[str, str] | None = None) -> Iterator[Session]:
     """A session that talks to the node at ``ip`` only (virtual tables are node-local)."""
     with _quiet:
-        cl = _cluster([ip], port, whitelist=True, timeout=timeout)
+        cl = _cluster([ip], port, whitelist=True, timeout=timeout, auth=auth)
         try:
             yield cl.connect()
         finally:
@@ -140,7 +164,7 @@ def ready(plan: Plan, layout: Layout, inst: Instance) -> tuple[bool, str]:
     """The node answers a CQL query and has finished bootstrapping."""
     port = cluster_of(plan, inst.component).cql_port
     try:
-        with node_session(inst.ip, port) as s:
+        with node_session(inst.ip, port, auth=monitor_login(layout, inst)) as s:
             row = s.execute("SELECT release_version, bootstrapped FROM system.local").one()
     except Exception as e:  # any failure means not ready
         return False, f"cql {inst.ip}:{port}: {_short(e)}"
@@ -187,10 +211,10 @@ def _gossip(row: Any) -> Gossip:
                   rpc_ready=row.rpc_ready == "true")
 
 
-def view(ip: str, port: int, timeout: float = CONNECT_TIMEOUT) -> View:
+def view(ip: str, port: int, timeout: float = CONNECT_TIMEOUT, auth: tuple[str, str] | None = None) -> View:
     """Ask the node at ``ip`` for its gossip state of every endpoint."""
     try:
-        with node_session(ip, port, timeout) as s:
+        with node_session(ip, port, timeout, auth) as s:
             rows = s.execute(
                 "SELECT address, generation, heartbeat, status, status_with_port, host_id, \"schema\", "
                 "release_version, load, rpc_ready FROM system_views.gossip_info"
@@ -273,13 +297,14 @@ def assess(ip: str, views: dict[str, View], storage_open: bool | None = None,
     return NodeState(ip, False, state, False, reason, data)
 
 
-def ring(plan: Plan, component: str, timeout: float = CONNECT_TIMEOUT) -> list[NodeState]:
-    """Every node of the ``config-db`` or ``analytics-db`` cluster, in topology order."""
+def ring(plan: Plan, component: str, timeout: float = CONNECT_TIMEOUT,
+         auth: tuple[str, str] | None = None) -> list[NodeState]:
+    """Every node of the ``config-db`` or ``analytics-db`` cluster, in topology order (asked as ``auth``)."""
     c = cluster_of(plan, component)
     names = {str(h.ip): h.name for h in c.hosts}
     ips = list(names)
     with ThreadPoolExecutor(max_workers=max(1, len(ips))) as pool:
-        views = dict(zip(ips, pool.map(lambda ip: view(ip, c.cql_port, timeout), ips), strict=True))
+        views = dict(zip(ips, pool.map(lambda ip: view(ip, c.cql_port, timeout, auth), ips), strict=True))
         down = [ip for ip in ips if not views[ip].ok]
         opened = dict(zip(down, pool.map(lambda ip: _port_open(ip, c.storage_port, timeout), down),
                           strict=True))
@@ -299,7 +324,7 @@ def checks(plan: Plan, layout: Layout) -> list[Check]:
     """One check per node of each Cassandra cluster: detail ``UN``/``DN``/``UJ``... and the reason."""
     components = [c for c in (CONFIG_DB, ANALYTICS_DB) if cluster_of(plan, c).hosts]
     with ThreadPoolExecutor(max_workers=max(1, len(components))) as pool:
-        rings = list(pool.map(lambda c: ring(plan, c), components))
+        rings = list(pool.map(lambda c: ring(plan, c, auth=cluster_login(plan, layout, c)), components))
     out: list[Check] = []
     for component, nodes in zip(components, rings, strict=True):
         by_ip = {str(h.ip): h.name for h in cluster_of(plan, component).hosts}

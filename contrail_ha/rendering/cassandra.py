@@ -8,19 +8,36 @@ six of these JVMs share two cores with everything else.
 
 from __future__ import annotations
 
+import json
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, jvm_heap_flags
+from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, jvm_heap_flags, python
+from contrail_ha.services.keyspaces import ANALYTICS_KEYSPACE, CONFIG_KEYSPACE, USERAGENT_KEYSPACE
 from contrail_ha.topology.model import Host, Jit
 from contrail_ha.topology.plan import ANALYTICS_DB, ANALYTICS_DB_JMX, CONFIG_DB, CONFIG_DB_JMX, Instance, Plan
 
 MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
 NUM_TOKENS = 16
 RING_DELAY_MS = 5000  # default 30 s: how long a joining node waits for ring information
+
+# Roles (PasswordAuthenticator + CassandraAuthorizer): Cassandra's default superuser
+# (cassandra/cassandra) is replaced by ADMIN_ROLE, whose password is generated once per cluster;
+# each client logs in as its own role, which holds only its keyspaces; probes log in as
+# MONITOR_ROLE (system tables and the gossip view only). The role keeper on every node
+# (contrail_ha.services.cassandra_roles) makes them.
+ADMIN_ROLE = "contrail-admin"
+MONITOR_ROLE = "contrail-monitor"
+CLIENT_ROLE = {CONFIG_DB: "contrail-api", ANALYTICS_DB: "contrail-analytics"}
+KEYSPACES = {CONFIG_DB: [CONFIG_KEYSPACE, USERAGENT_KEYSPACE], ANALYTICS_DB: [ANALYTICS_KEYSPACE]}
+MONITOR_GRANTS = ["SELECT ON KEYSPACE system_views"]  # gossip_info: the ring as each node sees it
+# Logins, roles and permissions keep Cassandra's cache times (2 s): a dropped role or a changed
+# password stops working within them (a longer cache keeps a refused login valid while its refresh
+# fails). The reads behind them go to a quorum of system_auth, which is on up to 3 nodes.
+SUPERUSER_SETUP_DELAY_MS = 2000  # default 10 s: when a fresh ring makes the default superuser
 
 # Cassandra mlockall()s the whole JVM at start; as root (CAP_IPC_LOCK) that succeeds and pins
 # ~650 MB per node and costs start time. Without the capability it fails harmlessly (a warning)
@@ -86,6 +103,41 @@ def seeds(plan: Plan, component: str) -> list[str]:
     return [f"{h.ip}:{c.storage_port}" for h in plan.seeds(component)]
 
 
+def password(layout: Layout, component: str, role: str) -> str:
+    """The generated password of ``role`` on the ``config-db`` or ``analytics-db`` cluster."""
+    return layout.secret(f"{component}-{role}")
+
+
+def login(layout: Layout, component: str, role: str) -> tuple[str, str]:
+    """``(role, password)``: what a client of that cluster logs in with."""
+    return role, password(layout, component, role)
+
+
+def monitor_file(layout: Layout, inst: Instance) -> Path:
+    """The monitor role's login as rendered on ``inst``'s host, for the probes there."""
+    return layout.conf(inst.host.name, inst.name) / "monitor.json"
+
+
+def roles_config(plan: Plan, inst: Instance, layout: Layout) -> dict:
+    """What the node's role keeper makes: the admin, each role with its password, keyspaces and
+    grants, and the replication of ``system_auth`` (every node holds the roles, up to 3)."""
+    c = cluster_of(plan, inst.component)
+    rf = plan.topology.replication.config_db if inst.component == CONFIG_DB else plan.topology.replication.analytics_db
+    client = CLIENT_ROLE[inst.component]
+    return {
+        "ip": inst.ip, "port": c.cql_port, "component": inst.component,
+        "admin": {"name": ADMIN_ROLE, "password": password(layout, inst.component, ADMIN_ROLE)},
+        "roles": [
+            {"name": client, "password": password(layout, inst.component, client),
+             "keyspaces": KEYSPACES[inst.component], "grants": []},
+            {"name": MONITOR_ROLE, "password": password(layout, inst.component, MONITOR_ROLE),
+             "keyspaces": [], "grants": MONITOR_GRANTS},
+        ],
+        "keyspace_rf": rf,
+        "system_auth_rf": min(3, len(c.hosts)),
+    }
+
+
 def cassandra_yaml(plan: Plan, inst: Instance, layout: Layout) -> dict:
     """The node's cassandra.yaml as a dict (5.0 key names, with units)."""
     c = cluster_of(plan, inst.component)
@@ -109,8 +161,9 @@ def cassandra_yaml(plan: Plan, inst: Instance, layout: Layout) -> dict:
         "native_transport_port": c.cql_port,
         "start_native_transport": True,
         "endpoint_snitch": "SimpleSnitch",
-        "authenticator": "AllowAllAuthenticator",
-        "authorizer": "AllowAllAuthorizer",
+        "authenticator": "PasswordAuthenticator",
+        "authorizer": "CassandraAuthorizer",
+        "role_manager": "CassandraRoleManager",
         "data_file_directories": [str(data / "data")],
         "commitlog_directory": str(data / "commitlog"),
         "saved_caches_directory": str(data / "saved_caches"),
@@ -213,6 +266,7 @@ def jvm_flags(plan: Plan, inst: Instance, layout: Layout, classpath: str, *, jmx
         "-Dcassandra.skip_wait_for_gossip_to_settle=0",
         "-Dcassandra.memtable.row_overhead_size=180",  # skips a ~2 s measurement at start (value it finds)
         "-Dcassandra.shutdown_announce_in_ms=500",  # default 2 s pause after announcing a stop
+        f"-Dcassandra.superuser_setup_delay_ms={SUPERUSER_SETUP_DELAY_MS}",
     ]
     jamm = next((j for j in classpath.split(":") if "/jamm-" in j), None)
     if jamm:
@@ -245,11 +299,16 @@ def render(plan: Plan, inst: Instance, layout: Layout, *, jmx: bool = True) -> R
     classpath = layout.classpath("cassandra")
     argv = [*NO_MEMLOCK, "java", *jvm_flags(plan, inst, layout, classpath, jmx=jmx), "-cp", classpath, MAIN_CLASS]
     before = joins_after(plan, inst)
+    roles, monitor = conf / "roles.json", monitor_file(layout, inst)
+    user, pw = login(layout, inst.component, MONITOR_ROLE)
     return Rendered(
         files={
             conf / "cassandra.yaml": yaml.safe_dump(cassandra_yaml(plan, inst, layout), sort_keys=False),
             conf / "logback.xml": logback_xml(logs),
+            roles: json.dumps(roles_config(plan, inst, layout), indent=2) + "\n",
+            monitor: json.dumps({"user": user, "password": pw}) + "\n",
         },
+        modes={roles: 0o600, monitor: 0o600},  # the cluster's Cassandra passwords; the probes' login
         dirs=[conf, data, logs, *(data / d for d in ("data", "commitlog", "saved_caches", "hints", "cdc_raw"))],
         processes=[
             ProcessSpec(
@@ -262,6 +321,9 @@ def render(plan: Plan, inst: Instance, layout: Layout, *, jmx: bool = True) -> R
                 health=f"tcp://{inst.address}",  # CQL opens once the node has joined
                 join_after=[f"tcp://{n.address}" for n in before],
                 fresh_dir=str(data) if before else "",
-            )
+            ),
+            # Makes the roles once the node serves (idempotent on every node: any one suffices).
+            ProcessSpec(name=f"{name}-roles", argv=[python(), "-m", "contrail_ha.services.cassandra_roles", str(roles)],
+                        env={"PYTHONUNBUFFERED": "1"}, stop_signal=signal.SIGTERM, stop_timeout=5.0),
         ],
     )

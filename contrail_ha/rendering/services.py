@@ -9,13 +9,16 @@ import json
 import signal
 from pathlib import Path
 
+from contrail_ha.rendering import cassandra
 from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, python
 from contrail_ha.services.analytics.node_agent.config import config_for  # only the config: no probes, no agent
 from contrail_ha.topology.plan import (
     AGGREGATOR,
     ANALYTICS_API,
+    ANALYTICS_DB,
     COLLECTOR,
     CONFIG_API,
+    CONFIG_DB,
     LB_AGENT,
     NODE_AGENT,
     Instance,
@@ -82,11 +85,17 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
     else:
         cfg, dirs = service_config(plan, inst), [conf, logs]
     modes = {}
-    if inst.component == CONFIG_API:  # its RabbitMQ user and ZooKeeper identity (file readable by it only)
+    if inst.component == CONFIG_API:  # its own logins (the file is readable by it only)
         from contrail_ha.rendering import rabbitmq, zookeeper
 
+        user, pw = cassandra.login(layout, CONFIG_DB, cassandra.CLIENT_ROLE[CONFIG_DB])
         cfg.update(rabbitmq_user=rabbitmq.API_USER, rabbitmq_password=rabbitmq.password(layout, rabbitmq.API_USER),
-                   zookeeper_user=zookeeper.API_USER, zookeeper_password=zookeeper.password(layout, zookeeper.API_USER))
+                   zookeeper_user=zookeeper.API_USER, zookeeper_password=zookeeper.password(layout, zookeeper.API_USER),
+                   config_db_user=user, config_db_password=pw)
+        modes[path] = 0o600
+    elif inst.component in (ANALYTICS_API, AGGREGATOR):  # the analytics DB's client role
+        user, pw = cassandra.login(layout, ANALYTICS_DB, cassandra.CLIENT_ROLE[ANALYTICS_DB])
+        cfg.update(analytics_db_user=user, analytics_db_password=pw)
         modes[path] = 0o600
     return Rendered(
         files={path: json.dumps(cfg, indent=2) + "\n"},

@@ -32,6 +32,10 @@ class ServiceConfig(BaseModel):
     rabbitmq_password: str = Field("", repr=False)
     zookeeper_user: str = ""  # contrail-api only: its ZooKeeper digest identity (owns the cluster's znodes)
     zookeeper_password: str = Field("", repr=False)
+    config_db_user: str = ""  # contrail-api only: its Cassandra role (PasswordAuthenticator) and password
+    config_db_password: str = Field("", repr=False)
+    analytics_db_user: str = ""  # the analytics' Cassandra role (analytics-api, aggregator)
+    analytics_db_password: str = Field("", repr=False)
     config_db: list[str]  # controller IPs
     config_db_port: int
     config_db_rf: int
@@ -44,6 +48,11 @@ class ServiceConfig(BaseModel):
     uve_partitions: int = 30
     kafka_rf: int = 3
     kafka_min_insync: int = 2
+
+    def cql_login(self, db: str) -> tuple[str, str] | None:
+        """``(role, password)`` for the ``config_db`` or ``analytics_db`` cluster; None: no login."""
+        user = getattr(self, f"{db}_user")
+        return (user, getattr(self, f"{db}_password")) if user else None
 
     @classmethod
     def load(cls, path: str | Path) -> ServiceConfig:

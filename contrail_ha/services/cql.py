@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from cassandra import ConsistencyLevel, InvalidRequest, OperationTimedOut
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, ResponseFuture, Session
 from cassandra.policies import ConstantReconnectionPolicy, RoundRobinPolicy
 
@@ -66,9 +67,19 @@ class WarmedUpFirst(RoundRobinPolicy):
         return iter(first + last)
 
 
+Credentials = tuple[str, str]  # (role, password) of a PasswordAuthenticator login
+
+
+def auth_provider(auth: Credentials | None) -> PlainTextAuthProvider | None:
+    """The driver's login for ``auth``; None: connect without one (a node with AllowAllAuthenticator)."""
+    return PlainTextAuthProvider(username=auth[0], password=auth[1]) if auth else None
+
+
 def cluster(ips: Sequence[str], port: int, *, consistency: int = ConsistencyLevel.QUORUM,
-            request_timeout: float = 5.0, connect_timeout: float = 5.0, row_factory: Any = None) -> Cluster:
-    """A driver cluster over every node of a ring (never a VIP), with the fail-over settings above.
+            request_timeout: float = 5.0, connect_timeout: float = 5.0, row_factory: Any = None,
+            auth: Credentials | None = None) -> Cluster:
+    """A driver cluster over every node of a ring (never a VIP), with the fail-over settings above,
+    logged in as ``auth`` (the client's own role).
 
     Statements marked ``is_idempotent`` are retried on the next node after a client-side error;
     nodes are tried in round robin, a node still warming up after a restart last.
@@ -80,7 +91,7 @@ def cluster(ips: Sequence[str], port: int, *, consistency: int = ConsistencyLeve
                    connect_timeout=connect_timeout, control_connection_timeout=connect_timeout,
                    reconnection_policy=ConstantReconnectionPolicy(1.0), idle_heartbeat_interval=HEARTBEAT_INTERVAL_S,
                    idle_heartbeat_timeout=HEARTBEAT_TIMEOUT_S, schema_metadata_enabled=False,
-                   token_metadata_enabled=False)
+                   token_metadata_enabled=False, auth_provider=auth_provider(auth))
 
 
 def idempotent(stmt: T) -> T:

@@ -53,9 +53,10 @@ class Dependency(ABC):
 class Cassandra(Dependency):
     """A cassandra-driver session; ok while a quorum of the ring's nodes is up."""
 
-    def __init__(self, name: str, ips: list[str], port: int, interval: float = 1.0) -> None:
+    def __init__(self, name: str, ips: list[str], port: int, interval: float = 1.0,
+                 auth: tuple[str, str] | None = None) -> None:
         super().__init__()
-        self.name = name
+        self.name, self.auth = name, auth
         self.ips, self.port, self.interval = ips, port, interval
         self.cluster: Cluster | None = None
         self.session: Session | None = None
@@ -67,7 +68,7 @@ class Cassandra(Dependency):
     def _connect(self) -> None:
         from contrail_ha.services import cql
 
-        cluster = self.cluster = cql.cluster(self.ips, self.port, connect_timeout=2)
+        cluster = self.cluster = cql.cluster(self.ips, self.port, connect_timeout=2, auth=self.auth)
         self.session = cluster.connect()
 
     def _run(self) -> None:

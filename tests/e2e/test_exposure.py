@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from contrail_ha.rendering import rabbitmq as rmq
+from contrail_ha.topology.plan import ANALYTICS_DB, CONFIG_DB
 from tests.e2e.conftest import Cluster
 from tests.helpers.rabbitmq import listening
 
@@ -50,3 +51,24 @@ def test_the_cluster_znodes_refuse_anonymous_clients(cluster: Cluster) -> None:
     finally:
         anon.stop()
         anon.close()
+
+
+def test_both_cassandra_clusters_refuse_anonymous_and_default_logins(cluster: Cluster) -> None:
+    """Every node of both rings, from the client network: no anonymous session, Cassandra's default
+    superuser is gone, and a client role's name does not open it with a guess."""
+    from cassandra import AuthenticationFailed
+    from cassandra.cluster import NoHostAvailable
+
+    from contrail_ha.probes import cassandra as cprobe
+    from contrail_ha.rendering import cassandra as crender
+
+    plan = cluster.plan
+    for component in (CONFIG_DB, ANALYTICS_DB):
+        role = crender.CLIENT_ROLE[component]
+        for inst in plan.of(component):
+            for login in (None, ("cassandra", "cassandra"), (role, "cassandra"), (crender.ADMIN_ROLE, role)):
+                with pytest.raises(NoHostAvailable) as info, \
+                        cprobe.connected(plan, component, [inst.ip], timeout=5.0, auth=login):
+                    pass
+                errors = list(info.value.errors.values())
+                assert errors and all(isinstance(e, AuthenticationFailed) for e in errors), (inst.name, login, errors)

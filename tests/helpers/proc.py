@@ -31,6 +31,8 @@ def write_files(r: Rendered) -> None:
 def start(spec: ProcessSpec, log: Path) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **spec.env}
+    if "PYTHONPATH" in os.environ:  # a test run from another checkout: our processes import its code
+        env.setdefault("PYTHONPATH", os.environ["PYTHONPATH"])
     with open(log, "ab") as out:
         return subprocess.Popen(spec.argv, env=env, cwd=spec.cwd, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)

@@ -57,6 +57,7 @@ class Db:
     ips: list[str]
     port: int
     tmp: Path
+    auth: tuple[str, str]  # the analytics' Cassandra role
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +68,12 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Db]:
     proc.require_runtime(layout, "cassandra")
     inst = plan.instance(ANALYTICS_DB, "n1")
     t0 = time.monotonic()
-    with proc.running(crender.render(plan, inst, layout, jmx=False), tmp / "logs") as (p,):
+    with proc.running(crender.render(plan, inst, layout, jmx=False), tmp / "logs") as (p, _keeper):
         proc.wait_for(lambda: p.poll() is None and cprobe.ready(plan, layout, inst)[0], 180, "analytics-db")
         TIMINGS["cassandra_ready_s"] = f"{time.monotonic() - t0:.1f}"
         c = cluster_of(plan, ANALYTICS_DB)
-        yield Db([str(h.ip) for h in c.hosts], c.cql_port, tmp)
+        yield Db([str(h.ip) for h in c.hosts], c.cql_port, tmp,
+                 crender.login(layout, ANALYTICS_DB, crender.CLIENT_ROLE[ANALYTICS_DB]))
     print("\ntimings: " + ", ".join(f"{k}={v}" for k, v in TIMINGS.items()))
 
 
@@ -89,6 +91,7 @@ def service_config(db: Db, port: int, collector_port: int) -> base.ServiceConfig
         name="analytics-api-1", host="n1", cluster_id="test", listen_ip=ip, listen_port=port,
         zookeeper=f"{ip}:2181", rabbitmq=[f"{ip}:5672"], config_db=[ip], config_db_port=9041, config_db_rf=1,
         analytics_db=db.ips, analytics_db_port=db.port, analytics_db_rf=1, kafka=f"{ip}:9092",
+        analytics_db_user=db.auth[0], analytics_db_password=db.auth[1],
         collectors=[f"{ip}:{collector_port}"])
 
 
@@ -145,7 +148,7 @@ class Env:
 @pytest.fixture(scope="module")
 def env(db: Db) -> Iterator[Env]:
     loop = Loop()
-    store = AnalyticsStore(db.ips, db.port, 1)
+    store = AnalyticsStore(db.ips, db.port, 1, auth=db.auth)
     server: TestServer | None = None
     try:
         t0 = time.monotonic()
@@ -445,7 +448,7 @@ def test_query_errors(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_store_unavailable_is_503(env: Env) -> None:
     """A replica whose store is not connected: 503 naming the reason where the DB is needed, links still served."""
-    idle = AnalyticsStore(env.db.ips, env.db.port, 1)
+    idle = AnalyticsStore(env.db.ips, env.db.port, 1, auth=env.db.auth)
     server = TestServer(api.build(None, idle), host="127.0.0.1")
     env.loop.run(server.start_server())
     try:

@@ -81,9 +81,9 @@ class Pipeline:
                     crender.render(self.plan, inst, self.layout, jmx=False) if inst.component == ANALYTICS_DB else
                     srender.render(self.plan, inst, self.layout))
         proc.write_files(rendered)
-        [spec] = rendered.processes
-        self.procs[(inst.component, inst.host.name)] = (
-            proc.start(spec, self.logdir / f"{inst.host.name}-{spec.name}.log"), spec)
+        for spec in rendered.processes:  # one, or Cassandra and its role keeper
+            key = (inst.component if spec.name == inst.name else spec.name, inst.host.name)
+            self.procs[key] = (proc.start(spec, self.logdir / f"{inst.host.name}-{spec.name}.log"), spec)
 
     def kill9(self, component: str, host: str) -> None:
         p, _ = self.procs.pop((component, host))
@@ -113,7 +113,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     proc.require_runtime(layout, "cassandra", "zookeeper", "kafka")
     loop = Loop()
     c = plan.instance(ANALYTICS_DB, "n1")
-    store = AnalyticsStore([c.ip], c.port, 1)
+    login = crender.login(layout, ANALYTICS_DB, crender.CLIENT_ROLE[ANALYTICS_DB])
+    store = AnalyticsStore([c.ip], c.port, 1, auth=login)
     pl = Pipeline(plan, layout, tmp / "logs", loop, store)
     try:
         for comp in (ZOOKEEPER, ANALYTICS_DB):

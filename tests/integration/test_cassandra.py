@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from cassandra import ConsistencyLevel
+from cassandra import AuthenticationFailed, ConsistencyLevel, Unauthorized
+from cassandra.cluster import NoHostAvailable
 from cassandra.query import SimpleStatement
 
 from contrail_ha.probes import cassandra as probe
@@ -40,9 +41,11 @@ def _states(plan: Plan, layout: Layout, component: str) -> dict[str, str]:
     return out
 
 
-def _write_read(plan: Plan, component: str, rf: int, ips: list[str] | None = None, rows: int = 20) -> None:
-    """Create a keyspace with ``rf`` replicas, write and read it back at QUORUM."""
-    with probe.connected(plan, component, ips, timeout=5.0, request_timeout=30.0) as s:
+def _write_read(plan: Plan, layout: Layout, component: str, rf: int, ips: list[str] | None = None,
+                rows: int = 20) -> None:
+    """Create a keyspace with ``rf`` replicas (as the cluster's admin), write and read it back at QUORUM."""
+    admin = cassandra.login(layout, component, cassandra.ADMIN_ROLE)
+    with probe.connected(plan, component, ips, timeout=5.0, request_timeout=30.0, auth=admin) as s:
         s.execute(f"CREATE KEYSPACE IF NOT EXISTS ha_test WITH replication = "
                   f"{{'class': 'SimpleStrategy', 'replication_factor': {rf}}}")
         s.execute("CREATE TABLE IF NOT EXISTS ha_test.kv (k text PRIMARY KEY, v text)")
@@ -59,15 +62,51 @@ def test_single_node(tmp_path: Path) -> None:
     layout = Layout(tmp_path / "state")
     inst = plan.instance(CONFIG_DB, "n1")
     t0 = time.monotonic()
-    with proc.running(cassandra.render(plan, inst, layout, jmx=False), tmp_path / "out") as (p,):
+    with proc.running(cassandra.render(plan, inst, layout, jmx=False), tmp_path / "out") as (p, keeper):
         proc.wait_for(lambda: p.poll() is None and probe.ready(plan, layout, inst)[0], START_TIMEOUT,
                       "config-db on n1")
-        print(f"\nsingle node: CQL ready after {time.monotonic() - t0:.1f} s")
+        print(f"\nsingle node: CQL ready (roles made) after {time.monotonic() - t0:.1f} s")
+        assert keeper.poll() is None  # the role keeper stays, as every process of the container
         assert _states(plan, layout, CONFIG_DB) == {"n1": "UN"}
-        _write_read(plan, CONFIG_DB, rf=1)
+        _write_read(plan, layout, CONFIG_DB, rf=1)
+        _logins_are_locked_down(plan, layout, inst.ip)
         t1 = time.monotonic()
     print(f"single node: stopped in {time.monotonic() - t1:.1f} s")
     assert p.returncode is not None
+
+
+def _refused(plan: Plan, component: str, ip: str, login: tuple[str, str] | None) -> bool:
+    try:
+        with probe.connected(plan, component, [ip], timeout=5.0, auth=login):
+            return False
+    except NoHostAvailable as e:
+        return any(isinstance(x, AuthenticationFailed) for x in e.errors.values())
+
+
+def _logins_are_locked_down(plan: Plan, layout: Layout, ip: str) -> None:
+    """Issue 13: no anonymous login, no default superuser; each role can do what it needs and no more."""
+    assert _refused(plan, CONFIG_DB, ip, None)  # anonymous
+    # the default superuser is gone (nodes may hold its login for their cache time, 2 s)
+    proc.wait_for(lambda: _refused(plan, CONFIG_DB, ip, ("cassandra", "cassandra")), 15, "cassandra/cassandra refused")
+    api = cassandra.login(layout, CONFIG_DB, cassandra.CLIENT_ROLE[CONFIG_DB])
+    assert _refused(plan, CONFIG_DB, ip, (api[0], "guess"))
+    with probe.connected(plan, CONFIG_DB, [ip], timeout=5.0, auth=api) as s:
+        s.execute('CREATE TABLE IF NOT EXISTS config_db_uuid.probe (k text PRIMARY KEY, v text)')  # its keyspace
+        s.execute("INSERT INTO config_db_uuid.probe (k, v) VALUES ('a', 'b')")
+        for denied in ("SELECT * FROM system_auth.roles", "SELECT * FROM ha_test.kv",
+                       "CREATE KEYSPACE planted WITH replication = "
+                       "{'class': 'SimpleStrategy', 'replication_factor': 1}",
+                       "CREATE ROLE planted WITH PASSWORD = 'x' AND LOGIN = true",
+                       "GRANT ALL PERMISSIONS ON KEYSPACE ha_test TO \"contrail-api\""):
+            with pytest.raises(Unauthorized):
+                s.execute(denied)
+    monitor = probe.monitor_login(layout, plan.instance(CONFIG_DB, "n1"))
+    with probe.connected(plan, CONFIG_DB, [ip], timeout=5.0, auth=monitor) as s:
+        assert list(s.execute("SELECT address FROM system_views.gossip_info"))  # what the probes read
+        for denied in ("SELECT * FROM config_db_uuid.probe",
+                       "INSERT INTO config_db_uuid.probe (k, v) VALUES ('x', 'y')"):
+            with pytest.raises(Unauthorized):
+                s.execute(denied)
 
 
 class Ring:
@@ -76,13 +115,16 @@ class Ring:
     def __init__(self, plan: Plan, component: str, layout: Layout, out: Path) -> None:
         self.plan, self.component, self.layout, self.out = plan, component, layout, out
         self.procs: dict[str, tuple[subprocess.Popen[bytes], ProcessSpec]] = {}
+        self.keepers: dict[str, tuple[subprocess.Popen[bytes], ProcessSpec]] = {}
 
     def start(self, *hosts: str) -> None:
         for h in hosts:
             r = cassandra.render(self.plan, self.plan.instance(self.component, h), self.layout, jmx=False)
             proc.write_files(r)
-            (spec,) = r.processes
+            spec, keeper = r.processes
             self.procs[h] = (proc.start(spec, self.out / f"{h}-{spec.name}.log"), spec)
+            if h not in self.keepers:  # the node's role keeper (as in its container: it outlives a node stop)
+                self.keepers[h] = (proc.start(keeper, self.out / f"{h}-{keeper.name}.log"), keeper)
 
     def wait_ready(self, *hosts: str) -> None:
         def ready(h: str) -> bool:
@@ -104,6 +146,9 @@ class Ring:
 
     def stop_all(self) -> None:
         self.stop(*self.procs)
+        for p, spec in self.keepers.values():
+            proc.stop(p, spec, timeout=spec.stop_timeout)
+        self.keepers.clear()
 
 
 @pytest.fixture
@@ -128,7 +173,7 @@ def test_ring_forms_joins_survives_a_node_and_restarts(ring: Ring) -> None:
                                                                     "n4": "DN"},
                   60, "n1..n3 UN, n4 DN")
     seed_ips = [f"{PREFIX}.{i}" for i in (1, 2, 3)]
-    _write_read(plan, ANALYTICS_DB, rf=3, ips=seed_ips)
+    _write_read(plan, layout, ANALYTICS_DB, rf=3, ips=seed_ips)
 
     t1 = time.monotonic()
     ring.start("n4")  # not a seed: bootstraps into the ring
@@ -141,7 +186,7 @@ def test_ring_forms_joins_survives_a_node_and_restarts(ring: Ring) -> None:
     print(f"n2 stopped in {time.monotonic() - t2:.1f} s")
     states = _states(plan, layout, ANALYTICS_DB)
     assert states == {"n1": "UN", "n2": "DN", "n3": "UN", "n4": "UN"}, states
-    _write_read(plan, ANALYTICS_DB, rf=3, ips=[f"{PREFIX}.{i}" for i in (1, 3, 4)], rows=40)
+    _write_read(plan, layout, ANALYTICS_DB, rf=3, ips=[f"{PREFIX}.{i}" for i in (1, 3, 4)], rows=40)
 
     t3 = time.monotonic()
     ring.start("n2")  # an existing node comes back with its data (hints replay the rows it missed)

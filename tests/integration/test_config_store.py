@@ -75,17 +75,16 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     raw: Session | None = None
     try:
         t0 = time.monotonic()
-        for name, r in (("zookeeper", zrender.render(plan, zi, layout)),
-                        ("cassandra", crender.render(plan, ci, layout, jmx=False))):
+        for r in (zrender.render(plan, zi, layout), crender.render(plan, ci, layout, jmx=False)):
             proc.write_files(r)
-            [spec] = r.processes
-            procs[name] = (proc.start(spec, tmp / "logs" / f"{spec.name}.log"), spec)
-        proc.wait_for(lambda: procs["zookeeper"][0].poll() is None and zprobe.ready(plan, layout, zi)[0], 60,
+            for spec in r.processes:  # Cassandra and its role keeper
+                procs[spec.name] = (proc.start(spec, tmp / "logs" / f"{spec.name}.log"), spec)
+        proc.wait_for(lambda: procs[zi.name][0].poll() is None and zprobe.ready(plan, layout, zi)[0], 60,
                       "zookeeper")
-        proc.wait_for(lambda: procs["cassandra"][0].poll() is None and cprobe.ready(plan, layout, ci)[0], 180,
+        proc.wait_for(lambda: procs[ci.name][0].poll() is None and cprobe.ready(plan, layout, ci)[0], 180,
                       "config-db")
         TIMINGS["servers_ready_s"] = f"{time.monotonic() - t0:.1f}"
-        raw = cprobe.session(plan, CONFIG_DB, timeout=5.0)
+        raw = cprobe.session(plan, CONFIG_DB, timeout=5.0, auth=crender.login(layout, CONFIG_DB, crender.ADMIN_ROLE))
         s = Servers(plan, layout, procs, raw)
         yield s
     finally:
@@ -95,6 +94,11 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             proc.stop(p, spec, timeout=spec.stop_timeout)
         if TIMINGS:
             print("\ntimings: " + ", ".join(f"{k}={v}" for k, v in TIMINGS.items()))
+
+
+def api_login(s: Servers) -> tuple[str, str]:
+    """contrail-api's Cassandra role, as its service.json gives it."""
+    return crender.login(s.layout, CONFIG_DB, crender.CLIENT_ROLE[CONFIG_DB])
 
 
 AUTH = ("contrail-api", "integration-only-secret")  # the replicas' ZooKeeper digest identity
@@ -116,7 +120,7 @@ class Env:
 def env(servers: Servers) -> Iterator[Env]:
     loop = Loop()
     c = cluster_of(servers.plan, CONFIG_DB)
-    store = ConfigStore([str(h.ip) for h in c.hosts], c.cql_port, 1, layout=collection_layout)
+    store = ConfigStore([str(h.ip) for h in c.hosts], c.cql_port, 1, layout=collection_layout, auth=api_login(servers))
     zk = Coordinator(servers.plan.zookeeper_servers, servers.plan.cluster_id, stale_check=store, auth=AUTH)
     zk2 = Coordinator(servers.plan.zookeeper_servers, servers.plan.cluster_id, stale_check=store, auth=AUTH)
     try:
@@ -263,7 +267,9 @@ def test_create_read_update_delete_layout(env: Env) -> None:
 def test_schema_created_by_concurrent_replicas(env: Env) -> None:
     """Three replicas creating the same fresh keyspaces at once converge on one schema."""
     c = cluster_of(env.servers.plan, CONFIG_DB)
-    stores = [ConfigStore([str(h.ip) for h in c.hosts], c.cql_port, 1, prefix="race") for _ in range(3)]
+    # keyspaces are made by the admin (the role keeper); a prefix's fresh ones are made here as admin
+    admin = crender.login(env.servers.layout, CONFIG_DB, crender.ADMIN_ROLE)
+    stores = [ConfigStore([str(h.ip) for h in c.hosts], c.cql_port, 1, prefix="race", auth=admin) for _ in range(3)]
 
     async def go() -> None:
         await asyncio.gather(*(st.start() for st in stores))
@@ -307,7 +313,7 @@ def test_latency(env: Env) -> None:
 
     # every page of a result: a store whose driver pages every 7 rows
     c = cluster_of(env.servers.plan, CONFIG_DB)
-    paged = ConfigStore([str(h.ip) for h in c.hosts], c.cql_port, 1, page_size=7)
+    paged = ConfigStore([str(h.ip) for h in c.hosts], c.cql_port, 1, page_size=7, auth=api_login(env.servers))
 
     async def pages() -> None:
         await paged.start()
@@ -572,8 +578,8 @@ async def judge_and_delete(store: ConfigStore, uuid: str) -> None:
 def quick(env: Env) -> Iterator[tuple[ConfigStore, ConfigStore]]:
     """Two more replicas whose creates have a 1 s deadline (claims stale after 6 s)."""
     c = cluster_of(env.servers.plan, CONFIG_DB)
-    made = [ConfigStore([str(h.ip) for h in c.hosts], c.cql_port, 1, layout=collection_layout, create_deadline=1.0)
-            for _ in range(2)]
+    made = [ConfigStore([str(h.ip) for h in c.hosts], c.cql_port, 1, layout=collection_layout, create_deadline=1.0,
+                        auth=api_login(env.servers)) for _ in range(2)]
     try:
         for st in made:
             env.run(st.start())
@@ -671,7 +677,7 @@ def replica(env: Env, create_deadline: float = 10.0) -> ConfigStore:
     """One more contrail-api replica's store (started; the caller closes it)."""
     c = cluster_of(env.servers.plan, CONFIG_DB)
     st = ConfigStore([str(h.ip) for h in c.hosts], c.cql_port, 1, layout=collection_layout,
-                     create_deadline=create_deadline)
+                     create_deadline=create_deadline, auth=api_login(env.servers))
     env.run(st.start())
     return st
 
@@ -1034,7 +1040,7 @@ def test_zz_unavailable_when_cassandra_is_stopped(env: Env) -> None:
     store = env.store
     d = obj("domain", ["before-stop"])
     env.run(store.create(d))
-    env.servers.stop("cassandra")
+    env.servers.stop("config-db")
     store.forget(d["uuid"])
     t0 = time.monotonic()
     with pytest.raises(Unavailable, match="Config DB"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def test_analytics_db_yaml(layout: Layout) -> None:
 
 def test_process(layout: Layout) -> None:
     plan, _, r, _ = _render(CONFIG_DB, "n1", layout)
-    (p,) = r.processes
+    p, keeper = r.processes
     assert p.name == "config-db"
     assert p.stop_signal == signal.SIGTERM and p.stop_timeout >= 60
     argv = p.argv
@@ -93,6 +94,33 @@ def test_process(layout: Layout) -> None:
     assert f"{layout.logs('n1', 'config-db')}/system.log" in r.files[conf / "logback.xml"]
     # everything before -cp is a flag
     assert all(a.startswith("-") for a in argv[java + 1:argv.index("-cp")])
+    assert keeper.name == "config-db-roles" and keeper.argv[-1] == str(conf / "roles.json")
+
+
+def test_roles_and_logins(layout: Layout) -> None:
+    """Issue 13: no anonymous login and no default superuser: PasswordAuthenticator and
+    CassandraAuthorizer; the keeper's file names the admin, each client's role with its keyspaces
+    only, the monitor's grants; passwords are generated per cluster and role, in files only their
+    owner reads."""
+    plan, _, r, y = _render(CONFIG_DB, "n1", layout)
+    assert y["authenticator"] == "PasswordAuthenticator" and y["authorizer"] == "CassandraAuthorizer"
+    assert "credentials_validity" not in y  # Cassandra's 2 s: a dropped login goes within seconds
+    conf = layout.conf("n1", "config-db")
+    assert r.modes[conf / "roles.json"] == r.modes[conf / "monitor.json"] == 0o600
+    roles = json.loads(r.files[conf / "roles.json"])
+    assert roles["admin"]["name"] == cassandra.ADMIN_ROLE != "cassandra"
+    by_name = {x["name"]: x for x in roles["roles"]}
+    assert by_name["contrail-api"]["keyspaces"] == ["config_db_uuid", "useragent"]
+    assert by_name[cassandra.MONITOR_ROLE]["keyspaces"] == [] and by_name[cassandra.MONITOR_ROLE]["grants"]
+    secrets = [roles["admin"]["password"], *(x["password"] for x in roles["roles"])]
+    assert len(set(secrets)) == 3 and all(len(pw) >= 20 and pw != "cassandra" for pw in secrets)
+    assert roles["system_auth_rf"] == 3 and roles["keyspace_rf"] == plan.topology.replication.config_db
+    assert json.loads(r.files[conf / "monitor.json"]) == {"user": cassandra.MONITOR_ROLE,
+                                                         "password": by_name[cassandra.MONITOR_ROLE]["password"]}
+    _, _, ra, _ = _render(ANALYTICS_DB, "n1", layout)
+    aroles = json.loads(ra.files[layout.conf("n1", "analytics-db") / "roles.json"])
+    assert [x["keyspaces"] for x in aroles["roles"]] == [["ContrailAnalyticsCql"], []]
+    assert aroles["admin"]["password"] != roles["admin"]["password"]  # one secret per cluster
 
 
 def test_analytics_heap_and_jmx(layout: Layout) -> None:

@@ -24,9 +24,10 @@ def test_render_ha_topology(tmp_path: Path) -> None:
     assert "cluster_name: contrail_database" in (hosts / "ctrl1" / "config-db" / "conf" / "cassandra.yaml").read_text()
     assert (out / "router" / "bird.conf").exists()
     spec = json.loads((hosts / "ctrl1" / "supervisor" / "controller" / "spec.json").read_text())
-    assert [p["name"] for p in spec["processes"]] == ["zookeeper", "epmd", "rabbitmq", "config-db", "config-api-1"]
+    assert [p["name"] for p in spec["processes"]] == ["zookeeper", "epmd", "rabbitmq", "config-db", "config-db-roles",
+                                                  "config-api-1"]
     spec = json.loads((hosts / "ctrl1" / "supervisor" / "analyticsdb" / "spec.json").read_text())
-    assert [p["name"] for p in spec["processes"]] == ["analytics-db", "kafka"]
+    assert [p["name"] for p in spec["processes"]] == ["analytics-db", "analytics-db-roles", "kafka"]
 
 
 def test_render_refuses_invalid(tmp_path: Path) -> None:

@@ -364,11 +364,13 @@ def main(argv: list[str] | None = None) -> None:
 
     args = argv if argv is not None else sys.argv[1:]
     cfg = base.ServiceConfig.load(args[0])
-    store = AnalyticsStore(cfg.analytics_db, cfg.analytics_db_port, cfg.analytics_db_rf)
+    store = AnalyticsStore(cfg.analytics_db, cfg.analytics_db_port, cfg.analytics_db_rf,
+                           auth=cfg.cql_login("analytics_db"))
     agg = Aggregator(cfg, store)
     consuming = Consuming(agg)
     deps: list[Dependency] = [consuming, Kafka(cfg.kafka),
-                              Cassandra("analytics-db", cfg.analytics_db, cfg.analytics_db_port)]
+                              Cassandra("analytics-db", cfg.analytics_db, cfg.analytics_db_port,
+                                        auth=cfg.cql_login("analytics_db"))]
     gen = Generator(origin_of(cfg, "Analytics", "contrail-aggregator"), cfg.collectors)
 
     def routes(app: web.Application) -> None:

@@ -256,9 +256,11 @@ REPORTER = web.AppKey("analytics-api-reporter", NodeStatusReporter)
 def main(argv: list[str] | None = None) -> None:
     args = argv if argv is not None else sys.argv[1:]
     cfg = base.ServiceConfig.load(args[0])
-    store = AnalyticsStore(cfg.analytics_db, cfg.analytics_db_port, cfg.analytics_db_rf)
+    store = AnalyticsStore(cfg.analytics_db, cfg.analytics_db_port, cfg.analytics_db_rf,
+                           auth=cfg.cql_login("analytics_db"))
     ready = StoreReady(store)
-    deps: list[Dependency] = [Cassandra("analytics-db", cfg.analytics_db, cfg.analytics_db_port), ready]
+    deps: list[Dependency] = [Cassandra("analytics-db", cfg.analytics_db, cfg.analytics_db_port,
+                                        auth=cfg.cql_login("analytics_db")), ready]
     gen = Generator(origin_of(cfg, "Analytics", "contrail-analytics-api"), cfg.collectors)
 
     def routes(app: web.Application) -> None:

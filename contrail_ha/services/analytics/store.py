@@ -30,10 +30,11 @@ from cassandra.query import dict_factory
 from contrail_ha.errors import ContrailHaError
 from contrail_ha.services import cql
 from contrail_ha.services.analytics.protocol import MessageRecord, ObjectLogRecord, Origin, now_us
+from contrail_ha.services.keyspaces import ANALYTICS_KEYSPACE, create_keyspace
 
 log = logging.getLogger(__name__)
 
-KEYSPACE = "ContrailAnalyticsCql"
+KEYSPACE = ANALYTICS_KEYSPACE
 HOUR_US = 3_600_000_000
 TTL_S = 48 * 3600
 GC_GRACE_S = 3600  # short: TTL'd time series and overwritten UVE rows
@@ -70,8 +71,10 @@ class AnalyticsStore:
 
     def __init__(self, ips: Sequence[str], port: int, rf: int, *, keyspace: str = KEYSPACE,
                  consistency: int = ConsistencyLevel.QUORUM, connect_timeout: float = 5.0,
-                 request_timeout: float = 5.0, max_in_flight: int = 128) -> None:
+                 request_timeout: float = 5.0, max_in_flight: int = 128,
+                 auth: cql.Credentials | None = None) -> None:
         self.ips, self.port, self.rf = list(ips), port, rf
+        self.auth = auth  # the analytics' Cassandra role (owns the analytics keyspace only)
         self.keyspace = keyspace
         self.consistency = consistency
         self.connect_timeout, self.request_timeout = connect_timeout, request_timeout
@@ -94,7 +97,7 @@ class AnalyticsStore:
     def _start_blocking(self) -> None:
         self._cluster = cql.cluster(self.ips, self.port, consistency=self.consistency,
                                     request_timeout=self.request_timeout, connect_timeout=self.connect_timeout,
-                                    row_factory=dict_factory)
+                                    row_factory=dict_factory, auth=self.auth)
         self._session = self._cluster.connect()
         self._ensure_schema()
         ks = self.keyspace
@@ -131,8 +134,7 @@ class AnalyticsStore:
         s, ks = self._session, self.keyspace
         assert s is not None and self._cluster is not None
         if s.execute("SELECT keyspace_name FROM system_schema.keyspaces WHERE keyspace_name = %s", (ks,)).one() is None:
-            s.execute(f'CREATE KEYSPACE IF NOT EXISTS "{ks}" WITH replication = '
-                      f"{{'class': 'SimpleStrategy', 'replication_factor': {int(self.rf)}}}")
+            s.execute(create_keyspace(ks, self.rf))
             log.info("created keyspace %s (RF %d)", ks, self.rf)
         have = {r["table_name"] for r in s.execute(
             "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (ks,))}

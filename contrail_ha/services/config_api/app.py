@@ -142,7 +142,8 @@ async def _start(cfg: base.ServiceConfig, api: ConfigApi, deps: list[Dependency]
     replica = f"{cfg.host}-{cfg.listen_port}"
     while True:
         try:
-            store = ConfigStore(cfg.config_db, cfg.config_db_port, cfg.config_db_rf, layout=collection_layout)
+            store = ConfigStore(cfg.config_db, cfg.config_db_port, cfg.config_db_rf, layout=collection_layout,
+                                auth=cfg.cql_login("config_db"))
             await store.start()
             break
         except Exception as e:
@@ -206,7 +207,8 @@ def config_log(gen: Generator) -> Callable[[str, str, str, list[str], Obj | None
 def build(cfg: base.ServiceConfig) -> web.Application:
     """The replica's app: answers 503 (with the reason) until its start-up is complete."""
     ready = Ready()
-    deps: list[Dependency] = [ready, Cassandra("config-db", cfg.config_db, cfg.config_db_port)]
+    deps: list[Dependency] = [ready, Cassandra("config-db", cfg.config_db, cfg.config_db_port,
+                                               auth=cfg.cql_login("config_db"))]
     api = ConfigApi(None, None, None)
     gen = Generator(Origin(source=cfg.host, node_type="Config", module="contrail-api", instance_id=cfg.name),
                     cfg.collectors) if cfg.collectors else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sys
 import time
@@ -15,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from contrail_ha.probes import bird as bird_probe
+from contrail_ha.probes import cassandra as cassandra_probe
 from contrail_ha.probes import haproxy as haproxy_probe
 from contrail_ha.probes import kafka as kafka_probe
 from contrail_ha.probes import rabbitmq as rabbitmq_probe
@@ -142,8 +144,10 @@ class Agent:
         for component, table in ((CONFIG_DB, CONFIG_DATABASE_NODE), (ANALYTICS_DB, DATABASE_NODE)):
             if self._has(component):
                 c = cluster_of(plan, component)
+                inst = plan.instance(component, name)
                 w = CassandraWatcher(c.cluster_name, str(self.host.ip), c.cql_port, [str(h.ip) for h in c.hosts],
-                                     max(HEARTBEAT_STALE_S, 2.5 * cfg.probe_interval))
+                                     max(HEARTBEAT_STALE_S, 2.5 * cfg.probe_interval),
+                                     login=functools.partial(cassandra_probe.monitor_login, self.layout, inst))
                 self._watchers.append(w)
                 out.append(Probe(component, table, CASSANDRA_STATUS, cfg.probe_interval, w.probe, w.failed))
         if self._has(KAFKA):

@@ -33,14 +33,17 @@ class CassandraWatcher:
     QUERY = "SELECT address, generation, heartbeat, status, status_with_port, host_id, \"schema\", " \
             "release_version, load, rpc_ready FROM system_views.gossip_info"
 
-    def __init__(self, cluster: str, ip: str, port: int, members: list[str], stale_s: float) -> None:
+    def __init__(self, cluster: str, ip: str, port: int, members: list[str], stale_s: float,
+                 login: Callable[[], tuple[str, str]] | None = None) -> None:
         self.cluster_name, self.ip, self.port, self.members, self.stale_s = cluster, ip, port, members, stale_s
+        self.login = login  # the monitor role's login, read when (re)connecting
         self.tracker = HeartbeatTracker()
         self._cluster: Any = None
         self._session: Any = None
 
     def _connect(self) -> None:
         from cassandra import ConsistencyLevel
+        from cassandra.auth import PlainTextAuthProvider
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
         from cassandra.policies import ConstantReconnectionPolicy, WhiteListRoundRobinPolicy
 
@@ -49,13 +52,22 @@ class CassandraWatcher:
         cl = Cluster([self.ip], port=self.port, protocol_version=5,
                      execution_profiles={EXEC_PROFILE_DEFAULT: profile}, connect_timeout=CQL_CONNECT_TIMEOUT,
                      control_connection_timeout=CQL_CONNECT_TIMEOUT, schema_metadata_enabled=False,
-                     token_metadata_enabled=False, reconnection_policy=ConstantReconnectionPolicy(2.0, None))
+                     token_metadata_enabled=False, reconnection_policy=ConstantReconnectionPolicy(2.0, None),
+                     auth_provider=PlainTextAuthProvider(*login) if (login := self._login()) else None)
         try:
             self._session = cl.connect()
         except Exception:
             cl.shutdown()
             raise
         self._cluster = cl
+
+    def _login(self) -> tuple[str, str] | None:
+        """The monitor's login; None where it is not rendered (the node then says why it cannot be
+        asked: refused, or requires authentication)."""
+        try:
+            return self.login() if self.login else None
+        except RuntimeError:
+            return None
 
     def probe(self) -> dict[str, Any]:
         try:

@@ -40,12 +40,12 @@ from contrail_ha.services.config_api.rows import (
     link_is_fresh,
     whole_values,
 )
+from contrail_ha.services.keyspaces import CONFIG_KEYSPACE, USERAGENT_KEYSPACE, create_keyspace
 
 log = logging.getLogger(__package__)  # the package's logger, as before the split into modules
 
 
-KEYSPACE = "config_db_uuid"
-USERAGENT_KEYSPACE = "useragent"
+KEYSPACE = CONFIG_KEYSPACE
 UUID_TABLE = "obj_uuid_table"
 FQ_TABLE = "obj_fq_name_table"
 SHARED_TABLE = "obj_shared_table"
@@ -102,8 +102,10 @@ class StoreSession:
                  request_timeout: float = 5.0, batch_limit: int = BATCH_LIMIT,
                  gc_grace_seconds: int = GC_GRACE_SECONDS, fq_cache_size: int = FQ_CACHE_SIZE,
                  max_in_flight: int = 256, schema_agreement_wait: float = 30.0, page_size: int = 5000,
-                 layout: Layout = whole_values, create_deadline: float = CREATE_DEADLINE_S) -> None:
+                 layout: Layout = whole_values, create_deadline: float = CREATE_DEADLINE_S,
+                 auth: cql.Credentials | None = None) -> None:
         self.layout = layout
+        self.auth = auth  # its own Cassandra role (owns the config keyspaces only)
         self.create_deadline = create_deadline
         # a claim older than this (by our clock) belongs to a create that can no longer acknowledge
         self.link_stale = create_deadline + (LINK_STALE_S - CREATE_DEADLINE_S)
@@ -138,7 +140,7 @@ class StoreSession:
     def _start_blocking(self) -> None:
         self._cluster = cql.cluster(self.ips, self.port, consistency=self.consistency,
                                     request_timeout=self.request_timeout, connect_timeout=self.connect_timeout,
-                                    row_factory=tuple_factory)
+                                    row_factory=tuple_factory, auth=self.auth)
         self._session = self._cluster.connect()
         self._session.default_fetch_size = self.page_size
         self._ensure_schema()
@@ -156,8 +158,7 @@ class StoreSession:
         for ks, tables in ((self.keyspace, (UUID_TABLE, FQ_TABLE, SHARED_TABLE)), (self.ua_keyspace, (KV_TABLE,))):
             have = s.execute("SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s", (ks,)).one()
             if have is None:
-                s.execute(f'CREATE KEYSPACE IF NOT EXISTS "{ks}" WITH replication = '
-                          f"{{'class': 'SimpleStrategy', 'replication_factor': {int(self.rf)}}}")
+                s.execute(create_keyspace(ks, self.rf))
                 log.info("created keyspace %s (RF %d)", ks, self.rf)
             elif str(have[0].get("replication_factor")) != str(self.rf):
                 log.warning("keyspace %s has replication %s, configured RF is %d (left as is)", ks, have[0], self.rf)
