@@ -49,6 +49,9 @@ def _write_read(plan: Plan, layout: Layout, component: str, rf: int, ips: list[s
         s.execute(f"CREATE KEYSPACE IF NOT EXISTS ha_test WITH replication = "
                   f"{{'class': 'SimpleStrategy', 'replication_factor': {rf}}}")
         s.execute("CREATE TABLE IF NOT EXISTS ha_test.kv (k text PRIMARY KEY, v text)")
+        # the role keepers change the schema at the same moment (keyspaces, grants): wait until every
+        # node has this table before writing it at QUORUM
+        assert s.cluster.control_connection.wait_for_schema_agreement(wait_time=60)
         ins = SimpleStatement("INSERT INTO ha_test.kv (k, v) VALUES (%s, %s)", consistency_level=QUORUM)
         for i in range(rows):
             s.execute(ins, (f"k{i}", f"v{i}"))

@@ -223,6 +223,9 @@ def test_timed_out_create_is_settled(outcome: str) -> None:
         asyncio.run(s.create(dict(VN), fence))
     assert isinstance(info.value, OutcomeUnknown) is (outcome == "unknown")
     assert info.value.status == (504 if outcome == "unknown" else 503)
+    if outcome == "unknown":  # the mark's write timed out (it may have applied): lifted at its own time
+        mark, unmark = sent
+        assert unmark == [store.Mutation(store.UUID_TABLE, U1, DELETING, None, mark[0].ts)]
     if outcome == "revoked":
         mark, undo = sent
         assert store.Mutation(store.UUID_TABLE, U1, None, None, fence.ts + 1) in undo  # the whole row

@@ -107,8 +107,8 @@ class Claims(StoreSession):
         that reads later sees the mark and waits until the row is gone (docs/integrity.md)."""
         t = otype(obj_type)
         at = max(time.time_ns() // 1000, claim_ts + 2)
-        await self._send([Mutation(UUID_TABLE, uuid, DELETING, deleting_mark(), at)])
         try:
+            await self._send([Mutation(UUID_TABLE, uuid, DELETING, deleting_mark(), at)])
             seen = await self._cols(UUID_TABLE, uuid, ("type",))
         except BaseException:
             await self.unmark_deleting(uuid, at)

@@ -16,11 +16,13 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Self, TypeVar
 
 from cassandra import (
+    AuthenticationFailed,
     ConsistencyLevel,
     DriverException,
     OperationTimedOut,
     RequestExecutionException,
     Timeout,
+    Unauthorized,
     WriteTimeout,
     WriteType,
 )
@@ -68,7 +70,10 @@ def _unavailable(e: BaseException) -> Unavailable:
     return Unavailable(f"Config DB (Cassandra) unavailable: {type(e).__name__}: {text[:300]}")
 
 
-_DOWN = (NoHostAvailable, RequestExecutionException, OperationTimedOut, ConnectionException)
+# Unauthorized/AuthenticationFailed: the node could not check our role (its auth read failed, e.g.
+# while it is cut off) or refuses it (a misconfigured cluster): the DB's state, never the client's.
+_DOWN = (NoHostAvailable, RequestExecutionException, OperationTimedOut, ConnectionException, Unauthorized,
+         AuthenticationFailed)
 
 
 class _Statements:
