@@ -38,6 +38,11 @@ MONITOR_GRANTS = ["SELECT ON KEYSPACE system_views"]  # gossip_info: the ring as
 # password stops working within them (a longer cache keeps a refused login valid while its refresh
 # fails). The reads behind them go to a quorum of system_auth, which is on up to 3 nodes.
 SUPERUSER_SETUP_DELAY_MS = 2000  # default 10 s: when a fresh ring makes the default superuser
+# bcrypt cost of the stored passwords: 2^4 rounds (Cassandra's minimum; default 2^10). bcrypt's cost
+# protects guessable human passwords; ours are 128-bit random secrets, and every new connection
+# pays it: after a partition heals, every client reconnecting every second at 2^10 saturated the two
+# cores for minutes (connections timed out, so they retried: 300 s to recover, seen in a drill).
+BCRYPT_LOG2_ROUNDS = 4
 
 # Cassandra mlockall()s the whole JVM at start; as root (CAP_IPC_LOCK) that succeeds and pins
 # ~650 MB per node and costs start time. Without the capability it fails harmlessly (a warning)
@@ -267,6 +272,7 @@ def jvm_flags(plan: Plan, inst: Instance, layout: Layout, classpath: str, *, jmx
         "-Dcassandra.memtable.row_overhead_size=180",  # skips a ~2 s measurement at start (value it finds)
         "-Dcassandra.shutdown_announce_in_ms=500",  # default 2 s pause after announcing a stop
         f"-Dcassandra.superuser_setup_delay_ms={SUPERUSER_SETUP_DELAY_MS}",
+        f"-Dcassandra.auth_bcrypt_gensalt_log2_rounds={BCRYPT_LOG2_ROUNDS}",
     ]
     jamm = next((j for j in classpath.split(":") if "/jamm-" in j), None)
     if jamm:

@@ -140,6 +140,8 @@ def ensure(cfg: RolesConfig) -> None:
     try:
         replicate_system_auth(s, cfg.system_auth_rf)
         s.execute(f"DROP ROLE IF EXISTS {quoted(DEFAULT_SUPERUSER[0])}")
+        # stored again with the node's bcrypt cost (a cluster made before it was lowered)
+        s.execute(f"ALTER ROLE {quoted(cfg.admin.name)} WITH PASSWORD = %s", (cfg.admin.password,))
         keyspaces = list(dict.fromkeys(ks for r in cfg.roles for ks in r.keyspaces))
         for ks in keyspaces:
             s.execute(create_keyspace(ks, cfg.keyspace_rf))

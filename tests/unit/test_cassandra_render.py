@@ -95,6 +95,7 @@ def test_process(layout: Layout) -> None:
     # everything before -cp is a flag
     assert all(a.startswith("-") for a in argv[java + 1:argv.index("-cp")])
     assert keeper.name == "config-db-roles" and keeper.argv[-1] == str(conf / "roles.json")
+    assert _prop(argv, "cassandra.auth_bcrypt_gensalt_log2_rounds") == "4"  # random secrets: cheap logins
 
 
 def test_roles_and_logins(layout: Layout) -> None:
