@@ -139,8 +139,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         except Exception:
             pass
         loop.close()
-        for key in [(AGGREGATOR, "n1"), (AGGREGATOR, "n2"), (COLLECTOR, "n1"), (COLLECTOR, "n2"),
-                    (KAFKA, "n1"), (ANALYTICS_DB, "n1"), (ZOOKEEPER, "n1")]:
+        order = [(AGGREGATOR, "n1"), (AGGREGATOR, "n2"), (COLLECTOR, "n1"), (COLLECTOR, "n2"),
+                 (KAFKA, "n1"), (ANALYTICS_DB, "n1"), (ZOOKEEPER, "n1")]
+        for key in order + [k for k in list(pl.procs) if k not in order]:  # then the rest (the role keeper)
             if key in pl.procs:
                 p, spec = pl.procs.pop(key)
                 proc.stop(p, spec, timeout=spec.stop_timeout)
