@@ -12,7 +12,6 @@ cannot be asked, as the others see it."""
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import threading
@@ -27,7 +26,7 @@ from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import RoundRobinPolicy, WhiteListRoundRobinPolicy
 
-from contrail_ha.probes.base import Check
+from contrail_ha.probes.base import Check, read_login
 from contrail_ha.rendering.base import Layout
 from contrail_ha.rendering.cassandra import cluster_of, monitor_file
 from contrail_ha.services.cql import auth_provider
@@ -119,12 +118,7 @@ _quiet = _Quiet()
 
 def monitor_login(layout: Layout, inst: Instance) -> tuple[str, str]:
     """The monitor role's login, as rendered for ``inst``'s host (readable there only)."""
-    f = monitor_file(layout, inst)
-    try:
-        creds = json.loads(f.read_text())
-        return str(creds["user"]), str(creds["password"])
-    except (OSError, ValueError, KeyError) as e:
-        raise RuntimeError(f"no Cassandra monitor login in {f}: {e.__class__.__name__}") from e
+    return read_login(monitor_file(layout, inst), "Cassandra monitor login")
 
 
 def cluster_login(plan: Plan, layout: Layout, component: str) -> tuple[str, str] | None:

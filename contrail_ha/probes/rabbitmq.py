@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from contrail_ha.probes.base import Check
+from contrail_ha.probes.base import Check, read_login
 from contrail_ha.rendering import rabbitmq as render
 from contrail_ha.rendering.base import Layout
 from contrail_ha.runtime import netns
@@ -92,12 +92,7 @@ HTTP_TIMEOUT = 5.0
 
 def monitor_credentials(layout: Layout, inst: Instance) -> tuple[str, str]:
     """The monitor user's name and password, as rendered for ``inst``'s host (readable there only)."""
-    f = render.paths(layout, inst)["monitor"]
-    try:
-        creds = json.loads(f.read_text())
-        return str(creds["user"]), str(creds["password"])
-    except (OSError, ValueError, KeyError) as e:
-        raise RuntimeError(f"no RabbitMQ monitor credentials in {f}: {e.__class__.__name__}") from e
+    return read_login(render.paths(layout, inst)["monitor"], "RabbitMQ monitor credentials")
 
 
 def cluster_status(plan: Plan, layout: Layout, inst: Instance, timeout: float = HTTP_TIMEOUT) -> dict[str, Any]:

@@ -171,10 +171,7 @@ class Crud(ApiCore):
             for src_type, src, claim_ts in await self._refuse_if_linked(rt, base, *decoded):
                 if not await self.store.revoke(src_type, src, decoded[1].claimed.get(src), claim_ts):
                     # it landed since the links were read: a child or referrer that exists now
-                    hrefs = [self.href(base, src_type, src)]
-                    if f"{src_type}s" in rt.children:
-                        raise Conflict(f"Delete when children still present: {hrefs}")
-                    raise Conflict(f"Delete when resource still referred: {hrefs}")
+                    raise still_linked(f"{src_type}s" in rt.children, [self.href(base, src_type, src)])
             await self.store.delete(uuid, decoded)
             done = True
         finally:
@@ -203,10 +200,7 @@ class Crud(ApiCore):
                 blocking = [(t, u) for t, u in chunk if u in seen
                             and not (kind == "children" and seen[u][0][-1].startswith("default-"))]
                 if blocking:
-                    hrefs = [self.href(base, t, u) for t, u in blocking]
-                    if kind == "children":
-                        raise Conflict(f"Delete when children still present: {hrefs}")
-                    raise Conflict(f"Delete when resource still referred: {hrefs}")
+                    raise still_linked(kind == "children", [self.href(base, t, u) for t, u in blocking])
                 pending = [u for _, u in chunk if u not in seen and self.store.claim_is_live(links.written.get(u))]
                 if pending:
                     what = "child" if kind == "children" else "reference to it"
@@ -258,6 +252,13 @@ class Crud(ApiCore):
             inner = body.get(rt.resource_type)
         await self.update(rt, uuid, inner)
         return {rt.resource_type: {"uuid": uuid, "href": self.href(base, rt.resource_type, uuid)}}
+
+
+def still_linked(children: bool, hrefs: list[str]) -> Conflict:
+    """The original's 409 for a delete of an object that has children or referrers now."""
+    if children:
+        return Conflict(f"Delete when children still present: {hrefs}")
+    return Conflict(f"Delete when resource still referred: {hrefs}")
 
 
 def etag_matches(header: str | None, modified: str | None) -> bool:

@@ -100,7 +100,7 @@ class ConfigStoreAPI(Closable, Protocol):
         ...
 
     # --- guarded delete --------------------------------------------------------------------------------
-    async def mark_deleting(self, uuid: str) -> int:
+    async def mark_deleting(self, uuid: str, at: int | None = None) -> int:
         """Announce a delete on the object's row before its links are read; the mark's write time."""
         ...
 

@@ -43,9 +43,10 @@ class CassandraWatcher:
 
     def _connect(self) -> None:
         from cassandra import ConsistencyLevel
-        from cassandra.auth import PlainTextAuthProvider
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
         from cassandra.policies import ConstantReconnectionPolicy, WhiteListRoundRobinPolicy
+
+        from contrail_ha.services.cql import auth_provider
 
         profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([self.ip]),
                                    consistency_level=ConsistencyLevel.ONE, request_timeout=CQL_REQUEST_TIMEOUT)
@@ -53,7 +54,7 @@ class CassandraWatcher:
                      execution_profiles={EXEC_PROFILE_DEFAULT: profile}, connect_timeout=CQL_CONNECT_TIMEOUT,
                      control_connection_timeout=CQL_CONNECT_TIMEOUT, schema_metadata_enabled=False,
                      token_metadata_enabled=False, reconnection_policy=ConstantReconnectionPolicy(2.0, None),
-                     auth_provider=PlainTextAuthProvider(*login) if (login := self._login()) else None)
+                     auth_provider=auth_provider(self._login()))
         try:
             self._session = cl.connect()
         except Exception:

@@ -108,7 +108,7 @@ class Claims(StoreSession):
         t = otype(obj_type)
         at = max(time.time_ns() // 1000, claim_ts + 2)
         try:
-            await self._send([Mutation(UUID_TABLE, uuid, DELETING, deleting_mark(), at)])
+            await self.mark_deleting(uuid, at)
             seen = await self._cols(UUID_TABLE, uuid, ("type",))
         except BaseException:
             await self.unmark_deleting(uuid, at)
@@ -152,10 +152,10 @@ class Claims(StoreSession):
                     time.time() - claim_ts / 1e6)
         return await self.revoke_unseen(obj_type, uuid, fq_name, claim_ts)
 
-    async def mark_deleting(self, uuid: str) -> int:
+    async def mark_deleting(self, uuid: str, at: int | None = None) -> int:
         """Announce a delete on the object's row before its links are read (see :meth:`create`);
-        returns the mark's write time, which :meth:`unmark_deleting` removes it at."""
-        at = time.time_ns() // 1000
+        returns the mark's write time (``at``, else now), which :meth:`unmark_deleting` removes it at."""
+        at = at if at is not None else time.time_ns() // 1000
         await self._send([Mutation(UUID_TABLE, uuid, DELETING, deleting_mark(), at)])
         return at
 
