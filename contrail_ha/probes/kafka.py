@@ -27,8 +27,10 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 
-from contrail_ha.probes.base import Check
+from contrail_ha.probes.base import Check, read_login
+from contrail_ha.rendering import kafka as render
 from contrail_ha.rendering.base import Layout
+from contrail_ha.services.kafka_login import PROTOCOL, client_config
 from contrail_ha.topology.plan import KAFKA, Instance, Plan
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ def _registration(zk: KazooClient, plan: Plan, inst: Instance) -> tuple[bool, st
         raw, _ = zk.get(path)
     except NoNodeError:
         return False, f"broker {bid} not registered"
-    want = f"PLAINTEXT://{inst.address}"
+    want = f"{PROTOCOL}://{inst.address}"
     try:
         endpoints = json.loads(raw.decode()).get("endpoints", [])
     except (ValueError, AttributeError):
@@ -85,16 +87,33 @@ def ready(plan: Plan, layout: Layout, inst: Instance) -> tuple[bool, str]:
         return False, f"zookeeper: {e or type(e).__name__}"
 
 
-def admin(plan: Plan, bootstrap: str | None = None) -> AdminClient:
-    """An AdminClient bootstrapped from every broker (or only from ``bootstrap``)."""
+Login = tuple[str, str] | None  # a Kafka user and password (SASL/SCRAM); None: no login
+
+
+def monitor_login(layout: Layout, inst: Instance) -> tuple[str, str]:
+    """The monitor user's login, as rendered for ``inst``'s host (readable there only)."""
+    return read_login(render.monitor_file(layout, inst), "Kafka monitor login")
+
+
+def cluster_login(plan: Plan, layout: Layout) -> Login:
+    """The monitor's login from the first broker's files (None where none is rendered)."""
+    insts = plan.of(KAFKA)
+    try:
+        return monitor_login(layout, insts[0]) if insts else None
+    except RuntimeError:
+        return None
+
+
+def admin(plan: Plan, bootstrap: str | None = None, auth: Login = None) -> AdminClient:
+    """An AdminClient bootstrapped from every broker (or only from ``bootstrap``), logged in as ``auth``."""
     return AdminClient({"bootstrap.servers": bootstrap or plan.kafka_servers,
-                        "socket.timeout.ms": int(ADMIN_TIMEOUT * 1000)},
+                        "socket.timeout.ms": int(ADMIN_TIMEOUT * 1000), **client_config(auth)},
                        logger=logging.getLogger("contrail_ha.rdkafka"))
 
 
-def _partition_health(plan: Plan) -> Check:
+def _partition_health(plan: Plan, auth: Login = None) -> Check:
     try:
-        md = admin(plan).list_topics(timeout=CHECK_TIMEOUT)
+        md = admin(plan, auth=auth).list_topics(timeout=CHECK_TIMEOUT)
     except KafkaException as e:
         return Check(KAFKA, "cluster", False, f"metadata unavailable: {e}")
     under: list[str] = []
@@ -133,7 +152,7 @@ def checks(plan: Plan, layout: Layout) -> list[Check]:
     except (KazooTimeoutError, KazooException) as e:
         out = [Check(KAFKA, i.host.name, False, f"zookeeper: {e or type(e).__name__}",
                      {"broker_id": plan.broker_id(i.host), "address": i.address}) for i in insts]
-    out.append(_partition_health(plan))
+    out.append(_partition_health(plan, cluster_login(plan, layout)))
     return out
 
 
@@ -149,7 +168,7 @@ def _topic_ready(md: Any, name: str, partitions: int) -> bool:
             and all(p.leader >= 0 for p in t.partitions.values()))
 
 
-def _wait_topic(plan: Plan, name: str, partitions: int, timeout: float) -> None:
+def _wait_topic(plan: Plan, name: str, partitions: int, timeout: float, auth: Login = None) -> None:
     """Wait until every live broker's metadata has every partition of ``name`` with a leader.
 
     The controller updates the brokers' metadata caches asynchronously, so each live broker is
@@ -160,10 +179,10 @@ def _wait_topic(plan: Plan, name: str, partitions: int, timeout: float) -> None:
     while True:
         try:
             if pending is None:
-                md = admin(plan).list_topics(timeout=ADMIN_TIMEOUT)
+                md = admin(plan, auth=auth).list_topics(timeout=ADMIN_TIMEOUT)
                 pending = {f"{b.host}:{b.port}" for b in md.brokers.values()}
             for addr in sorted(pending):
-                one = admin(plan, bootstrap=addr)
+                one = admin(plan, bootstrap=addr, auth=auth)
                 if _topic_ready(one.list_topics(topic=name, timeout=ADMIN_TIMEOUT), name, partitions):
                     pending.discard(addr)
             if not pending:
@@ -180,11 +199,11 @@ _TRANSIENT = frozenset({KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError
                         KafkaError.REQUEST_TIMED_OUT, KafkaError.BROKER_NOT_AVAILABLE})
 
 
-def _wait_controller(plan: Plan, deadline: float) -> None:
+def _wait_controller(plan: Plan, deadline: float, auth: Login = None) -> None:
     """Wait until the metadata names a controller (CreateTopics is sent to it)."""
     while True:
         try:
-            if admin(plan).list_topics(timeout=ADMIN_TIMEOUT).controller_id >= 0:
+            if admin(plan, auth=auth).list_topics(timeout=ADMIN_TIMEOUT).controller_id >= 0:
                 return
         except KafkaException as e:
             log.debug("waiting for a controller: %s", e)
@@ -194,8 +213,10 @@ def _wait_controller(plan: Plan, deadline: float) -> None:
 
 
 def ensure_topic(plan: Plan, name: str, partitions: int, rf: int | None = None,
-                 min_insync: int | None = None, timeout: float = 30.0) -> bool:
-    """Create ``name`` with ``rf`` replicas and ``min.insync.replicas`` unless it exists.
+                 min_insync: int | None = None, timeout: float = 30.0, auth: Login = None) -> bool:
+    """Create ``name`` with ``rf`` replicas and ``min.insync.replicas`` unless it exists, as
+    ``auth`` (the brokers' user, ``rendering.kafka.login(layout, BROKER_USER)``, for a topic
+    outside the analytics ones).
 
     Defaults come from the topology. An existing topic keeps its partitions and replicas but
     gets ``min.insync.replicas`` aligned. Returns True if this call created the topic. Waits until
@@ -205,10 +226,10 @@ def ensure_topic(plan: Plan, name: str, partitions: int, rf: int | None = None,
     rf = rf or r.kafka
     min_insync = min(min_insync or r.kafka_min_insync, rf)
     deadline = time.monotonic() + timeout
-    _wait_controller(plan, deadline)
+    _wait_controller(plan, deadline, auth)
     created = False
     while True:
-        a = admin(plan)
+        a = admin(plan, auth=auth)
         left = max(deadline - time.monotonic(), 1.0)
         fut = a.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=rf,
                                         config={MIN_ISR: str(min_insync)})],
@@ -225,7 +246,7 @@ def ensure_topic(plan: Plan, name: str, partitions: int, rf: int | None = None,
                 raise
             log.info("creating topic %s: %s; retrying", name, e)
             time.sleep(0.5)
-    _wait_topic(plan, name, partitions if created else 1, max(deadline - time.monotonic(), 5.0))
+    _wait_topic(plan, name, partitions if created else 1, max(deadline - time.monotonic(), 5.0), auth)
     if not created and _topic_min_isr(a, name) != min_insync:
         res = ConfigResource(ResourceType.TOPIC, name, incremental_configs=[
             ConfigEntry(MIN_ISR, str(min_insync), incremental_operation=AlterConfigOpType.SET)])
@@ -234,12 +255,12 @@ def ensure_topic(plan: Plan, name: str, partitions: int, rf: int | None = None,
     return created
 
 
-def describe_topic(plan: Plan, name: str) -> dict[str, Any]:
+def describe_topic(plan: Plan, name: str, auth: Login = None) -> dict[str, Any]:
     """Partitions (leader, replicas, isr), replication factor and ``min.insync.replicas`` of ``name``.
 
     Raises KeyError when the topic does not exist.
     """
-    a = admin(plan)
+    a = admin(plan, auth=auth)
     t = a.list_topics(topic=name, timeout=ADMIN_TIMEOUT).topics.get(name)
     if t is None or t.error is not None:
         raise KeyError(f"topic {name}: {t.error if t is not None else 'unknown'}")

@@ -10,7 +10,11 @@ started directly (no distribution scripts), logging through slf4j-reload4j.
 
 from __future__ import annotations
 
-from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, jvm_heap_flags
+import json
+from pathlib import Path
+
+from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, jvm_heap_flags, python
+from contrail_ha.services.kafka_login import MECHANISM, PROTOCOL
 from contrail_ha.topology.plan import KAFKA, ZOOKEEPER, Instance, Plan
 
 JAVA = "java"
@@ -25,6 +29,52 @@ SEGMENT_BYTES = 64 * 1024 * 1024
 INTERNAL_TOPIC_PARTITIONS = 10  # __consumer_offsets / __transaction_state (stock 50)
 
 
+# Users (SASL/SCRAM-SHA-512, passwords generated once per cluster) and what each may do; nothing
+# else is allowed (AclAuthorizer, allow.everyone.if.no.acl.found=false). The brokers' own user is
+# the only super user (inter-broker traffic, and the operator's topic tools).
+BROKER_USER = "contrail-kafka"
+COLLECTOR_USER = "contrail-collector"  # makes the analytics topics, produces to them
+AGGREGATOR_USER = "contrail-aggregator"  # consumes them in its group
+MONITOR_USER = "contrail-monitor"  # cluster and topic metadata: the probes, node agents, readiness
+USERS = (BROKER_USER, COLLECTOR_USER, AGGREGATOR_USER, MONITOR_USER)
+
+
+def password(layout: Layout, user: str) -> str:
+    return layout.secret(f"kafka-{user}")
+
+
+def login(layout: Layout, user: str) -> tuple[str, str]:
+    """``(user, password)`` of a Kafka user of this cluster."""
+    return user, password(layout, user)
+
+
+def acls(plan: Plan) -> list[dict[str, object]]:
+    """Every ACL of the cluster's users (the analytics topics and group share the cluster's prefix)."""
+    prefix = f"{plan.cluster_id}-"
+    return [
+        {"user": COLLECTOR_USER, "resource": "Topic", "pattern": "PREFIXED", "name": prefix,
+         "operations": ["Create", "Write", "Describe", "DescribeConfigs"]},
+        {"user": COLLECTOR_USER, "resource": "Cluster", "name": "kafka-cluster", "operations": ["IdempotentWrite"]},
+        {"user": AGGREGATOR_USER, "resource": "Topic", "pattern": "PREFIXED", "name": prefix,
+         "operations": ["Read", "Describe"]},
+        {"user": AGGREGATOR_USER, "resource": "Group", "pattern": "PREFIXED", "name": prefix,
+         "operations": ["Read", "Describe"]},
+        {"user": MONITOR_USER, "resource": "Topic", "name": "*", "operations": ["Describe", "DescribeConfigs"]},
+        {"user": MONITOR_USER, "resource": "Cluster", "name": "kafka-cluster", "operations": ["Describe"]},
+    ]
+
+
+def users_config(plan: Plan, layout: Layout) -> dict[str, object]:
+    """``users.json``: what the broker's launcher writes into ZooKeeper (services.kafka_users)."""
+    return {"zookeeper": plan.zookeeper_servers, "chroot": plan.kafka_chroot,
+            "users": [{"name": u, "password": password(layout, u)} for u in USERS], "acls": acls(plan)}
+
+
+def monitor_file(layout: Layout, inst: Instance) -> Path:
+    """The monitor's login as rendered on ``inst``'s host, for the probes there."""
+    return layout.conf(inst.host.name, inst.name) / "monitor.json"
+
+
 def broker_id(plan: Plan, inst: Instance) -> int:
     """The Kafka broker.id of the instance's host."""
     return plan.broker_id(inst.host)
@@ -35,14 +85,23 @@ def server_properties(plan: Plan, inst: Instance, layout: Layout) -> str:
     r = plan.topology.replication
     rf = r.kafka
     min_isr = min(r.kafka_min_insync, rf)
-    listener = f"PLAINTEXT://{inst.ip}:{plan.ports.kafka}"
+    listener = f"{PROTOCOL}://{inst.ip}:{plan.ports.kafka}"
     cpus = plan.topology.cpus(inst.host)
+    jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{BROKER_USER}" '
+            f'password="{password(layout, BROKER_USER)}";')
     props: list[tuple[str, object]] = [
         ("broker.id", broker_id(plan, inst)),
         ("broker.id.generation.enable", "false"),
         ("listeners", listener),
         ("advertised.listeners", listener),
-        ("inter.broker.listener.name", "PLAINTEXT"),
+        ("inter.broker.listener.name", PROTOCOL),
+        # Every connection logs in (SCRAM), the brokers' too; nothing is allowed without an ACL.
+        ("sasl.enabled.mechanisms", MECHANISM),
+        ("sasl.mechanism.inter.broker.protocol", MECHANISM),
+        (f"listener.name.{PROTOCOL.lower()}.{MECHANISM.lower()}.sasl.jaas.config", jaas),
+        ("authorizer.class.name", "kafka.security.authorizer.AclAuthorizer"),
+        ("super.users", f"User:{BROKER_USER}"),
+        ("allow.everyone.if.no.acl.found", "false"),
         # ZooKeeper mode (no process.roles / node.id), no KRaft migration.
         ("zookeeper.connect", plan.kafka_zookeeper_connect),
         ("zookeeper.session.timeout.ms", ZK_SESSION_MS),
@@ -143,7 +202,11 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
     logs = layout.logs(host, inst.name)
     props = conf / "server.properties"
     log4j = conf / "log4j.properties"
+    users, monitor = conf / "users.json", monitor_file(layout, inst)
+    user, pw = login(layout, MONITOR_USER)
     argv = [
+        # the launcher writes the users and ACLs into ZooKeeper, then execs the broker
+        python(), "-m", "contrail_ha.services.kafka_users", str(users), "--",
         JAVA,
         *jvm_heap_flags(plan.topology.heap.kafka, plan.topology, inst.host),
         "-XX:MaxGCPauseMillis=20",
@@ -158,7 +221,10 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
         str(props),
     ]
     return Rendered(
-        files={props: server_properties(plan, inst, layout), log4j: log4j_properties()},
+        files={props: server_properties(plan, inst, layout), log4j: log4j_properties(),
+               users: json.dumps(users_config(plan, layout), indent=2) + "\n",
+               monitor: json.dumps({"user": user, "password": pw}) + "\n"},
+        modes={props: 0o600, users: 0o600, monitor: 0o600},  # the brokers' password; every user's; the probes' login
         dirs=[conf, data, logs],
         # A new broker registers in ZooKeeper at its first start and exits when no server answers
         # within its session timeout: it waits for ZooKeeper to serve (a quorum) first.

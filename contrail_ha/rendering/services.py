@@ -9,7 +9,7 @@ import json
 import signal
 from pathlib import Path
 
-from contrail_ha.rendering import cassandra
+from contrail_ha.rendering import cassandra, kafka
 from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, python
 from contrail_ha.services.analytics.node_agent.config import config_for  # only the config: no probes, no agent
 from contrail_ha.topology.plan import (
@@ -96,6 +96,10 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
     elif inst.component in (ANALYTICS_API, AGGREGATOR):  # the analytics DB's client role
         user, pw = cassandra.login(layout, ANALYTICS_DB, cassandra.CLIENT_ROLE[ANALYTICS_DB])
         cfg.update(analytics_db_user=user, analytics_db_password=pw)
+        modes[path] = 0o600
+    if inst.component in (COLLECTOR, AGGREGATOR):  # its Kafka user
+        user, pw = kafka.login(layout, kafka.COLLECTOR_USER if inst.component == COLLECTOR else kafka.AGGREGATOR_USER)
+        cfg.update(kafka_user=user, kafka_password=pw)
         modes[path] = 0o600
     return Rendered(
         files={path: json.dumps(cfg, indent=2) + "\n"},

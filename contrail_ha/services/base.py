@@ -43,6 +43,8 @@ class ServiceConfig(BaseModel):
     analytics_db_port: int
     analytics_db_rf: int
     kafka: str  # "ip:port,..."
+    kafka_user: str = ""  # the collector's or the aggregator's Kafka user (SASL/SCRAM)
+    kafka_password: str = Field("", repr=False)
     collectors: list[str]  # ["ip:port", ...] (every analytics host)
     trusted_proxies: list[str] = []  # the lbs' addresses (and the VIP): whose X-Forwarded-For is believed
     uve_partitions: int = 30
@@ -53,6 +55,10 @@ class ServiceConfig(BaseModel):
         """``(role, password)`` for the ``config_db`` or ``analytics_db`` cluster; None: no login."""
         user = getattr(self, f"{db}_user")
         return (user, getattr(self, f"{db}_password")) if user else None
+
+    def kafka_login(self) -> tuple[str, str] | None:
+        """``(user, password)`` for the brokers; None: no login."""
+        return (self.kafka_user, self.kafka_password) if self.kafka_user else None
 
     @classmethod
     def load(cls, path: str | Path) -> ServiceConfig:

@@ -102,9 +102,9 @@ class Kafka(Dependency):
 
     name = "kafka"
 
-    def __init__(self, servers: str, interval: float = 2.0) -> None:
+    def __init__(self, servers: str, interval: float = 2.0, auth: tuple[str, str] | None = None) -> None:
         super().__init__()
-        self.servers, self.interval = servers, interval
+        self.servers, self.interval, self.auth = servers, interval, auth
         self._stop = threading.Event()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -113,7 +113,9 @@ class Kafka(Dependency):
     def _run(self) -> None:
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.servers, "socket.timeout.ms": 2000})
+        from contrail_ha.services.kafka_login import client_config
+
+        admin = AdminClient({"bootstrap.servers": self.servers, "socket.timeout.ms": 2000, **client_config(self.auth)})
         while not self._stop.is_set():
             try:
                 md = admin.list_topics(timeout=3)

@@ -11,6 +11,7 @@ from kazoo.client import KazooClient
 
 from contrail_ha.operations import faults
 from contrail_ha.probes import cassandra, kafka, rabbitmq, zookeeper
+from contrail_ha.rendering import kafka as kafka_render
 from contrail_ha.topology.plan import ZOOKEEPER
 from tests.e2e.conftest import Cluster
 from tests.helpers.proc import wait_for as wait
@@ -60,8 +61,9 @@ def test_kafka_three_brokers_topic_rf3_minisr2(cluster: Cluster) -> None:
     brokers = [c for c in checks if c.target != "cluster"]
     assert len(brokers) == 3 and all(c.ok for c in brokers), [c.as_dict() for c in checks]
     name = f"e2e-{uuid.uuid4().hex[:6]}"
-    kafka.ensure_topic(cluster.plan, name, partitions=3)
-    d = kafka.describe_topic(cluster.plan, name)
+    admin = kafka_render.login(cluster.layout, kafka_render.BROKER_USER)  # the operator's topic tool
+    kafka.ensure_topic(cluster.plan, name, partitions=3, auth=admin)
+    d = kafka.describe_topic(cluster.plan, name, auth=admin)
     assert d["min.insync.replicas"] == 2 and d["replication_factor"] == 3
     assert all(len(p["replicas"]) == 3 for p in d["partitions"])
 

@@ -72,3 +72,25 @@ def test_both_cassandra_clusters_refuse_anonymous_and_default_logins(cluster: Cl
                     pass
                 errors = list(info.value.errors.values())
                 assert errors and all(isinstance(e, AuthenticationFailed) for e in errors), (inst.name, login, errors)
+
+
+def test_kafka_refuses_anonymous_and_wrong_logins(cluster: Cluster) -> None:
+    """The brokers, from the client network: no plaintext client, no guessed password; a user with
+    no ACL for it is refused creating a topic."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from contrail_ha.rendering import kafka as krender
+    from contrail_ha.services.kafka_login import client_config
+
+    plan = cluster.plan
+    for conf in ({}, client_config((krender.COLLECTOR_USER, "guess")), client_config((krender.BROKER_USER, "kafka"))):
+        a = AdminClient({"bootstrap.servers": plan.kafka_servers, "socket.timeout.ms": 3000, **conf})
+        with pytest.raises(KafkaException):
+            a.list_topics(timeout=5)
+    monitor = client_config(krender.login(cluster.layout, krender.MONITOR_USER))
+    a = AdminClient({"bootstrap.servers": plan.kafka_servers, **monitor})
+    assert a.list_topics(timeout=10).brokers  # the monitor describes the cluster
+    fut = a.create_topics([NewTopic("planted", num_partitions=1, replication_factor=1)], request_timeout=15)["planted"]
+    with pytest.raises(KafkaException, match="AUTHORIZATION"):
+        fut.result(20)

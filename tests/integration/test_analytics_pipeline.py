@@ -167,9 +167,11 @@ def _stored(pl: Pipeline, tag: str, since_us: int) -> list[dict[str, Any]]:
 
 
 def test_topics_and_partition_split(pipeline: Pipeline) -> None:
-    t = kprobe.describe_topic(pipeline.plan, uve_topic("pipe", 0))
+    admin = krender.login(pipeline.layout, krender.BROKER_USER)
+    t = kprobe.describe_topic(pipeline.plan, uve_topic("pipe", 0), auth=admin)
     assert len(t["partitions"]) == 1
-    assert len(kprobe.describe_topic(pipeline.plan, messages_topic("pipe"))["partitions"]) == MESSAGE_PARTITIONS
+    messages = kprobe.describe_topic(pipeline.plan, messages_topic("pipe"), auth=admin)
+    assert len(messages["partitions"]) == MESSAGE_PARTITIONS
     owned: list[int] = []
     for host in ("n1", "n2"):
         inst = pipeline.plan.instance(AGGREGATOR, host)
@@ -395,13 +397,14 @@ def test_kafka_refusing_one_record_refuses_only_that_record(pipeline: Pipeline) 
     inst = pl.plan.instance(COLLECTOR, "n1")
     cfg = base.ServiceConfig.model_validate(srender.service_config(pl.plan, inst))
     collector = Collector(cfg)
+    login = krender.login(pl.layout, krender.COLLECTOR_USER)
     ts = int(time.time() * 1e6)
     records = [{"kind": "message", "id": uuid.uuid4().hex, "ts": ts + n, "seq": n, "messagetype": "PipelineTest",
                 "body": {"tag": "kafka-too-large", "n": n, "pad": "y" * (20_000 if n == 1 else 10)}}
                for n in range(3)]
 
     async def go() -> tuple[int, dict[str, Any]]:
-        collector.kafka = KafkaProducer(cfg.kafka, max_message_bytes=8_000)
+        collector.kafka = KafkaProducer(cfg.kafka, max_message_bytes=8_000, auth=login)
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_post("/generator/records", collector.h_records)
         try:

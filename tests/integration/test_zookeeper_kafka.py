@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from kazoo.client import KazooClient, KazooState
 
 from contrail_ha.probes import kafka as kafka_probe
@@ -27,6 +27,7 @@ from contrail_ha.rendering import kafka as kafka_render
 from contrail_ha.rendering import zookeeper as zk_render
 from contrail_ha.rendering.base import DEFAULT_CACHE, Layout, ProcessSpec
 from contrail_ha.runtime import health as container_health
+from contrail_ha.services.kafka_login import client_config
 from contrail_ha.topology.plan import KAFKA, ZOOKEEPER, Instance, Plan
 from tests.helpers import proc
 from tests.helpers.topo import loopback_plan
@@ -177,15 +178,16 @@ def test_zookeeper_ensemble_and_kafka(servers: Servers) -> None:
         kafka_probe.checks(plan, layout)), 30, "every broker in the cluster's metadata")
     assert kchecks[-1].data["brokers"] == [0, 1, 2]
 
-    # --- an explicit topic with RF 3 and min.insync.replicas 2 ------------------------------
+    # --- an explicit topic with RF 3 and min.insync.replicas 2 (as the brokers' user) -------
+    admin = kafka_render.login(layout, kafka_render.BROKER_USER)
     t0 = time.monotonic()
-    assert kafka_probe.ensure_topic(plan, TOPIC, 1, rf=3, min_insync=2) is True
+    assert kafka_probe.ensure_topic(plan, TOPIC, 1, rf=3, min_insync=2, auth=admin) is True
     timings["kafka_topic_create"] = time.monotonic() - t0
     # Idempotent; an existing topic gets min.insync.replicas aligned.
-    assert kafka_probe.ensure_topic(plan, TOPIC, 1, rf=3, min_insync=1) is False
-    assert kafka_probe.describe_topic(plan, TOPIC)["min.insync.replicas"] == 1
-    assert kafka_probe.ensure_topic(plan, TOPIC, 1, rf=3, min_insync=2) is False
-    desc = kafka_probe.describe_topic(plan, TOPIC)
+    assert kafka_probe.ensure_topic(plan, TOPIC, 1, rf=3, min_insync=1, auth=admin) is False
+    assert kafka_probe.describe_topic(plan, TOPIC, auth=admin)["min.insync.replicas"] == 1
+    assert kafka_probe.ensure_topic(plan, TOPIC, 1, rf=3, min_insync=2, auth=admin) is False
+    desc = kafka_probe.describe_topic(plan, TOPIC, auth=admin)
     assert desc["replication_factor"] == 3
     assert desc["min.insync.replicas"] == 2
     [part] = desc["partitions"]
@@ -196,13 +198,13 @@ def test_zookeeper_ensemble_and_kafka(servers: Servers) -> None:
     t0 = time.monotonic()
     errors: list[object] = []
     producer = Producer({"bootstrap.servers": plan.kafka_servers, "acks": "all", "logger": RDKAFKA_LOG,
-                         "enable.idempotence": True, "message.timeout.ms": 30000})
+                         "enable.idempotence": True, "message.timeout.ms": 30000, **client_config(admin)})
     producer.produce(TOPIC, key=b"k", value=b"hello", on_delivery=lambda err, _msg: errors.append(err))
     assert producer.flush(30) == 0
     assert errors == [None]
     del producer
     consumer = Consumer({"bootstrap.servers": plan.kafka_servers, "group.id": "ha-test", "logger": RDKAFKA_LOG,
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest", **client_config(admin)})
     try:
         consumer.assign([TopicPartition(TOPIC, 0, OFFSET_BEGINNING)])
         deadline = time.monotonic() + 30
@@ -220,4 +222,54 @@ def test_zookeeper_ensemble_and_kafka(servers: Servers) -> None:
                            30, "no under-replicated partitions")
     assert health.data["under_replicated"] == []
 
+    _logins_and_acls(plan, layout)
     print("\ntimings (s): " + ", ".join(f"{k}={v:.2f}" for k, v in timings.items()))
+
+
+def _refused_metadata(plan: Plan, conf: dict[str, str]) -> str:
+    """The error of a metadata request with ``conf`` (it must fail)."""
+    from confluent_kafka.admin import AdminClient
+
+    a = AdminClient({"bootstrap.servers": plan.kafka_servers, "socket.timeout.ms": 3000, "logger": RDKAFKA_LOG,
+                     **conf})
+    with pytest.raises(KafkaException) as info:
+        a.list_topics(timeout=5)
+    return str(info.value)
+
+
+def _logins_and_acls(plan: Plan, layout: Layout) -> None:
+    """Issue 13: no anonymous client, no wrong password; each user only what its ACLs allow."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    _refused_metadata(plan, {})  # plaintext: the listener speaks SASL only
+    _refused_metadata(plan, client_config((kafka_render.COLLECTOR_USER, "guess")))  # librdkafka: no broker
+    agg = client_config(kafka_render.login(layout, kafka_render.AGGREGATOR_USER))
+    errors: list[object] = []
+    p = Producer({"bootstrap.servers": plan.kafka_servers, "logger": RDKAFKA_LOG, "message.timeout.ms": 10000, **agg})
+    p.produce(TOPIC, value=b"x", on_delivery=lambda err, _m: errors.append(err))  # not its topic
+    p.flush(20)
+    assert len(errors) == 1 and errors[0] is not None and "AUTHORIZATION" in str(errors[0]), errors  # type: ignore[unreachable]
+    a = AdminClient({"bootstrap.servers": plan.kafka_servers, "logger": RDKAFKA_LOG, **agg})
+    fut = a.create_topics([NewTopic(f"{plan.cluster_id}-planted", num_partitions=1, replication_factor=1)],
+                          request_timeout=15)[f"{plan.cluster_id}-planted"]
+    with pytest.raises(KafkaException, match="AUTHORIZATION"):
+        fut.result(20)
+    col = client_config(kafka_render.login(layout, kafka_render.COLLECTOR_USER))
+    a = AdminClient({"bootstrap.servers": plan.kafka_servers, "logger": RDKAFKA_LOG, **col})
+    fut = a.create_topics([NewTopic("outside-the-prefix", num_partitions=1, replication_factor=1)],
+                          request_timeout=15)["outside-the-prefix"]
+    with pytest.raises(KafkaException, match="AUTHORIZATION"):
+        fut.result(20)
+    c = Consumer({"bootstrap.servers": plan.kafka_servers, "group.id": f"{plan.cluster_id}-x", "logger": RDKAFKA_LOG,
+                  "auto.offset.reset": "earliest", **col})
+    try:
+        c.subscribe([TOPIC])
+        deadline = time.monotonic() + 20
+        err = None
+        while err is None and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error() is not None:
+                err = m.error()
+        assert err is not None and "AUTHORIZATION" in str(err), err  # the collector reads nothing
+    finally:
+        c.close()

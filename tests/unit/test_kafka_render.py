@@ -40,7 +40,7 @@ def test_broker_identity_and_listeners(plan: Plan, layout: Layout) -> None:
     for n, inst in enumerate(plan.of(KAFKA)):
         p = _props(kafka.render(plan, inst, layout))
         assert p["broker.id"] == str(n) == str(inst.index)
-        assert p["listeners"] == f"PLAINTEXT://127.0.20.{n + 1}:9092"
+        assert p["listeners"] == f"SASL_PLAINTEXT://127.0.20.{n + 1}:9092"
         assert p["advertised.listeners"] == p["listeners"]
         assert p["log.dirs"] == str(layout.data(inst.host.name, "kafka"))
 
@@ -88,7 +88,8 @@ def test_process_and_logging(plan: Plan, layout: Layout) -> None:
     assert spec.name == "kafka"
     conf = layout.conf("n2", "kafka")
     logs = layout.logs("n2", "kafka")
-    assert spec.argv[0] == "java"
+    java = spec.argv.index("java")  # after the launcher that writes the users and ACLs, then execs it
+    assert spec.argv[1:java] == ["-m", "contrail_ha.services.kafka_users", str(conf / "users.json"), "--"]
     assert "-Xmx256m" in spec.argv
     assert f"-Dlog4j.configuration=file:{conf / 'log4j.properties'}" in spec.argv
     assert f"-Dkafka.logs.dir={logs}" in spec.argv
@@ -103,3 +104,48 @@ def test_a_new_broker_waits_for_zookeeper_to_serve(plan: Plan, layout: Layout) -
     [spec] = kafka.render(plan, plan.of(KAFKA)[2], layout).processes
     assert spec.join_after == [f"zk://{z.address}" for z in plan.of(ZOOKEEPER)] and len(spec.join_after) == 3
     assert spec.join_any and spec.fresh_dir == str(layout.data("n3", "kafka"))
+
+
+def test_logins_and_acls(plan: Plan, layout: Layout) -> None:
+    """Issue 13: SCRAM on every connection (the brokers' too), nothing allowed without an ACL, one
+    super user; the users' passwords only in files their owner reads."""
+    import json
+
+    r = kafka.render(plan, plan.of(KAFKA)[0], layout)
+    p = _props(r)
+    assert p["inter.broker.listener.name"] == "SASL_PLAINTEXT" and p["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert p["authorizer.class.name"] == "kafka.security.authorizer.AclAuthorizer"
+    assert p["allow.everyone.if.no.acl.found"] == "false" and p["super.users"] == "User:contrail-kafka"
+    assert kafka.password(layout, kafka.BROKER_USER) in p["listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"]
+    conf = layout.conf("n1", "kafka")
+    assert {r.modes[conf / f] for f in ("server.properties", "users.json", "monitor.json")} == {0o600}
+    users = json.loads(r.files[conf / "users.json"])
+    assert [u["name"] for u in users["users"]] == list(kafka.USERS) and users["chroot"] == plan.kafka_chroot
+    assert len({u["password"] for u in users["users"]}) == 4
+    by_user: dict[str, set[str]] = {}
+    for a in users["acls"]:
+        by_user.setdefault(a["user"], set()).update(f"{a['resource']}:{a['name']}:{op}" for op in a["operations"])
+    col, agg = by_user["contrail-collector"], by_user["contrail-aggregator"]
+    assert "Topic:test-:Write" in col and "Topic:test-:Read" not in col
+    assert "Topic:test-:Read" in agg and "Topic:test-:Write" not in agg
+    assert all(":Describe" in x for x in by_user["contrail-monitor"])  # metadata only
+    assert kafka.BROKER_USER not in by_user  # the super user needs none
+
+
+def test_scram_credential_is_rfc5802_and_verifies() -> None:
+    """The credential the launcher stores: Kafka's format, re-derivable from the password only."""
+    import base64
+    import hashlib
+    import hmac
+
+    from contrail_ha.services import kafka_users
+
+    salt = b"0123456789abcdef"
+    cred = kafka_users.credential("pencil", salt, 4096)
+    fields = dict(kv.split("=", 1) for kv in cred.split(","))
+    assert base64.b64decode(fields["salt"]) == salt and fields["iterations"] == "4096"
+    salted = hashlib.pbkdf2_hmac("sha512", b"pencil", salt, 4096)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha512).digest()
+    assert base64.b64decode(fields["stored_key"]) == hashlib.sha512(client_key).digest()
+    assert kafka_users.matches(cred, "pencil") and not kafka_users.matches(cred, "pencil2")
+    assert kafka_users.matches(kafka_users.credential("pencil"), "pencil")  # a fresh salt each time

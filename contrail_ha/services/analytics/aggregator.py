@@ -48,6 +48,7 @@ from contrail_ha.services.analytics.protocol import (
 from contrail_ha.services.analytics.store import AnalyticsStore, StoreUnavailable
 from contrail_ha.services.analytics.uve import UveState
 from contrail_ha.services.deps import Dependency, Kafka
+from contrail_ha.services.kafka_login import client_config
 
 log = logging.getLogger("aggregator")
 
@@ -311,6 +312,7 @@ class Aggregator:
         self.loop = loop
         self.consumer = Consumer({
             "bootstrap.servers": self.cfg.kafka,
+            **client_config(self.cfg.kafka_login()),
             "group.id": consumer_group(self.cfg.cluster_id),
             "client.id": f"aggregator-{self.cfg.host}",
             "enable.auto.commit": True,
@@ -368,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
                            auth=cfg.cql_login("analytics_db"))
     agg = Aggregator(cfg, store)
     consuming = Consuming(agg)
-    deps: list[Dependency] = [consuming, Kafka(cfg.kafka),
+    deps: list[Dependency] = [consuming, Kafka(cfg.kafka, auth=cfg.kafka_login()),
                               Cassandra("analytics-db", cfg.analytics_db, cfg.analytics_db_port,
                                         auth=cfg.cql_login("analytics_db"))]
     gen = Generator(origin_of(cfg, "Analytics", "contrail-aggregator"), cfg.collectors)

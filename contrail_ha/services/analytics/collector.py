@@ -49,6 +49,7 @@ from contrail_ha.services.analytics.protocol import (
     uve_topic,
 )
 from contrail_ha.services.deps import Dependency, Kafka
+from contrail_ha.services.kafka_login import client_config
 
 log = logging.getLogger("collector")
 
@@ -59,9 +60,11 @@ RECORD: TypeAdapter[Any] = TypeAdapter(Record)
 class KafkaProducer:
     """A confluent-kafka producer whose deliveries resolve asyncio futures; a thread polls it."""
 
-    def __init__(self, servers: str, max_message_bytes: int = KAFKA_MESSAGE_MAX_BYTES) -> None:
+    def __init__(self, servers: str, max_message_bytes: int = KAFKA_MESSAGE_MAX_BYTES, *,
+                 auth: tuple[str, str] | None = None) -> None:
         self.producer = Producer({
             "bootstrap.servers": servers,
+            **client_config(auth),
             # produce() refuses a bigger message at once (MSG_SIZE_TOO_LARGE), so the broker never sees one
             "message.max.bytes": max_message_bytes,
             "acks": "all",
@@ -320,7 +323,7 @@ class TopicsReady(Dependency):
         while True:
             try:
                 created = topics.ensure(self.cfg.kafka, self.cfg.cluster_id, self.cfg.uve_partitions,
-                                        self.cfg.kafka_rf, self.cfg.kafka_min_insync)
+                                        self.cfg.kafka_rf, self.cfg.kafka_min_insync, auth=self.cfg.kafka_login())
                 self._set(True, f"{self.cfg.uve_partitions} UVE topics and the message topic ready"
                                 + (f" ({len(created)} created)" if created else ""))
                 return
@@ -337,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
     args = argv if argv is not None else sys.argv[1:]
     cfg = base.ServiceConfig.load(args[0])
     collector = Collector(cfg)
-    kafka_dep = Kafka(cfg.kafka)
+    kafka_dep = Kafka(cfg.kafka, auth=cfg.kafka_login())
     deps: list[Dependency] = [kafka_dep, TopicsReady(cfg)]
     gen = Generator(origin_of(cfg, "Analytics", "contrail-collector"), cfg.collectors)
 
@@ -346,7 +349,7 @@ def main(argv: list[str] | None = None) -> None:
         app.router.add_get("/generators", collector.h_generators)
 
         async def started(app: web.Application) -> None:
-            collector.kafka = KafkaProducer(cfg.kafka)
+            collector.kafka = KafkaProducer(cfg.kafka, auth=cfg.kafka_login())
             gen.start()
             NodeStatusReporter(gen, deps, extra_structs=lambda: {"CollectorStatus": {
                 "collector": f"{cfg.listen_ip}:{cfg.listen_port}", "generators": len(collector.generators)}}).start()

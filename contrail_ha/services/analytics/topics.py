@@ -15,6 +15,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from contrail_ha.services.analytics.protocol import MESSAGE_PARTITIONS, messages_topic, uve_topics
+from contrail_ha.services.kafka_login import client_config
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,9 @@ def wanted(cluster_id: str, uve_partitions: int) -> dict[str, tuple[int, dict[st
 
 
 def ensure(servers: str, cluster_id: str, uve_partitions: int, rf: int, min_insync: int,
-           timeout: float = 60.0) -> list[str]:
+           timeout: float = 60.0, auth: tuple[str, str] | None = None) -> list[str]:
     """Create the missing analytics topics; wait until every partition has a leader. Returns those created."""
-    admin = AdminClient({"bootstrap.servers": servers, "socket.timeout.ms": 5000},
+    admin = AdminClient({"bootstrap.servers": servers, "socket.timeout.ms": 5000, **client_config(auth)},
                         logger=logging.getLogger("contrail_ha.rdkafka"))
     want = wanted(cluster_id, uve_partitions)
     deadline = time.monotonic() + timeout

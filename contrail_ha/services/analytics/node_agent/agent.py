@@ -190,7 +190,11 @@ class Agent:
     def kafka(self) -> dict[str, Any]:
         inst = self.plan.instance(KAFKA, self.host.name)
         if self._admin is None:  # one AdminClient for the life of the agent
-            self._admin = kafka_probe.admin(self.plan)
+            try:
+                login: tuple[str, str] | None = kafka_probe.monitor_login(self.layout, inst)
+            except RuntimeError:
+                login = None  # not rendered here: the broker then says why it refuses
+            self._admin = kafka_probe.admin(self.plan, auth=login)
         try:
             md = self._admin.list_topics(timeout=KAFKA_TIMEOUT)
         finally:
