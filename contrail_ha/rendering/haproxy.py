@@ -26,6 +26,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from contrail_ha.rendering import pki
 from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered
 from contrail_ha.topology.model import LbBind, Role
 from contrail_ha.topology.plan import ANALYTICS_API, CONFIG_API, HAPROXY, Instance, Plan, local_only
@@ -127,10 +128,30 @@ def _backend(name: str, servers: list[Instance]) -> list[str]:
     return lines
 
 
-def _frontend(name: str, bind: str, backend: str) -> list[str]:
+VIP_PEM = "vip.pem"
+
+
+def vip_pem(layout: Layout, host: str) -> Path:
+    """The VIP's certificate and key as HAProxy reads them (0600), on lb ``host``."""
+    return layout.conf(host, NAME) / VIP_PEM
+
+
+def vip_pair(plan: Plan, layout: Layout) -> pki.Pair:
+    """The VIP's certificate: the site's own (``tls.cert``/``tls.key``), else the cluster CA's for the
+    VIP's address and ``tls.names``."""
+    tls = plan.topology.tls
+    if tls.cert is not None and tls.key is not None:
+        return pki.load_site(tls.cert, tls.key)
+    return pki.server(layout, plan.cluster_id, "vip", [str(plan.vip), *tls.names])
+
+
+def _frontend(name: str, bind: str, backend: str, pem: Path | None) -> list[str]:
+    # with TLS the port speaks nothing else: a plain-HTTP client's request fails the handshake
+    tls = f" ssl crt {pem} alpn http/1.1" if pem is not None else ""
     return [
         f"frontend {name}",
-        f"    bind {bind}",
+        f"    bind {bind}{tls}",
+        *(["    http-request set-header X-Forwarded-Proto https"] if pem is not None else []),
         f"    http-request del-header {REQUEST_ID_HEADER}",
         f"    unique-id-format {UNIQUE_ID_FORMAT}",
         f"    unique-id-header {REQUEST_ID_HEADER}",
@@ -143,6 +164,7 @@ def render_config(plan: Plan, inst: Instance, layout: Layout) -> str:
     host = inst.host.name
     sock = stats_socket(layout, host)
     p = plan.ports
+    pem = vip_pem(layout, host) if plan.topology.tls.vip else None
     out = [
         f"# contrail-ha: HAProxy of lb {host} (cluster {plan.cluster_id}); rendered, do not edit.",
         "global",
@@ -154,6 +176,8 @@ def render_config(plan: Plan, inst: Instance, layout: Layout) -> str:
         "    maxconn 4096",
         "    nbthread 1",
         f"    hard-stop-after {HARD_STOP_AFTER_S}s",
+        "    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets",
+        "    ssl-default-bind-ciphers ECDHE+AESGCM:ECDHE+CHACHA20",
         "",
         "defaults",
         "    mode http",
@@ -178,9 +202,9 @@ def render_config(plan: Plan, inst: Instance, layout: Layout) -> str:
         "    # a request is retried only if HAProxy still holds all of it: wait for the whole body (<= bufsize)",
         "    option http-buffer-request",
         "",
-        *_frontend(CONFIG_API_FRONTEND, _bind(plan, p.config_api), CONFIG_API_BACKEND),
+        *_frontend(CONFIG_API_FRONTEND, _bind(plan, p.config_api), CONFIG_API_BACKEND, pem),
         "",
-        *_frontend(ANALYTICS_API_FRONTEND, _bind(plan, p.analytics_api), ANALYTICS_API_BACKEND),
+        *_frontend(ANALYTICS_API_FRONTEND, _bind(plan, p.analytics_api), ANALYTICS_API_BACKEND, pem),
         "",
         *_backend(CONFIG_API_BACKEND, plan.of(BACKEND_COMPONENT[CONFIG_API_BACKEND])),
         "",
@@ -207,8 +231,14 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
     if len(str(sock)) > MAX_SOCKET_PATH:
         raise ValueError(f"stats socket path too long for a unix socket ({len(str(sock))} bytes): {sock}")
     cfg = config_path(layout, host)
+    files = {cfg: render_config(plan, inst, layout)}
+    modes = {}
+    if plan.topology.tls.vip:
+        pem = vip_pem(layout, host)
+        files[pem], modes[pem] = vip_pair(plan, layout).pem, 0o600
     return Rendered(
-        files={cfg: render_config(plan, inst, layout)},
+        files=files,
+        modes=modes,
         dirs=[cfg.parent, layout.run(host, NAME), layout.logs(host, NAME)],
         processes=[
             ProcessSpec(

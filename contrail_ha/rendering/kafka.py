@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from contrail_ha.rendering import zookeeper
 from contrail_ha.rendering.base import Layout, ProcessSpec, Rendered, jvm_heap_flags, python
 from contrail_ha.services.kafka_login import MECHANISM, PROTOCOL
 from contrail_ha.topology.plan import KAFKA, ZOOKEEPER, Instance, Plan
@@ -67,6 +68,8 @@ def acls(plan: Plan) -> list[dict[str, object]]:
 def users_config(plan: Plan, layout: Layout) -> dict[str, object]:
     """``users.json``: what the broker's launcher writes into ZooKeeper (services.kafka_users)."""
     return {"zookeeper": plan.zookeeper_servers, "chroot": plan.kafka_chroot,
+            "zookeeper_user": zookeeper.KAFKA_USER,
+            "zookeeper_password": zookeeper.password(layout, zookeeper.KAFKA_USER),
             "users": [{"name": u, "password": password(layout, u)} for u in USERS], "acls": acls(plan)}
 
 
@@ -107,7 +110,9 @@ def server_properties(plan: Plan, inst: Instance, layout: Layout) -> str:
         ("zookeeper.session.timeout.ms", ZK_SESSION_MS),
         ("zookeeper.connection.timeout.ms", ZK_CONNECT_MS),
         ("zookeeper.metadata.migration.enable", "false"),
-        ("zookeeper.set.acl", "false"),
+        # Every znode the brokers create is their SASL identity's (world-readable where Kafka says
+        # it may be, never the credentials): nobody else can rewrite the ACLs, topics or brokers.
+        ("zookeeper.set.acl", "true"),
         ("log.dirs", layout.data(inst.host.name, inst.name)),
         # Durability and fail-over.
         ("default.replication.factor", rf),
@@ -203,6 +208,7 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
     props = conf / "server.properties"
     log4j = conf / "log4j.properties"
     users, monitor = conf / "users.json", monitor_file(layout, inst)
+    jaas = conf / "zookeeper-jaas.conf"
     user, pw = login(layout, MONITOR_USER)
     argv = [
         # the launcher writes the users and ACLs into ZooKeeper, then execs the broker
@@ -215,6 +221,7 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
         "-Djava.awt.headless=true",
         f"-Dlog4j.configuration=file:{log4j}",
         f"-Dkafka.logs.dir={logs}",
+        f"-Djava.security.auth.login.config={jaas}",  # the brokers' ZooKeeper login (SASL)
         "-cp",
         layout.classpath("kafka"),
         MAIN_CLASS,
@@ -223,8 +230,10 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
     return Rendered(
         files={props: server_properties(plan, inst, layout), log4j: log4j_properties(),
                users: json.dumps(users_config(plan, layout), indent=2) + "\n",
-               monitor: json.dumps({"user": user, "password": pw}) + "\n"},
-        modes={props: 0o600, users: 0o600, monitor: 0o600},  # the brokers' password; every user's; the probes' login
+               monitor: json.dumps({"user": user, "password": pw}) + "\n",
+               jaas: zookeeper.jaas_client(layout, zookeeper.KAFKA_USER)},
+        # the brokers' password; every user's; the probes' login; the brokers' ZooKeeper login
+        modes={props: 0o600, users: 0o600, monitor: 0o600, jaas: 0o600},
         dirs=[conf, data, logs],
         # A new broker registers in ZooKeeper at its first start and exits when no server answers
         # within its session timeout: it waits for ZooKeeper to serve (a quorum) first.

@@ -23,11 +23,29 @@ MIN_SESSION_MS = 2 * TICK_MS
 MAX_SESSION_MS = 30000  # do not clamp clients asking for up to 30 s (stock would be 20 ticks)
 FOUR_LETTER_WORDS = "srvr,stat,mntr,ruok,conf"
 API_USER = "contrail-api"  # the digest identity that owns the cluster's znodes (/<cluster-id>)
+# Kafka's ZooKeeper client authenticates only with SASL: the brokers (and their launcher) log in
+# with DIGEST-MD5 as this user, which the servers know from their JAAS file, and every znode of
+# Kafka's chroot is that identity's (zookeeper.set.acl).
+KAFKA_USER = "contrail-kafka"
+SASL_PROVIDER = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider"
+DIGEST_LOGIN = "org.apache.zookeeper.server.auth.DigestLoginModule"
 
 
 def password(layout: Layout, user: str) -> str:
     """``user``'s ZooKeeper digest password: the cluster's random secret, made once."""
     return layout.secret(f"zookeeper-{user}")
+
+
+def jaas_client(layout: Layout, user: str) -> str:
+    """A client's JAAS file (section ``Client``, which ZooKeeper's client library reads): ``user``'s login."""
+    return (f'Client {{\n  {DIGEST_LOGIN} required\n  username="{user}"\n'
+            f'  password="{password(layout, user)}";\n}};\n')
+
+
+def jaas_server(layout: Layout) -> str:
+    """The servers' JAAS file: every SASL user's password (DIGEST-MD5 needs the server to know it)."""
+    return (f"Server {{\n  {DIGEST_LOGIN} required\n"
+            f'  user_{KAFKA_USER}="{password(layout, KAFKA_USER)}";\n}};\n')
 
 
 # ZooKeeper's pom marks Dropwizard metrics-core and snappy-java "provided", yet the server loads
@@ -69,6 +87,7 @@ def zoo_cfg(plan: Plan, inst: Instance, layout: Layout) -> str:
         "admin.enableServer=false",
         "reconfigEnabled=false",
         "quorumListenOnAllIPs=false",
+        f"authProvider.sasl={SASL_PROVIDER}",  # SASL logins (Kafka's), next to the digest scheme
     ]
     for h in plan.controllers:
         lines.append(f"server.{plan.myid(h)}={h.ip}:{p.zookeeper_peer}:{p.zookeeper_election}")
@@ -116,6 +135,7 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
     logs = layout.logs(host, inst.name)
     cfg = conf / "zoo.cfg"
     logback = conf / "logback.xml"
+    jaas = conf / "jaas.conf"
     argv = [
         JAVA,
         *jvm_heap_flags(plan.topology.heap.zookeeper, plan.topology, inst.host),
@@ -123,6 +143,7 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
         f"-Dlogback.configurationFile={logback}",
         f"-Dzookeeper.log.dir={logs}",
         "-Dzookeeper.jmx.log4j.disable=true",
+        f"-Djava.security.auth.login.config={jaas}",
         "-cp",
         classpath(layout),
         MAIN_CLASS,
@@ -133,7 +154,9 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
             cfg: zoo_cfg(plan, inst, layout),
             data / "myid": f"{myid(plan, inst)}\n",
             logback: logback_xml(str(logs)),
+            jaas: jaas_server(layout),
         },
+        modes={jaas: 0o600},  # the SASL users' passwords
         dirs=[conf, data, logs],
         processes=[ProcessSpec(name=inst.name, argv=argv, cwd=str(logs), stop_timeout=15.0,
                                health=f"zk://{inst.address}")],

@@ -10,6 +10,11 @@ container: every user's credential (salted, as Kafka stores it: never the passwo
 where it differs (a restart writes nothing), with the change notice a running broker needs for a
 changed credential. Then it becomes the broker (``exec``: same pid, signals and container log).
 Brokers read the ACLs at start; a changed ACL set applies as each broker restarts.
+
+ZooKeeper itself: the launcher logs in as the brokers do (SASL DIGEST-MD5, their identity) and
+every znode of the chroot belongs to that identity, as ``zookeeper.set.acl`` makes the brokers'
+own: writable by it only, readable by anyone except the credentials (Kafka's "sensitive" paths).
+A chroot from before (world-writable) is locked the same way at start.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.security import ACL, READ_ACL_UNSAFE, make_acl
 from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger("contrail-kafka-users")
@@ -65,6 +71,8 @@ class UsersConfig(BaseModel):
 
     zookeeper: str  # "ip:port,..." without the chroot
     chroot: str  # the brokers' chroot, e.g. /<cluster-id>-kafka
+    zookeeper_user: str | None = None  # the brokers' SASL identity in ZooKeeper (None: anonymous)
+    zookeeper_password: str | None = Field(default=None, repr=False)
     users: list[User]
     acls: list[Acl]
 
@@ -115,6 +123,35 @@ def acl_nodes(acls: list[Acl]) -> dict[str, bytes]:
                           sort_keys=True).encode() for p, v in by_path.items()}
 
 
+# Kafka's "sensitive" roots (ZkData.sensitiveRootPaths): not even readable by others.
+SENSITIVE = ("/config/users", "/config/brokers", "/delegation_token")
+
+
+def acls_for(relative: str, user: str) -> list[ACL]:
+    """The ACL the brokers give a znode at ``relative`` (a chroot path) with zookeeper.set.acl."""
+    own = [make_acl("sasl", user, all=True)]
+    return own if relative.startswith(SENSITIVE) else own + list(READ_ACL_UNSAFE)
+
+
+def lock(zk: KazooClient, root: str, user: str) -> int:
+    """Give every znode under ``root`` (and ``root``) the brokers' ACL where it differs (a chroot
+    made before zookeeper.set.acl); returns how many were changed. A znode gone meanwhile is skipped."""
+    changed = 0
+    todo = [root]
+    while todo:
+        path = todo.pop()
+        try:
+            have, _ = zk.get_acls(path)
+            want = acls_for(path[len(root):], user)
+            if sorted(map(str, have)) != sorted(map(str, want)):
+                zk.set_acls(path, want)
+                changed += 1
+            todo.extend(f"{path}/{c}" for c in zk.get_children(path))
+        except NoNodeError:
+            continue
+    return changed
+
+
 def _put(zk: KazooClient, path: str, data: bytes) -> None:
     zk.ensure_path(path.rsplit("/", 1)[0])
     try:
@@ -124,7 +161,7 @@ def _put(zk: KazooClient, path: str, data: bytes) -> None:
 
 
 def write(zk: KazooClient, cfg: UsersConfig) -> list[str]:
-    """Every credential and ACL of ``cfg`` in ZooKeeper; returns what was changed."""
+    """Every credential and ACL of ``cfg`` in ZooKeeper, the chroot locked; returns what was changed."""
     root = cfg.chroot.rstrip("/")
     changed: list[str] = []
     for u in cfg.users:
@@ -150,14 +187,26 @@ def write(zk: KazooClient, cfg: UsersConfig) -> list[str]:
             pass
         _put(zk, full, data)
         changed.append(f"acl {path}")
+    if cfg.zookeeper_user and (n := lock(zk, root, cfg.zookeeper_user)):
+        changed.append(f"{n} znodes locked")
     return changed
+
+
+def client(cfg: UsersConfig) -> KazooClient:
+    """A ZooKeeper client logged in as the brokers (SASL DIGEST-MD5) whose znodes are theirs."""
+    if not cfg.zookeeper_user:
+        return KazooClient(hosts=cfg.zookeeper, timeout=10.0)
+    user = cfg.zookeeper_user
+    return KazooClient(hosts=cfg.zookeeper, timeout=10.0,
+                       sasl_options={"mechanism": "DIGEST-MD5", "username": user, "password": cfg.zookeeper_password},
+                       default_acl=[make_acl("sasl", user, all=True)])
 
 
 def prepare(cfg: UsersConfig) -> list[str]:
     """:func:`write` through a ZooKeeper session, retried until ZooKeeper serves."""
     last_said = 0.0
     while True:
-        zk = KazooClient(hosts=cfg.zookeeper, timeout=10.0)
+        zk = client(cfg)
         try:
             zk.start(timeout=15)
             return write(zk, cfg)

@@ -193,6 +193,19 @@ class Cluster(_Strict):
         return v
 
 
+class Tls(_Strict):
+    """TLS on the VIP: HAProxy terminates it for both APIs with the cluster CA's certificate (made
+    by contrail-ha) or the site's own ``cert`` and ``key``; clients verify it with the CA."""
+
+    vip: bool = Field(False, description="the VIP's API ports speak TLS only (plain HTTP is refused)")
+    names: list[Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9*.-]+$")]] = Field(
+        default_factory=list, description="DNS names clients reach the VIP by (the VIP's address is always in)")
+    cert: str | None = Field(None, description="the site's certificate chain (PEM file) for the VIP")
+    key: str | None = Field(None, description="its private key (PEM file, unencrypted)")
+    ca: str | None = Field(None, description="the CA file contrail-ha's own clients (drills, status, UI) verify "
+                                             "the site's certificate with (default: the system's)")
+
+
 class Topology(_Strict):
     """A whole contrail-ha deployment."""
 
@@ -203,6 +216,7 @@ class Topology(_Strict):
     ports: Ports = Ports()
     lb: Lb = Lb()
     services: Services = Services()
+    tls: Tls = Tls()
     hosts: Annotated[list[Host], Field(min_length=1)]
 
     def with_role(self, role: Role) -> list[Host]:

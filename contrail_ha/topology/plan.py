@@ -151,6 +151,21 @@ class Plan:
         hosts = list(self.topology.cluster.client_network.hosts())
         return str(hosts[0]), str(hosts[1])
 
+    # --- the VIP, as users reach it ----------------------------------------------------------
+    @cached_property
+    def config_api_url(self) -> str:
+        """The config API on the VIP (``https`` with ``tls.vip``)."""
+        return f"{self.vip_scheme}://{self.vip}:{self.ports.config_api}"
+
+    @cached_property
+    def analytics_api_url(self) -> str:
+        """The analytics API on the VIP (``https`` with ``tls.vip``)."""
+        return f"{self.vip_scheme}://{self.vip}:{self.ports.analytics_api}"
+
+    @cached_property
+    def vip_scheme(self) -> str:
+        return "https" if self.topology.tls.vip else "http"
+
     # --- node lists (what clients get: the list of IPs, not the VIP) --------------------------
     def ips(self, hosts: list[Host]) -> list[str]:
         return [str(h.ip) for h in hosts]

@@ -219,6 +219,14 @@ def check(t: Topology) -> list[Problem]:
     if t.lb.router_asn == t.lb.lb_asn:
         add(Problem("lb.lb_asn", "must differ from lb.router_asn (eBGP between lbs and the router)"))
 
+    # the site's own VIP certificate: both files, readable, a certificate and its key
+    if (t.tls.cert is None) != (t.tls.key is None):
+        add(Problem("tls.key" if t.tls.key is None else "tls.cert",
+                    "give both tls.cert and tls.key (the site's certificate and its key), or neither"))
+    elif t.tls.cert is not None and t.tls.key is not None:
+        for path, msg in site_certificate_problems(t.tls.cert, t.tls.key):
+            add(Problem(path, msg))
+
     # port clashes on each host (colocation!)
     if not any(p.severity == "error" for p in out):
         plan = Plan(t)
@@ -231,6 +239,17 @@ def check(t: Topology) -> list[Problem]:
                                     f"port clash on {h.name}: {a} and {b} bind the same port; "
                                     + _clash_fix(a.owner, b.owner)))
     return out
+
+
+def site_certificate_problems(cert: str, key: str) -> list[tuple[str, str]]:
+    """What is wrong with the site's certificate and key files (nothing: ``[]``)."""
+    from contrail_ha.rendering import pki
+
+    try:
+        pki.load_site(cert, key)
+    except pki.SiteCertificateError as e:
+        return [(f"tls.{e.field}", str(e))]
+    return []
 
 
 def _clash_fix(a: str, b: str) -> str:

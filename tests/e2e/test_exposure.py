@@ -53,6 +53,32 @@ def test_the_cluster_znodes_refuse_anonymous_clients(cluster: Cluster) -> None:
         anon.close()
 
 
+def test_kafkas_znodes_refuse_anonymous_writers(cluster: Cluster) -> None:
+    """Kafka's chroot (topics, partitions, ACLs, SCRAM credentials) is the brokers' SASL identity's:
+    from the client network nobody else can grant itself an ACL, move a partition or read a credential."""
+    from kazoo.client import KazooClient
+    from kazoo.exceptions import NoAuthError
+    from kazoo.security import OPEN_ACL_UNSAFE
+
+    from contrail_ha.rendering import kafka as krender
+
+    root = cluster.plan.kafka_chroot
+    anon = KazooClient(hosts=cluster.plan.zookeeper_servers, timeout=4.0)
+    anon.start(15)
+    try:
+        assert anon.get_children(f"{root}/brokers/ids")  # public, as Kafka makes it
+        for call, args in ((anon.create, (f"{root}/kafka-acl/Topic/planted", b"{}")),
+                           (anon.create, (f"{root}/admin/reassign_partitions", b"{}")),
+                           (anon.set_acls, (root, OPEN_ACL_UNSAFE)),
+                           (anon.delete, (f"{root}/controller",)),
+                           (anon.get, (f"{root}/config/users/{krender.MONITOR_USER}",))):
+            with pytest.raises(NoAuthError):
+                call(*args)
+    finally:
+        anon.stop()
+        anon.close()
+
+
 def test_both_cassandra_clusters_refuse_anonymous_and_default_logins(cluster: Cluster) -> None:
     """Every node of both rings, from the client network: no anonymous session, Cassandra's default
     superuser is gone, and a client role's name does not open it with a guess."""

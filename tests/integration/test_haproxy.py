@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,11 +79,11 @@ BEHAVIOUR = {
 }
 
 
-def _plan() -> Plan:
+def _plan(**overrides: object) -> Plan:
     hosts = [{"name": "lb1", "ip": f"{PREFIX}.100", "roles": ["lb"]}]
     hosts += [{"name": f"n{i}", "ip": f"{PREFIX}.{i}", "roles": ["controller"]} for i in range(1, 5)]
     hosts += [{"name": "a1", "ip": f"{PREFIX}.11", "roles": ["analytics"]}]
-    return loopback_plan(PREFIX, ports=PORTS, hosts=hosts)
+    return loopback_plan(PREFIX, ports=PORTS, hosts=hosts, **overrides)
 
 
 @dataclass
@@ -129,9 +130,9 @@ def _request_id(method: str = "GET", port: int = PORTS["config_api"], path: str 
         c.close()
 
 
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    plan = _plan()
+@contextmanager
+def _running(plan: Plan) -> Iterator[Cluster]:
+    """Every backend of ``plan`` and lb1's HAProxy, rendered and checked by ``haproxy -c``."""
     root = Path(tempfile.mkdtemp(prefix="c40-hap-", dir="/tmp"))
     layout = Layout(root)
     logdir = root / "logs"
@@ -157,6 +158,12 @@ def cluster() -> Iterator[Cluster]:
         for p, spec in backends.values():
             proc.stop(p, spec, timeout=5)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    with _running(_plan()) as c:
+        yield c
 
 
 def _converged(c: Cluster) -> bool:
@@ -283,3 +290,47 @@ def test_scale_in_drains_a_departing_replica_before_it_stops(cluster: Cluster) -
     dead = check.data["backends"][haproxy.CONFIG_API_BACKEND]["servers"][n3]
     assert int(dead["wretr"] or 0) + int(dead["wredis"] or 0) == 0, dead  # nothing was even tried on it
     assert rollout.drain(smaller, cluster.layout, said.append) == [f"lb1:{haproxy.CONFIG_API_BACKEND}/{n3}"]
+
+
+def test_the_vip_speaks_tls_only_with_the_cluster_cas_certificate() -> None:
+    """Issue 13: with tls.vip both API ports terminate TLS (the cluster CA's certificate for the VIP's
+    address and its names); a client trusting the CA gets answers, a plain-HTTP client and one
+    trusting another CA get none; the replicas behind still see plain HTTP with the request id."""
+    import ssl
+    import warnings
+
+    from contrail_ha.rendering import pki
+
+    with _running(_plan(tls={"vip": True, "names": ["contrail.example"]})) as c:
+        proc.wait_for(lambda: _converged(c), 20, "health states")
+        ca = pki.ca(c.layout, c.plan.cluster_id).cert
+        ctx = ssl.create_default_context(cadata=ca)
+        for port in (PORTS["config_api"], PORTS["analytics_api"]):
+            https = http.client.HTTPSConnection(VIP, port, timeout=10, context=ctx)
+            try:
+                https.request("GET", "/virtual-networks", headers={"X-Contrail-HA-Request": "forged"})
+                r = https.getresponse()
+                name, rid = (r.read().decode() + "\n").split("\n")[:2]
+                assert r.status == 200 and name in {"n1", "n3", "a1"} and rid and rid != "forged"
+                cert = https.sock.getpeercert()
+                assert cert is not None and ("IP Address", VIP) in cert["subjectAltName"]
+                assert ("DNS", "contrail.example") in cert["subjectAltName"]
+                assert https.sock.version() in {"TLSv1.2", "TLSv1.3"}
+            finally:
+                https.close()
+            with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+                _request(port=port)  # plain HTTP: the handshake fails, nothing is answered
+        stranger = ssl.create_default_context(cadata=pki.ca(Layout(c.layout.root / "other"), "x").cert)
+        https = http.client.HTTPSConnection(VIP, PORTS["config_api"], timeout=10, context=stranger)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            https.request("GET", "/virtual-networks")
+        https.close()
+        old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        old.load_verify_locations(cadata=ca)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            old.maximum_version = ssl.TLSVersion.TLSv1_1
+        https = http.client.HTTPSConnection(VIP, PORTS["config_api"], timeout=10, context=old)
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            https.request("GET", "/virtual-networks")  # nothing older than TLS 1.2
+        https.close()

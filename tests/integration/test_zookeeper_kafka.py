@@ -159,6 +159,15 @@ def test_zookeeper_ensemble_and_kafka(servers: Servers) -> None:
         zk.close()
 
     # --- Kafka: three brokers register under the chroot -------------------------------------
+    # a chroot left from before zookeeper.set.acl: world-writable znodes the launcher must lock
+    planted = f"{plan.kafka_chroot}/planted/deep"  # no path Kafka reads
+    zk = KazooClient(hosts=plan.zookeeper_servers, timeout=10.0)
+    zk.start(timeout=15)
+    try:
+        zk.create(planted, b"{}", makepath=True)
+    finally:
+        zk.stop()
+        zk.close()
     t0 = time.monotonic()
     for inst in plan.of(KAFKA):
         servers.start(inst)
@@ -223,6 +232,7 @@ def test_zookeeper_ensemble_and_kafka(servers: Servers) -> None:
     assert health.data["under_replicated"] == []
 
     _logins_and_acls(plan, layout)
+    _znodes_locked(plan, layout, planted)
     print("\ntimings (s): " + ", ".join(f"{k}={v:.2f}" for k, v in timings.items()))
 
 
@@ -273,3 +283,43 @@ def _logins_and_acls(plan: Plan, layout: Layout) -> None:
         assert err is not None and "AUTHORIZATION" in str(err), err  # the collector reads nothing
     finally:
         c.close()
+
+
+def _znodes_locked(plan: Plan, layout: Layout, planted: str) -> None:
+    """Issue 13: every znode of Kafka's chroot is the brokers' SASL identity's (the planted one
+    too): anyone may read the brokers' metadata, nobody else write it, nor read the credentials."""
+    from kazoo.exceptions import NoAuthError
+    from kazoo.security import OPEN_ACL_UNSAFE, Permissions
+
+    root = plan.kafka_chroot
+    anon = KazooClient(hosts=plan.zookeeper_servers, timeout=10.0)
+    kafka = KazooClient(hosts=plan.zookeeper_servers, timeout=10.0, sasl_options={
+        "mechanism": "DIGEST-MD5", "username": zk_render.KAFKA_USER,
+        "password": zk_render.password(layout, zk_render.KAFKA_USER)})
+    anon.start(timeout=15)
+    kafka.start(timeout=15)
+    try:
+        seen, todo = 0, [root]
+        while todo:
+            path = todo.pop()
+            acl, _ = kafka.get_acls(path)
+            ids = {(a.id.scheme, a.id.id, a.perms) for a in acl}
+            assert ("sasl", zk_render.KAFKA_USER, Permissions.ALL) in ids, (path, acl)
+            assert ids <= {("sasl", zk_render.KAFKA_USER, Permissions.ALL), ("world", "anyone", Permissions.READ)}, \
+                (path, acl)
+            todo.extend(f"{path}/{c}" for c in kafka.get_children(path))
+            seen += 1
+        assert seen > 20  # brokers, topics, partitions, users, ACLs
+        assert anon.get_children(f"{root}/brokers/ids")  # the brokers' registrations are public
+        for call, args in ((anon.create, (f"{root}/brokers/ids/9", b"{}")), (anon.set, (planted, b"x")),
+                           (anon.delete, (f"{root}/brokers/topics/{TOPIC}",)),
+                           (anon.set_acls, (f"{root}/kafka-acl", OPEN_ACL_UNSAFE)),
+                           (anon.create, (f"{root}/kafka-acl/Topic/planted", b"{}")),
+                           (anon.get, (f"{root}/config/users/{kafka_render.MONITOR_USER}",))):
+            with pytest.raises(NoAuthError):
+                call(*args)
+        assert kafka.get(planted)[0] == b"{}"
+    finally:
+        for c in (anon, kafka):
+            c.stop()
+            c.close()

@@ -17,6 +17,7 @@ def layout(tmp_path: Path) -> Layout:
     cache = tmp_path / "cache"
     (cache / "classpath").mkdir(parents=True)
     (cache / "classpath" / "kafka.txt").write_text("/jars/kafka_2.13-3.9.1.jar:/jars/slf4j-reload4j.jar\n")
+    (cache / "classpath" / "zookeeper.txt").write_text("/jars/zookeeper-3.8.4.jar\n")
     return Layout(tmp_path / "root", cache=cache)
 
 
@@ -149,3 +150,52 @@ def test_scram_credential_is_rfc5802_and_verifies() -> None:
     assert base64.b64decode(fields["stored_key"]) == hashlib.sha512(client_key).digest()
     assert kafka_users.matches(cred, "pencil") and not kafka_users.matches(cred, "pencil2")
     assert kafka_users.matches(kafka_users.credential("pencil"), "pencil")  # a fresh salt each time
+
+
+def test_the_brokers_znodes_are_their_sasl_identitys(plan: Plan, layout: Layout) -> None:
+    """Issue 13: the brokers log in to ZooKeeper (SASL DIGEST-MD5, a JAAS file only they read) and
+    set ACLs on what they create; the launcher logs in as them; the servers know the password."""
+    import json
+
+    from contrail_ha.rendering import zookeeper
+    from contrail_ha.topology.plan import ZOOKEEPER
+
+    r = kafka.render(plan, plan.of(KAFKA)[0], layout)
+    assert _props(r)["zookeeper.set.acl"] == "true"
+    conf = layout.conf("n1", "kafka")
+    jaas = conf / "zookeeper-jaas.conf"
+    secret = zookeeper.password(layout, zookeeper.KAFKA_USER)
+    assert r.modes[jaas] == 0o600 and secret in r.files[jaas] and r.files[jaas].startswith("Client {")
+    assert f"-Djava.security.auth.login.config={jaas}" in r.processes[0].argv
+    users = json.loads(r.files[conf / "users.json"])
+    assert (users["zookeeper_user"], users["zookeeper_password"]) == (zookeeper.KAFKA_USER, secret)
+    zr = zookeeper.render(plan, plan.of(ZOOKEEPER)[0], layout)
+    zjaas = layout.conf("n1", "zookeeper") / "jaas.conf"
+    assert zr.modes[zjaas] == 0o600 and f'user_{zookeeper.KAFKA_USER}="{secret}"' in zr.files[zjaas]
+    assert f"-Djava.security.auth.login.config={zjaas}" in zr.processes[0].argv
+    cfg = zr.files[layout.conf("n1", "zookeeper") / "zoo.cfg"]
+    assert f"authProvider.sasl={zookeeper.SASL_PROVIDER}" in cfg.splitlines()
+    assert secret not in cfg and secret not in " ".join(zr.processes[0].argv + r.processes[0].argv)
+
+
+def test_the_launcher_gives_kafkas_acls() -> None:
+    """As zookeeper.set.acl: the brokers' identity may do anything; others read, except credentials."""
+    from kazoo.security import Permissions
+
+    from contrail_ha.services import kafka_users
+
+    for path in ("", "/brokers/ids/1", "/kafka-acl/Topic/x", "/config/topics/t"):
+        acl = kafka_users.acls_for(path, "contrail-kafka")
+        assert {(a.id.scheme, a.id.id, a.perms) for a in acl} == {
+            ("sasl", "contrail-kafka", Permissions.ALL), ("world", "anyone", Permissions.READ)}, path
+    for path in ("/config/users", "/config/users/contrail-monitor", "/config/brokers/1", "/delegation_token"):
+        acl = kafka_users.acls_for(path, "contrail-kafka")
+        assert [(a.id.scheme, a.id.id, a.perms) for a in acl] == [("sasl", "contrail-kafka", Permissions.ALL)], path
+    cfg = kafka_users.UsersConfig(zookeeper="127.0.0.1:2181", chroot="/c-kafka", users=[], acls=[],
+                                  zookeeper_user="contrail-kafka", zookeeper_password="pw")
+    zk = kafka_users.client(cfg)
+    try:
+        assert [(a.id.scheme, a.id.id) for a in zk.default_acl] == [("sasl", "contrail-kafka")]
+        assert "pw" not in repr(cfg)
+    finally:
+        zk.close()

@@ -47,3 +47,19 @@ def test_a_direct_client_is_its_own_address_whatever_it_claims() -> None:
 
 def test_an_lb_without_the_header_is_the_lb() -> None:
     assert _remote(LB, None) == LB and _remote(LB, " , ") == LB
+
+
+def test_hrefs_are_https_only_when_an_lb_says_it_terminated_tls() -> None:
+    """X-Forwarded-Proto from an lb (its TLS frontend) makes the answer's hrefs https; the same
+    header from a client that reached a replica directly changes nothing."""
+    from contrail_ha.services.proxied import base
+
+    def href(peer: str, proto: str | None) -> str:
+        app = web.Application()
+        app[TRUSTED_PROXIES] = frozenset({LB})
+        headers = CIMultiDict({"Host": "10.9.0.100:8082", **({"X-Forwarded-Proto": proto} if proto else {})})
+        return base(make_mocked_request("GET", "/", headers=headers, app=app, transport=_Peer(peer)))
+
+    assert href(LB, "https") == "https://10.9.0.100:8082"
+    assert href(LB, None) == "http://10.9.0.100:8082"
+    assert href("10.250.0.2", "https") == "http://10.9.0.100:8082"

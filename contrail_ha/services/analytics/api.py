@@ -34,7 +34,7 @@ from typing import Any
 from aiohttp import web
 
 from contrail_ha.errors import ContrailHaError
-from contrail_ha.services import base
+from contrail_ha.services import base, proxied
 from contrail_ha.services.analytics import query
 from contrail_ha.services.analytics.collector import origin_of
 from contrail_ha.services.analytics.generator import Generator
@@ -80,8 +80,7 @@ async def errors(request: web.Request,
         return _text(500, f"internal error ({e.__class__.__name__}); see the analytics-api log")
 
 
-def _base(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
+_base = proxied.base
 
 
 async def _json_body(request: web.Request) -> Any:
@@ -264,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     gen = Generator(origin_of(cfg, "Analytics", "contrail-analytics-api"), cfg.collectors)
 
     def routes(app: web.Application) -> None:
+        app[proxied.TRUSTED_PROXIES] = frozenset(cfg.trusted_proxies)
         add_routes(app, AnalyticsApi(cfg, store, ready.serving))
 
         async def connect() -> None:

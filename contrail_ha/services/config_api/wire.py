@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from contrail_ha.services import proxied
 from contrail_ha.services.config_api import objects
 from contrail_ha.services.config_api.inputs import (
     MAX_DEPTH,
@@ -55,9 +56,7 @@ MAX_BODY = 1024 * 1024
 TEXT = "text/plain"
 
 
-def base(request: web.Request) -> str:
-    """``scheme://host`` of the request: the base of every href in the answer."""
-    return f"{request.scheme}://{request.host}"
+base = proxied.base  # ``scheme://host`` the client addressed: the base of every href in the answer
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,8 +100,7 @@ CLOSE = web.RequestKey("contrail_ha_close", bool)
 UNEXPECTED = (TypeError, ValueError, LookupError, AttributeError, RecursionError, UnicodeError, OverflowError)
 
 
-# the lbs' addresses: only a request that comes from one of them carries a client address to believe
-TRUSTED_PROXIES = web.AppKey("trusted_proxies", frozenset)
+TRUSTED_PROXIES = proxied.TRUSTED_PROXIES
 
 
 def requester(request: web.Request) -> dict[str, str]:
@@ -111,13 +109,9 @@ def requester(request: web.Request) -> dict[str, str]:
     own X-Forwarded-For entries come before it and are never believed, nor is the header of a
     request that reached the replica directly."""
     h = request.headers
-    remote = request.remote or ""
-    if remote in request.app.get(TRUSTED_PROXIES, frozenset()):
-        # HAProxy adds its own header line after the client's: every line, every entry, in order
-        forwarded = [a.strip() for v in h.getall("X-Forwarded-For", []) for a in v.split(",") if a.strip()]
-        remote = forwarded[-1] if forwarded else remote
     return {"user": h.get("X-User-Name") or h.get("X-Auth-User") or "anonymous",
-            "useragent": h.get("X-Contrail-Useragent") or h.get("User-Agent") or "", "remote": remote}
+            "useragent": h.get("X-Contrail-Useragent") or h.get("User-Agent") or "",
+            "remote": proxied.remote(request)}
 
 
 def _text(status: int, text: str) -> web.Response:
