@@ -91,6 +91,7 @@ def render(plan: Plan, inst: Instance, layout: Layout) -> Rendered:
         user, pw = cassandra.login(layout, CONFIG_DB, cassandra.CLIENT_ROLE[CONFIG_DB])
         cfg.update(rabbitmq_user=rabbitmq.API_USER, rabbitmq_password=rabbitmq.password(layout, rabbitmq.API_USER),
                    zookeeper_user=zookeeper.API_USER, zookeeper_password=zookeeper.password(layout, zookeeper.API_USER),
+                   zookeeper_root_creators=[zookeeper.KAFKA_USER],  # the brokers' chroot
                    config_db_user=user, config_db_password=pw)
         modes[path] = 0o600
     elif inst.component in (ANALYTICS_API, AGGREGATOR):  # the analytics DB's client role

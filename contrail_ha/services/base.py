@@ -32,6 +32,7 @@ class ServiceConfig(BaseModel):
     rabbitmq_password: str = Field("", repr=False)
     zookeeper_user: str = ""  # contrail-api only: its ZooKeeper digest identity (owns the cluster's znodes)
     zookeeper_password: str = Field("", repr=False)
+    zookeeper_root_creators: list[str] = []  # contrail-api only: SASL identities that may create at ZooKeeper's root
     config_db_user: str = ""  # contrail-api only: its Cassandra role (PasswordAuthenticator) and password
     config_db_password: str = Field("", repr=False)
     analytics_db_user: str = ""  # the analytics' Cassandra role (analytics-api, aggregator)

@@ -72,10 +72,14 @@ def test_zookeeper_survives_leader_kill(cluster: Cluster) -> None:
     plan, layout = cluster.plan, cluster.layout
     leader = zookeeper.leader(plan)
     assert leader is not None
-    zk = KazooClient(hosts=plan.zookeeper_servers, timeout=6)
+    from contrail_ha.rendering import zookeeper as zk_render
+
+    # as the replicas' identity: ZooKeeper's root admits no one else's znodes
+    secret = zk_render.password(layout, zk_render.API_USER)
+    zk = KazooClient(hosts=plan.zookeeper_servers, timeout=6, auth_data=[("digest", f"{zk_render.API_USER}:{secret}")])
     zk.start(timeout=15)
     try:
-        path = f"/e2e/{uuid.uuid4().hex}"
+        path = f"/{plan.cluster_id}/e2e/{uuid.uuid4().hex}"
         zk.create(path, b"before", makepath=True)
         faults.kill(plan, layout, leader.host.name, ZOOKEEPER, hold=True)
         t0 = time.monotonic()
@@ -84,6 +88,7 @@ def test_zookeeper_survives_leader_kill(cluster: Cluster) -> None:
         assert zk.get(path)[0] == b"after"
         new = wait(lambda: (n := zookeeper.leader(plan)) and n.host.name != leader.host.name and n, 30, "new leader")
         print(f"\nZooKeeper: new leader {new.host.name} serving {time.monotonic() - t0:.2f}s after the kill")
+        zk.delete(f"/{plan.cluster_id}/e2e", recursive=True)
     finally:
         faults.heal(plan, layout, leader.host.name, ZOOKEEPER)
         zk.stop()

@@ -45,7 +45,8 @@ def test_the_cluster_znodes_refuse_anonymous_clients(cluster: Cluster) -> None:
     anon.start(15)
     try:
         for call, args in ((anon.exists, (f"/{cid}",)), (anon.get_children, (f"/{cid}",)), (anon.get, (f"/{cid}",)),
-                           (anon.create, (f"/{cid}/planted", b"x")), (anon.set_acls, (f"/{cid}", OPEN_ACL_UNSAFE))):
+                           (anon.create, (f"/{cid}/planted", b"x")), (anon.set_acls, (f"/{cid}", OPEN_ACL_UNSAFE)),
+                           (anon.create, ("/planted", b"x")), (anon.set_acls, ("/", OPEN_ACL_UNSAFE))):
             with pytest.raises(NoAuthError):
                 call(*args)
     finally:

@@ -20,6 +20,7 @@ import pytest
 from cassandra import OperationTimedOut
 from cassandra.cluster import Session
 from kazoo.client import KazooClient
+from kazoo.security import make_acl
 
 from contrail_ha.probes import cassandra as cprobe
 from contrail_ha.probes import zookeeper as zprobe
@@ -1032,6 +1033,41 @@ def test_the_cluster_znodes_are_the_replicas_own(env: Env) -> None:
         finally:
             anon.stop()
             anon.close()
+
+
+OPEN_ACL = [make_acl("world", "anyone", all=True)]
+
+
+def test_zookeepers_root_is_locked_by_the_first_replica(env: Env) -> None:
+    """Nobody but the replicas' identity (and the SASL identities it names: Kafka's brokers) may
+    create a top-level znode: no squatting another cluster's path, no filling the ensemble."""
+    from kazoo.exceptions import NoAuthError
+    from kazoo.security import READ_ACL_UNSAFE, Permissions, make_acl, make_digest_acl
+
+    from contrail_ha.services.config_api.zk.session import Session
+
+    hosts = env.servers.plan.zookeeper_servers
+    assert sorted(map(str, env.zk.client.get_acls("/")[0])) == \
+        sorted(map(str, [make_digest_acl(*AUTH, all=True), *READ_ACL_UNSAFE]))
+    anon = KazooClient(hosts=hosts, timeout=4.0)
+    anon.start(10)
+    try:
+        assert env.servers.plan.cluster_id in anon.get_children("/")  # the root stays readable
+        for call, args in ((anon.create, ("/planted", b"x")), (anon.set_acls, ("/", OPEN_ACL)),
+                           (anon.create, ("/ha-test-squat", b"x"))):
+            with pytest.raises(NoAuthError):
+                call(*args)
+    finally:
+        anon.stop()
+        anon.close()
+    s = Session(hosts, env.servers.plan.cluster_id, auth=AUTH, root_creators=("contrail-kafka",))
+    try:
+        assert env.run(s.start(15)) is True
+        acl = s.client.get_acls("/")[0]
+        assert make_acl("sasl", "contrail-kafka", create=True) in acl
+        assert {a.perms for a in acl if a.id.scheme == "sasl"} == {Permissions.CREATE}
+    finally:
+        env.run(s.close())
 
 
 # --- last: Cassandra goes away -------------------------------------------------------------------------

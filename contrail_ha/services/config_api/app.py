@@ -154,7 +154,8 @@ async def _start(cfg: base.ServiceConfig, api: ConfigApi, deps: list[Dependency]
     clock.start(asyncio.get_running_loop())
     deps.append(clock)
     api.clock_refusal = clock.refuse_reason
-    zk = Coordinator(cfg.zookeeper, cfg.cluster_id, auth=(cfg.zookeeper_user, cfg.zookeeper_password))
+    zk = Coordinator(cfg.zookeeper, cfg.cluster_id, auth=(cfg.zookeeper_user, cfg.zookeeper_password),
+                     root_creators=cfg.zookeeper_root_creators)
     await zk.start()
     zk.stale_check = store  # the fq-name lock's stale rule asks Cassandra whether the uuid exists
     zk.stale_lock_seconds = store.link_stale  # and revokes a dead holder (store.revoke) before taking over

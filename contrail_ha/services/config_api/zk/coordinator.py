@@ -22,10 +22,11 @@ class Coordinator(Session):
     """
 
     def __init__(self, hosts: str, cluster_id: str, *, auth: tuple[str, str] | None = None,
-                 timeout: float = SESSION_TIMEOUT_S, stale_lock_seconds: float = STALE_LOCK_SECONDS,
-                 stale_check: Any = None, op_timeout: float = 10.0, lost_restart_after: float = 10.0) -> None:
-        super().__init__(hosts, cluster_id, auth=auth, timeout=timeout, op_timeout=op_timeout,
-                         lost_restart_after=lost_restart_after)
+                 root_creators: Sequence[str] = (), timeout: float = SESSION_TIMEOUT_S,
+                 stale_lock_seconds: float = STALE_LOCK_SECONDS, stale_check: Any = None, op_timeout: float = 10.0,
+                 lost_restart_after: float = 10.0) -> None:
+        super().__init__(hosts, cluster_id, auth=auth, root_creators=root_creators, timeout=timeout,
+                         op_timeout=op_timeout, lost_restart_after=lost_restart_after)
         self.stale_lock_seconds = stale_lock_seconds
         self.stale_check = stale_check
         self._subnets = SubnetAllocators(self)

@@ -13,7 +13,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kazoo.client import KazooClient, KazooState
@@ -21,6 +21,7 @@ from kazoo.exceptions import (
     ConnectionClosedError,
     ConnectionLoss,
     KazooException,
+    NoAuthError,
     NodeExistsError,
     NoNodeError,
     NotEmptyError,
@@ -29,7 +30,7 @@ from kazoo.exceptions import (
 )
 from kazoo.protocol.states import ZnodeStat
 from kazoo.retry import KazooRetry
-from kazoo.security import make_digest_acl
+from kazoo.security import READ_ACL_UNSAFE, make_acl, make_digest_acl
 
 from contrail_ha.services.config_api.objects import Unavailable, mark_write
 
@@ -55,7 +56,7 @@ class Session:
     (retried over a connection loss) the recipes of this package build on."""
 
     def __init__(self, hosts: str, cluster_id: str, *, auth: tuple[str, str] | None = None,
-                 timeout: float = SESSION_TIMEOUT_S, op_timeout: float = 10.0,
+                 root_creators: Sequence[str] = (), timeout: float = SESSION_TIMEOUT_S, op_timeout: float = 10.0,
                  lost_restart_after: float = 10.0) -> None:
         self.hosts = hosts
         cid = cluster_id.strip("/")
@@ -65,6 +66,10 @@ class Session:
         # ``auth`` (user, password): the session authenticates with ZooKeeper's digest scheme and
         # every znode it creates is readable and writable by that identity only
         self.acl = [make_digest_acl(auth[0], auth[1], all=True)] if auth else None
+        # with ``auth``, ZooKeeper's root is locked too: readable by anyone, writable by this identity,
+        # and the SASL identities in ``root_creators`` (Kafka's brokers: their chroot) may create there
+        self.root_acl = [*self.acl, *(make_acl("sasl", n, create=True) for n in root_creators),
+                         *READ_ACL_UNSAFE] if self.acl else None
         self.client = KazooClient(hosts=hosts, timeout=timeout,
                                   connection_retry=KazooRetry(max_tries=-1, max_delay=1.0),
                                   auth_data=[("digest", f"{auth[0]}:{auth[1]}")] if auth else None,
@@ -181,10 +186,27 @@ class Session:
 
     def _own_prefix(self) -> None:
         """The cluster's root znode, made if missing, with this session's ACL even if someone else
-        made it first (anyone may create znodes at ZooKeeper's root)."""
+        made it first while ZooKeeper's root was open; then the root locked (:meth:`_lock_root`)."""
         self.client.ensure_path(self.prefix)
         if self.acl is not None and self.client.get_acls(self.prefix)[0] != self.acl:
             self.client.set_acls(self.prefix, self.acl)
+        self._lock_root()
+
+    def _lock_root(self) -> None:
+        """An open root lets anyone create top-level znodes: fill the ensemble, or squat the path of a
+        cluster before its first start. The first replica to start closes it; a root whose ACL is
+        someone else's (a shared ensemble's operator) is left as it is."""
+        if self.root_acl is None:
+            return
+        have = self.client.get_acls("/")[0]
+        if sorted(map(str, have)) == sorted(map(str, self.root_acl)):
+            return
+        try:
+            self.client.set_acls("/", self.root_acl)
+            log.info("zookeeper's root locked: %s", ", ".join(f"{a.id.scheme}:{a.id.id.split(':')[0]}"
+                                                             for a in self.root_acl))
+        except NoAuthError:
+            log.warning("zookeeper's root is not ours to lock (its ACL: %s): left as it is", have)
 
     async def wait_connected(self, timeout: float) -> bool:
         if self.connected:
