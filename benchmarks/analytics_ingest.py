@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from contrail_ha.operations.vip import trust
+from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
 from contrail_ha.runtime import netns
 from contrail_ha.services.analytics.generator import Generator
 from contrail_ha.services.analytics.protocol import Origin
@@ -47,7 +49,7 @@ async def ingest(plan: Plan, messages: int, generators: int) -> dict[str, float]
     if not all(ok):
         raise SystemExit("the collectors did not accept every message")
     total = per * generators
-    url = f"http://{plan.vip}:{plan.ports.analytics_api}/analytics/query"
+    url = f"{plan.analytics_api_url}/analytics/query"
     body = {"table": "MessageTable", "start_time": t0_us, "end_time": "now", "select_fields": ["MessageId"],
             "where": [[{"name": "Messagetype", "value": "IngestBench", "op": 1},
                        {"name": "InstanceId", "value": f"{tag}-", "op": 7}]], "limit": 10000}
@@ -84,6 +86,7 @@ def main() -> None:
     args = ap.parse_args()
     plan = load_topology(Path(args.topology)).plan()
     netns.enter(netns.ns_name(plan, netns.CLIENT))
+    trust(plan, Layout(DEFAULT_STATE_ROOT / plan.cluster_id))  # the VIP speaks TLS (tls.vip): its CA verifies it
     print(json.dumps(asyncio.run(ingest(plan, args.messages, args.generators)), indent=2))
 
 

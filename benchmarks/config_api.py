@@ -23,6 +23,7 @@ from pathlib import Path
 
 import aiohttp
 
+from contrail_ha.operations.vip import trust
 from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout
 from contrail_ha.runtime import netns
 from contrail_ha.topology.plan import CONFIG_API, ROLE_OF, Plan
@@ -100,7 +101,8 @@ async def main() -> None:
     plan = load_topology(a.topology).plan()
     layout = Layout(DEFAULT_STATE_ROOT / plan.cluster_id)
     netns.enter(netns.ns_name(plan, netns.CLIENT))
-    vip = f"http://{plan.vip}:{plan.ports.config_api}"
+    trust(plan, layout)  # the VIP speaks TLS (tls.vip): its CA verifies it
+    vip = plan.config_api_url
     n_all = len(plan.of(CONFIG_API))
 
     async with aiohttp.ClientSession() as s:

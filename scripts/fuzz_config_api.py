@@ -13,25 +13,29 @@ objects could not all be deleted or a replica is unhealthy afterwards.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
+import httpx
 
-from tests.helpers.fuzz import Fuzzer  # noqa: E402
+from tests.helpers.fuzz import Fuzzer
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--url", default="http://10.10.100.10:8082", help="the config API (the VIP)")
+    ap.add_argument("--url", default="https://10.10.100.10:8082", help="the config API (the VIP)")
+    ap.add_argument("--ca", default="/var/lib/contrail-ha/contrail/secrets/ca.crt",
+                    help="the CA that verifies the VIP's certificate")
     ap.add_argument("--requests", type=int, default=10000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--replicas", default="10.10.0.21,10.10.0.22,10.10.0.23",
                     help="replica addresses whose /health must be 200 afterwards")
     args = ap.parse_args()
+    os.environ["SSL_CERT_FILE"] = args.ca
     fz = Fuzzer(args.url)
     fz.setup()
     t0 = time.monotonic()

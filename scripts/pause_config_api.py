@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from contrail_ha.operations import faults  # noqa: E402
+from contrail_ha.operations.vip import trust  # noqa: E402
 from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout  # noqa: E402
 from contrail_ha.runtime import netns  # noqa: E402
 from contrail_ha.topology.validate import load_topology  # noqa: E402
@@ -45,7 +46,8 @@ def main() -> int:
     apis = plan.of("config-api")
     victim = apis[-1]
     host = victim.host.name
-    res = pause.run(f"http://{plan.vip}:8082", [f"http://{i.address}" for i in apis], f"http://{victim.address}",
+    trust(plan, layout)  # the VIP speaks TLS (tls.vip): its CA verifies it
+    res = pause.run(plan.config_api_url, [f"http://{i.address}" for i in apis], f"http://{victim.address}",
                     lambda: faults.pause(plan, layout, host, victim.name),
                     lambda: faults.resume(plan, layout, host, victim.name), rounds=args.rounds, hold=args.hold)
     print(res.summary())

@@ -19,6 +19,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from contrail_ha.operations.vip import trust  # noqa: E402
+from contrail_ha.rendering.base import DEFAULT_STATE_ROOT, Layout  # noqa: E402
 from contrail_ha.runtime import netns  # noqa: E402
 from contrail_ha.topology.validate import load_topology  # noqa: E402
 from tests.helpers import races  # noqa: E402
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--rounds must be 1-1000")
     plan = load_topology(Path(args.topology)).plan()
     enter_client_namespace(netns.ns_name(plan, netns.CLIENT))
-    vip = f"http://{plan.vip}:8082"
+    trust(plan, Layout(DEFAULT_STATE_ROOT / plan.cluster_id))  # the VIP speaks TLS (tls.vip): its CA verifies it
+    vip = plan.config_api_url
     replicas = [f"http://{i.address}" for i in plan.of("config-api")]
     h = races.Harness(vip, replicas, sequential=args.sequential)
     r = races.send(h.client, vip, "GET", "/hello")

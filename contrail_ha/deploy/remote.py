@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 
 from contrail_ha.deploy.runner import REMOTE_DIR
 from contrail_ha.remote import ssh
+from contrail_ha.rendering import pki
 from contrail_ha.rendering.base import Layout
 from contrail_ha.runtime import containers
 from contrail_ha.runtime.record import runtime_of
@@ -107,10 +108,13 @@ def _host_rows(plan: Plan, layout: Layout, host: str) -> list[Row]:
 def _vip(plan: Plan, layout: Layout) -> list[Row]:
     """The config and analytics APIs through the VIP, from the operator's side."""
     rows = []
-    for name, port, path in (("contrail-api", plan.ports.config_api, "/"),
-                             ("contrail-analytics-api", plan.ports.analytics_api, "/analytics")):
-        code = ("import sys, urllib.request\n"
-                f"r = urllib.request.urlopen('http://{plan.vip}:{port}{path}', timeout=10)\n"
+    ca = pki.vip_ca(plan, layout) if plan.topology.tls.vip else None  # verified as a user's client would
+    for name, port, url in (
+            ("contrail-api", plan.ports.config_api, f"{plan.config_api_url}/"),
+            ("contrail-analytics-api", plan.ports.analytics_api, f"{plan.analytics_api_url}/analytics")):
+        code = ("import ssl, sys, urllib.request\n"
+                f"ctx = ssl.create_default_context(cafile={ca!r}) if {url!r}.startswith('https') else None\n"
+                f"r = urllib.request.urlopen({url!r}, timeout=10, context=ctx)\n"
                 "sys.exit(0 if r.status == 200 else 1)\n")
         try:
             p = subprocess.run([*via(layout), sys.executable, "-c", code], capture_output=True, text=True, timeout=30)

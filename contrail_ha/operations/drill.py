@@ -37,6 +37,7 @@ from contrail_ha.operations.drill_workload import (
     probe_minority,
     setup_project,
 )
+from contrail_ha.operations.vip import Vip
 from contrail_ha.rendering.base import Layout
 from contrail_ha.topology.plan import Plan
 
@@ -90,12 +91,13 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
     why = fault.needs(plan)
     if why:
         raise ValueError(f"refusing to inject {fault.name}: the topology cannot survive it: {why}")
-    project = await setup_project(plan)
-    wl = Workload(plan, project, rate=rate)
+    vip = Vip.of(plan, layout)
+    project = await setup_project(vip)
+    wl = Workload(plan, vip, project, rate=rate)
     runner = asyncio.get_running_loop().create_task(wl.run())
-    register = Register(plan, await project_uuid(plan, project))
+    register = Register(plan, vip, await project_uuid(vip, project))
     registering = asyncio.get_running_loop().create_task(register.run())
-    graph = Graph(plan)
+    graph = Graph(plan, vip)
     await graph.setup()
     graphing = asyncio.get_running_loop().create_task(graph.run())
     await asyncio.sleep(2)  # warm-up: the workload reaches its steady rate
@@ -156,7 +158,7 @@ async def run_fault(plan: Plan, layout: Layout, fault: Fault, *, fault_seconds: 
     res.graph_violations, res.graph_examples = len(g.violations), g.violations[:20]
     if not keep:
         try:
-            progress(f"{fault.name}: deleted the drill's {await cleanup(plan, project)} objects "
+            progress(f"{fault.name}: deleted the drill's {await cleanup(vip, project)} objects "
                      f"and {await graph.cleanup()} graph generations")
         except (TimeoutError, aiohttp.ClientError) as e:  # measured already: report, go on
             progress(f"{fault.name}: could not delete all the drill's objects (project {project}): "

@@ -10,8 +10,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
 from contrail_ha.operations.drill_workload import Sample, Workload
 from contrail_ha.topology.plan import CONFIG_API, Plan
 
@@ -63,10 +61,10 @@ class Result:
 async def data_check(plan: Plan, wl: Workload, res: Result) -> None:
     """Every acked create readable with its content (through the VIP and from every replica), no duplicate
     fq_name or VN id, every acked analytics message stored once."""
-    base = f"http://{plan.vip}:{plan.ports.config_api}"
+    base = wl.vip.config
     res.acked_creates = len(wl.acked)
     replicas = [f"http://{i.address}" for i in plan.of(CONFIG_API)]
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
+    async with wl.vip.session() as s:
         sem = asyncio.Semaphore(16)
 
         statuses: dict[str, int] = {}
@@ -105,20 +103,20 @@ async def data_check(plan: Plan, wl: Workload, res: Result) -> None:
     res.duplicate_vn_ids = len(ids) - len(set(ids))
     if wl.generator is not None:
         res.analytics_sent = len(wl.messages)
-        stored = await stored_messages(plan, wl)
+        stored = await stored_messages(wl)
         want = set(wl.messages)
         res.analytics_lost = len(want - set(stored))
         res.analytics_duplicates = len(stored) - len(set(stored))
 
 
-async def stored_messages(plan: Plan, wl: Workload, timeout: float = 120.0) -> list[str]:
+async def stored_messages(wl: Workload, timeout: float = 120.0) -> list[str]:
     """Ids of the drill's messages as the analytics API returns them, once all arrived (or the timeout)."""
-    url = f"http://{plan.vip}:{plan.ports.analytics_api}/analytics/query"
+    url = f"{wl.vip.analytics}/analytics/query"
     where = [[{"name": "Messagetype", "value": "DrillMessage", "op": 1},
               {"name": "InstanceId", "value": wl.project, "op": 1}]]
     deadline = time.monotonic() + timeout
     found: list[str] = []
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
+    async with wl.vip.session() as s:
         while True:
             found, start = [], wl.started_us
             while True:  # windows of at most 10000 rows (the API's cap)

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from contrail_ha.operations.drill_http import once_session
+from contrail_ha.operations.vip import Vip
 from contrail_ha.topology.plan import CONFIG_API, Plan
 
 DOMAIN = "default-domain"
@@ -84,9 +85,10 @@ class Gen:
 class Graph:
     """The graph workload through the VIP (and, for the deleter, each replica directly)."""
 
-    def __init__(self, plan: Plan, *, slots: int = SLOTS, workers: int = WORKERS) -> None:
+    def __init__(self, plan: Plan, vip: Vip, *, slots: int = SLOTS, workers: int = WORKERS) -> None:
         self.tag = f"g-{uuidlib.uuid4().hex[:8]}"
-        self.readers = [("vip", f"http://{plan.vip}:{plan.ports.config_api}")] + \
+        self.client = vip
+        self.readers = [("vip", vip.config)] + \
             [(i.name + "@" + i.host.name, f"http://{i.address}") for i in plan.of(CONFIG_API)]
         self.vip = self.readers[0][1]
         self.slots, self.workers = slots, workers
@@ -273,17 +275,17 @@ class Graph:
 
     async def setup(self) -> None:
         """The first generation of every slot (before any fault: the workers need them)."""
-        async with once_session(TIMEOUT_S) as s:
+        async with once_session(TIMEOUT_S, self.client) as s:
             self.current = [await self.new_gen(s, k) for k in range(self.slots)]
 
     async def run(self) -> None:
-        async with once_session(TIMEOUT_S) as s:  # one request per recorded op (drill_http)
+        async with once_session(TIMEOUT_S, self.client) as s:  # one request per recorded op (drill_http)
             await asyncio.gather(self._deleter(s), *(self._worker(s, w) for w in range(self.workers)))
 
     async def cleanup(self) -> int:
         """Tear down every generation still standing (through the VIP); how many were left."""
         left = [g for g in self.gens if not g.torn_down]
-        async with once_session(TIMEOUT_S) as s:
+        async with once_session(TIMEOUT_S, self.client) as s:
             for gen in left:
                 for _ in range(10):
                     if await self.teardown(s, gen, "vip", self.vip):

@@ -159,7 +159,7 @@ async def check(graph: Graph) -> GraphResult:
     """The history check, then every reader's."""
     res = GraphResult(len(graph.history), dict(Counter(f"{op.kind} {op.status}" for op in graph.history)))
     res.violations = history_check(graph.history)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
+    async with graph.client.session() as s:
         for label, base in graph.readers:
             res.violations += await read_check(graph, Reader(s, label, base))
     return res

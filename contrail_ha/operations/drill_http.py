@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import aiohttp
 
+from contrail_ha.operations.vip import Vip
 
-def once_session(timeout_s: float) -> aiohttp.ClientSession:
+
+def once_session(timeout_s: float, vip: Vip) -> aiohttp.ClientSession:
     """A session that never resends a request by itself (call inside the running loop)."""
-    s = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s))
+    s = vip.session(timeout_s)
     # aiohttp has no public switch for its resend; the pinned version's flag is checked so an
     # upgrade that renames it fails here instead of silently resending again
     if not isinstance(getattr(s, "_retry_connection", None), bool):

@@ -19,6 +19,7 @@ import aiohttp
 
 from contrail_ha.operations import linearizable
 from contrail_ha.operations.drill_http import once_session
+from contrail_ha.operations.vip import Vip
 from contrail_ha.topology.plan import CONFIG_API, Plan
 
 TIMEOUT_S = 30.0
@@ -38,9 +39,10 @@ class RegisterResult:
 class Register:
     """Readers on one object's ``display_name`` (the drill's project): the VIP and each replica."""
 
-    def __init__(self, plan: Plan, project_uuid: str) -> None:
+    def __init__(self, plan: Plan, vip: Vip, project_uuid: str) -> None:
         self.path = f"/project/{project_uuid}"
-        self.readers = [("vip", f"http://{plan.vip}:{plan.ports.config_api}")] + \
+        self.vip = vip
+        self.readers = [("vip", vip.config)] + \
             [(i.name + "@" + i.host.name, f"http://{i.address}") for i in plan.of(CONFIG_API)]
         self.ops: list[linearizable.Op] = []
         self.t0 = time.monotonic()
@@ -86,7 +88,7 @@ class Register:
             await asyncio.sleep(PAUSE_S)
 
     async def run(self) -> None:
-        async with once_session(TIMEOUT_S) as s:  # one request per recorded op (drill_http)
+        async with once_session(TIMEOUT_S, self.vip) as s:  # one request per recorded op (drill_http)
             await self.start(s)
             await asyncio.gather(*(self._reader(s, label, base) for label, base in self.readers))
 
@@ -99,12 +101,10 @@ class Register:
         return RegisterResult(len(self.ops), unknown, verdict.ok, [o.brief() for o in verdict.window])
 
 
-async def project_uuid(plan: Plan, name: str) -> str:
+async def project_uuid(vip: Vip, name: str) -> str:
     """The uuid of the drill's project (``default-domain:<name>``)."""
-    base = f"http://{plan.vip}:{plan.ports.config_api}"
     ask = {"type": "project", "fq_name": ["default-domain", name]}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as s, \
-            s.post(f"{base}/fqname-to-id", json=ask) as r:
+    async with vip.session(TIMEOUT_S) as s, s.post(f"{vip.config}/fqname-to-id", json=ask) as r:
         if r.status != 200:
             raise RuntimeError(f"cannot find the drill project {name}: HTTP {r.status} {await r.text()}")
         return str((await r.json())["uuid"])

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from contrail_ha.operations.vip import Vip
 from contrail_ha.services.analytics.generator import Generator
 from contrail_ha.services.analytics.protocol import Origin
 from contrail_ha.topology.plan import COLLECTOR, Plan
@@ -48,10 +49,11 @@ class Workload:
     closed loop would measure its own stall as an outage).
     """
 
-    def __init__(self, plan: Plan, project: str, rate: float = RATE, message_rate: float = 20.0,
+    def __init__(self, plan: Plan, vip: Vip, project: str, rate: float = RATE, message_rate: float = 20.0,
                  max_in_flight: int = 1000) -> None:
-        self.base = f"http://{plan.vip}:{plan.ports.config_api}"
-        self.analytics = f"http://{plan.vip}:{plan.ports.analytics_api}/analytics"
+        self.vip = vip
+        self.base = vip.config
+        self.analytics = f"{vip.analytics}/analytics"
         self.project = project
         self.rate, self.message_rate, self.max_in_flight = rate, message_rate, max_in_flight
         self.samples: list[Sample] = []
@@ -111,8 +113,7 @@ class Workload:
     async def run(self) -> None:
         if self.generator is not None:
             self.generator.start()
-        conn = aiohttp.TCPConnector(limit=self.max_in_flight)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S), connector=conn) as s:
+        async with self.vip.session(CLIENT_TIMEOUT_S, limit=self.max_in_flight) as s:
             extra = asyncio.get_running_loop().create_task(self._messages()) if self.generator else None
             slots = asyncio.Semaphore(self.max_in_flight)
             running: set[asyncio.Task[None]] = set()
@@ -142,11 +143,10 @@ class Workload:
         return ok
 
 
-async def setup_project(plan: Plan) -> str:
+async def setup_project(vip: Vip) -> str:
     name = f"drill-{uuid.uuid4().hex[:8]}"
-    base = f"http://{plan.vip}:{plan.ports.config_api}"
-    async with aiohttp.ClientSession() as s, s.post(
-            f"{base}/projects", json={"project": {"fq_name": ["default-domain", name]}}) as r:
+    async with vip.session() as s, s.post(
+            f"{vip.config}/projects", json={"project": {"fq_name": ["default-domain", name]}}) as r:
         if r.status != 200:
             raise RuntimeError(f"cannot create the drill project: HTTP {r.status} {await r.text()}")
     return name
@@ -168,10 +168,10 @@ async def _retried(request: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")
 
 
-async def cleanup(plan: Plan, project: str) -> int:
+async def cleanup(vip: Vip, project: str) -> int:
     """Delete what a drill created (its virtual networks, then its project); returns how many objects."""
-    base = f"http://{plan.vip}:{plan.ports.config_api}"
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
+    base = vip.config
+    async with vip.session() as s:
         async def listed() -> list[str]:
             async with s.get(f"{base}/virtual-networks",
                              params={"parent_fq_name_str": f"default-domain:{project}"}) as r:

@@ -195,3 +195,9 @@ def vip_ca(plan: Plan, layout: Layout) -> str | None:
 def vip_context(plan: Plan, layout: Layout) -> ssl.SSLContext:
     """An SSL context that verifies the VIP's certificate (for httpx ``verify=``, aiohttp ``ssl=``)."""
     return ssl.create_default_context(cafile=vip_ca(plan, layout))
+
+
+def endpoints(plan: Plan, layout: Layout) -> str:
+    """Where users reach the cluster, and the CA their clients verify it with (for ``up``'s last line)."""
+    ca = vip_ca(plan, layout) if plan.topology.tls.vip else None
+    return f"config API {plan.config_api_url}, analytics API {plan.analytics_api_url}" + (f"; CA {ca}" if ca else "")

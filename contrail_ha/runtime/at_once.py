@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from contrail_ha.operations.status import collect
+from contrail_ha.rendering import pki
 from contrail_ha.rendering.base import Layout, Rendered
 from contrail_ha.runtime import cluster, netns
 from contrail_ha.runtime.record import runtime_of
@@ -54,7 +55,7 @@ def up(plan: Plan, layout: Layout, image: str, progress: Progress = print, topol
     elapsed = time.monotonic() - t0
     (layout.root / "cluster.json").write_text(json.dumps({"state": "up", "up_seconds": round(elapsed, 1),
                                                          "at": time.strftime("%Y-%m-%dT%H:%M:%S")}))
-    progress(f"cluster {plan.cluster_id} is up in {elapsed:.1f}s (all at once); VIP {plan.vip}")
+    progress(f"cluster {plan.cluster_id} is up in {elapsed:.1f}s (all at once); {pki.endpoints(plan, layout)}")
     return elapsed
 
 

@@ -34,6 +34,7 @@ from contrail_ha.rendering import bird as r_bird
 from contrail_ha.rendering import cassandra as r_cassandra
 from contrail_ha.rendering import haproxy as r_haproxy
 from contrail_ha.rendering import kafka as r_kafka
+from contrail_ha.rendering import pki
 from contrail_ha.rendering import rabbitmq as r_rabbitmq
 from contrail_ha.rendering import services as r_services
 from contrail_ha.rendering import zookeeper as r_zookeeper
@@ -405,7 +406,7 @@ def up(plan: Plan, layout: Layout, progress: Progress = print, topology_text: st
     elapsed = time.monotonic() - t0
     (layout.root / "cluster.json").write_text(json.dumps({"state": "up", "up_seconds": round(elapsed, 1),
                                                          "at": time.strftime("%Y-%m-%dT%H:%M:%S")}))
-    progress(f"cluster {plan.cluster_id} is up in {elapsed:.1f}s; VIP {plan.vip}")
+    progress(f"cluster {plan.cluster_id} is up in {elapsed:.1f}s; {pki.endpoints(plan, layout)}")
     return elapsed
 
 

@@ -197,7 +197,7 @@ class Tls(_Strict):
     """TLS on the VIP: HAProxy terminates it for both APIs with the cluster CA's certificate (made
     by contrail-ha) or the site's own ``cert`` and ``key``; clients verify it with the CA."""
 
-    vip: bool = Field(False, description="the VIP's API ports speak TLS only (plain HTTP is refused)")
+    vip: bool = Field(True, description="the VIP's API ports speak TLS only (plain HTTP is refused)")
     names: list[Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9*.-]+$")]] = Field(
         default_factory=list, description="DNS names clients reach the VIP by (the VIP's address is always in)")
     cert: str | None = Field(None, description="the site's certificate chain (PEM file) for the VIP")

@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from contrail_ha.operations.vip import Vip
 from contrail_ha.probes.base import Check
 from contrail_ha.rendering.base import Layout
 from contrail_ha.services.analytics.protocol import UVE_TYPES
@@ -48,7 +49,7 @@ async def status(request: web.Request) -> web.Response:
 
 async def _analytics(request: web.Request, path: str) -> web.Response:
     plan = request.app[PLAN]
-    url = f"http://{plan.vip}:{plan.ports.analytics_api}/analytics{path}"
+    url = f"{plan.analytics_api_url}/analytics{path}"
     try:
         async with request.app[HTTP].get(url, params=request.query) as r:
             body = await r.read()
@@ -87,7 +88,7 @@ async def config(request: web.Request) -> web.Response:
     kind = request.match_info["collection"]
     if not kind.replace("-", "").isalpha():
         return web.json_response({"error": f"bad collection {kind!r}"}, status=400)
-    url = f"http://{plan.vip}:{plan.ports.config_api}/{kind}"
+    url = f"{plan.config_api_url}/{kind}"
     try:
         async with request.app[HTTP].get(url, params={"detail": "False"}) as r:
             return web.Response(status=r.status, body=await r.read(), content_type=r.content_type)
@@ -100,7 +101,7 @@ def build(plan: Plan, layout: Layout, collect: Collect) -> web.Application:
     app[PLAN], app[LAYOUT], app[COLLECT] = plan, layout, collect
 
     async def session(app: web.Application) -> AsyncIterator[None]:
-        app[HTTP] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        app[HTTP] = Vip.of(plan, layout).session(10)
         yield
         await app[HTTP].close()
 

@@ -24,7 +24,7 @@ from tests.helpers.proc import wait_for as wait
 
 
 def api(cluster: Cluster) -> str:
-    return f"http://{cluster.plan.vip}:{cluster.plan.ports.analytics_api}/analytics"
+    return f"{cluster.analytics}/analytics"
 
 
 def get(cluster: Cluster, path: str, **params: Any) -> Any:
@@ -95,16 +95,15 @@ def test_killed_process_raises_alarm_within_10s_and_clears(cluster: Cluster) -> 
 
 
 def test_config_changes_are_object_logs(cluster: Cluster) -> None:
-    vip = cluster.plan.vip
     name = f"objlog-{uuid.uuid4().hex[:6]}"
     t0 = int(time.time() * 1e6)
-    r = httpx.post(f"http://{vip}:8082/projects", json={"project": {"fq_name": ["default-domain", name]}},
+    r = httpx.post(f"{cluster.api}/projects", json={"project": {"fq_name": ["default-domain", name]}},
                    headers={"X-User-Name": "e2e-operator", "X-Forwarded-For": "203.0.113.7"}, timeout=10)
     assert r.status_code == 200, r.text
     u = r.json()["project"]["uuid"]
-    assert httpx.put(f"http://{vip}:8082/project/{u}", json={"project": {"display_name": "renamed"}},
+    assert httpx.put(f"{cluster.api}/project/{u}", json={"project": {"display_name": "renamed"}},
                      timeout=10).status_code == 200
-    assert httpx.delete(f"http://{vip}:8082/project/{u}", timeout=10).status_code == 200
+    assert httpx.delete(f"{cluster.api}/project/{u}", timeout=10).status_code == 200
     body = {"table": "ConfigObjectTable", "start_time": t0, "end_time": "now",
             "select_fields": ["MessageTS", "ObjectId", "ObjectLog"],
             "where": [[{"name": "ObjectId", "value": f"project:default-domain:{name}", "op": 1}]],

@@ -34,11 +34,10 @@ def test_status_table_and_exit_code(cluster: Cluster) -> None:
 
 
 def test_vip_serves_both_apis(cluster: Cluster) -> None:
-    vip = cluster.plan.vip
-    r = httpx.get(f"http://{vip}:8082/", timeout=5)
-    assert r.status_code == 200 and r.json()["href"] == f"http://{vip}:8082"
-    assert httpx.get(f"http://{vip}:8082/health", timeout=5).status_code == 200
-    assert httpx.get(f"http://{vip}:8081/analytics", timeout=5).status_code == 200
+    r = httpx.get(f"{cluster.api}/", timeout=5)
+    assert r.status_code == 200 and r.json()["href"] == cluster.api
+    assert httpx.get(f"{cluster.api}/health", timeout=5).status_code == 200
+    assert httpx.get(f"{cluster.analytics}/analytics", timeout=5).status_code == 200
 
 
 def test_rabbitmq_three_running_nodes(cluster: Cluster) -> None:

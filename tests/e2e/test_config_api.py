@@ -30,14 +30,16 @@ R2005_MANDATORY = {
 }
 
 
-def vnc(host: str, port: int = 8082):
+def vnc(host: str, port: int = 8082, ca: str | None = None):
+    """The real vnc_api client: on the VIP with TLS and the cluster CA (``ca``), on a replica plain."""
     from vnc_api.vnc_api import VncApi
 
-    return VncApi(api_server_host=host, api_server_port=port, auth_type="noauth")
+    return VncApi(api_server_host=host, api_server_port=port, auth_type="noauth",
+                  api_server_use_ssl=ca is not None, apicafile=ca)
 
 
 def api_url(cluster: Cluster) -> str:
-    return f"http://{cluster.plan.vip}:8082"
+    return cluster.api
 
 
 def replicas(cluster: Cluster) -> list[str]:
@@ -60,7 +62,7 @@ def test_homepage_lists_every_type(cluster: Cluster) -> None:
     links = r.json()["links"]
     collections = {lk["link"]["name"] for lk in links if lk["link"]["rel"] == "collection"}
     assert len(collections) == 121 and "virtual-network" in collections
-    assert all(lk["link"]["href"].startswith(f"http://{cluster.plan.vip}:8082/") for lk in links)
+    assert all(lk["link"]["href"].startswith(f"{cluster.api}/") for lk in links)
 
 
 def test_created_on_one_replica_read_on_another(cluster: Cluster, project: dict) -> None:
@@ -394,7 +396,7 @@ def test_vnc_api_generated_crud_suite(cluster: Cluster) -> None:
     from vnc_api.gen.vnc_api_test_gen import VncApiTestGen
 
     vnc_api.vnc_api.gen = vnc_api.gen  # the shim populate() needs
-    lib = vnc(cluster.plan.vip)
+    lib = vnc(cluster.plan.vip, ca=cluster.ca)
 
     class Live(VncApiTestGen):
         def setUp(self) -> None:
@@ -429,7 +431,7 @@ def test_mandatory_property_types_with_properties(cluster: Cluster) -> None:
     from vnc_api.gen.resource_xsd import LoadbalancerHealthmonitorType
 
     vnc_api.vnc_api.gen = vnc_api.gen
-    lib = vnc(cluster.plan.vip)
+    lib = vnc(cluster.plan.vip, ca=cluster.ca)
 
     class Case(fixtures.TestWithFixtures, unittest.TestCase):
         def test_it(self) -> None:

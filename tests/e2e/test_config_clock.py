@@ -33,7 +33,7 @@ def test_replica_with_a_clock_60s_ahead_refuses_writes(cluster: Cluster) -> None
     apis = plan.of("config-api")
     victim, good = apis[-1], apis[0]
     host = victim.host.name
-    skewed, correct, vip = f"http://{victim.address}", f"http://{good.address}", f"http://{plan.vip}:8082"
+    skewed, correct, vip = f"http://{victim.address}", f"http://{good.address}", plan.config_api_url
     name = f"clock-{uuidlib.uuid4().hex[:8]}"
     with httpx.Client(timeout=30) as c:
         r = c.post(f"{vip}/projects", json={"project": {"fq_name": ["default-domain", name], "parent_type": "domain"}})

@@ -18,7 +18,7 @@ SEED = 20261204
 
 
 def test_config_api_fuzz(cluster: Cluster) -> None:
-    fz = Fuzzer(f"http://{cluster.plan.vip}:8082")
+    fz = Fuzzer(cluster.api)
     fz.setup()
     t0 = time.monotonic()
     try:

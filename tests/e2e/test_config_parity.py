@@ -13,7 +13,7 @@ from tests.e2e.conftest import Cluster
 
 
 def base(cluster: Cluster) -> str:
-    return f"http://{cluster.plan.vip}:8082"
+    return cluster.api
 
 
 def replicas(cluster: Cluster) -> list[str]:

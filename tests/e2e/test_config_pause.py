@@ -22,7 +22,7 @@ def test_paused_replica_keeps_integrity(cluster: Cluster) -> None:
     apis = plan.of("config-api")
     victim = apis[-1]
     host = victim.host.name
-    res = pause.run(f"http://{plan.vip}:8082", [f"http://{i.address}" for i in apis], f"http://{victim.address}",
+    res = pause.run(plan.config_api_url, [f"http://{i.address}" for i in apis], f"http://{victim.address}",
                     lambda: faults.pause(plan, layout, host, victim.name),
                     lambda: faults.resume(plan, layout, host, victim.name), rounds=ROUNDS, hold=25.0)
     print(res.summary())

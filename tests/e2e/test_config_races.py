@@ -19,7 +19,7 @@ ROUNDS = int(os.environ.get("CONTRAIL_HA_RACE_ROUNDS", "5"))
 
 
 def _urls(cluster: Cluster) -> tuple[str, list[str]]:
-    return f"http://{cluster.plan.vip}:8082", [f"http://{i.address}" for i in cluster.plan.of("config-api")]
+    return cluster.api, [f"http://{i.address}" for i in cluster.plan.of("config-api")]
 
 
 @pytest.mark.parametrize("scenario", [s.name for s in races.SCENARIOS])

@@ -22,7 +22,7 @@ def vnc(cluster: Cluster):
 
 
 def api_url(cluster: Cluster) -> str:
-    return f"http://{cluster.plan.vip}:8082"
+    return cluster.api
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,25 @@ def test_the_lbs_stats_pages_are_not_on_the_network(cluster: Cluster) -> None:
         assert not _connects(str(lb.ip), plan.ports.haproxy_stats), lb.name
 
 
+def test_the_vip_speaks_tls_only(cluster: Cluster) -> None:
+    """Both APIs on the VIP: a plain-HTTP client gets no answer, a client that does not trust the
+    cluster CA refuses the certificate, one that does is answered (and the hrefs are https)."""
+    import ssl
+
+    import httpx
+
+    plan = cluster.plan
+    stranger = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, trusts no CA (SSL_CERT_FILE is the cluster's here)
+    for port in (plan.ports.config_api, plan.ports.analytics_api):
+        with pytest.raises(httpx.TransportError):  # the port speaks TLS: no HTTP answer comes back
+            httpx.get(f"http://{plan.vip}:{port}/", timeout=5)
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(f"https://{plan.vip}:{port}/", timeout=5, verify=stranger)
+    home = httpx.get(f"{cluster.api}/", timeout=5, verify=cluster.verify)
+    assert home.status_code == 200 and home.json()["href"] == f"https://{plan.vip}:{plan.ports.config_api}"
+    assert httpx.get(f"{cluster.analytics}/analytics", timeout=5, verify=cluster.verify).status_code == 200
+
+
 def test_rabbitmq_refuses_guest_and_guesses_from_the_client_network(cluster: Cluster) -> None:
     pika = pytest.importorskip("pika")
     plan = cluster.plan

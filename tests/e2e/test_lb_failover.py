@@ -20,7 +20,7 @@ def active_lb(cluster: Cluster) -> str:
 
 def test_haproxy_killed_vip_moves_to_other_lb(cluster: Cluster) -> None:
     plan, layout = cluster.plan, cluster.layout
-    vip = f"http://{plan.vip}:8082/hello"
+    vip = f"{plan.config_api_url}/hello"
     first = wait(lambda: active_lb(cluster), 30, "VIP route on the router")
     other = next(h.name for h in plan.lbs if h.name != first)
     faults.kill(plan, layout, first, "haproxy", hold=True)

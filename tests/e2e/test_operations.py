@@ -126,7 +126,7 @@ def test_scale_config_api_out_and_back_without_dropping_requests(cluster: Cluste
         with httpx.Client(timeout=10) as c:
             while not stop.is_set():
                 try:
-                    results.append(c.get(f"http://{cluster.plan.vip}:8082/virtual-networks").status_code)
+                    results.append(c.get(f"{cluster.api}/virtual-networks").status_code)
                 except httpx.HTTPError as e:
                     results.append(e.__class__.__name__)
 

@@ -71,9 +71,14 @@ def test_deployed_cluster_is_healthy_and_serves_through_the_vip(deployed: tuple[
     assert rc == 0 and st["healthy"] is True, [c for c in st["containers"] if not c["ok"]]
     names = {c["container"] for c in st["containers"]}
     assert containers.name("ctrl3", "controller") in names and containers.name("lb2", "lb") in names
-    # a write and a read through the VIP, from the operator's side
-    code = ("import json, urllib.request\n"
-            f"base = 'http://{plan.vip}:8082'\n"
+    # a write and a read through the VIP, from the operator's side (TLS, verified with the cluster CA)
+    from contrail_ha.rendering import pki
+
+    ca = pki.vip_ca(plan, Layout(state / plan.cluster_id))
+    code = ("import json, ssl, urllib.request\n"
+            f"base = '{plan.config_api_url}'\n"
+            "urllib.request.install_opener(urllib.request.build_opener(urllib.request.HTTPSHandler("
+            f"context=ssl.create_default_context(cafile={ca!r}))))\n"
             "body = json.dumps({'project': {'fq_name': ['default-domain', 'deployed'], 'parent_type': 'domain'}})\n"
             "r = urllib.request.urlopen(urllib.request.Request(base + '/projects', body.encode(), "
             "{'Content-Type': 'application/json'}), timeout=30)\n"

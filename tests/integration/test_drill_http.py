@@ -9,6 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from contrail_ha.operations.drill_http import once_session
+from contrail_ha.operations.vip import Vip
 
 
 async def _count_puts(make_session) -> tuple[int, str]:  # type: ignore[no-untyped-def]
@@ -44,6 +45,9 @@ async def _count_puts(make_session) -> tuple[int, str]:  # type: ignore[no-untyp
     return seen, outcome
 
 
+PLAIN = Vip("http://127.0.0.1:1", "http://127.0.0.1:1", None)  # the tests' servers speak plain HTTP
+
+
 def test_aiohttp_resends_a_put_by_default() -> None:
     """Why the drill needs its own session: the default one resends and reports the second answer."""
     seen, outcome = asyncio.run(_count_puts(lambda: aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))))
@@ -51,7 +55,7 @@ def test_aiohttp_resends_a_put_by_default() -> None:
 
 
 def test_the_drill_session_sends_once() -> None:
-    seen, outcome = asyncio.run(_count_puts(lambda: once_session(10)))
+    seen, outcome = asyncio.run(_count_puts(lambda: once_session(10, PLAIN)))
     assert seen == 1
     assert outcome in ("ServerDisconnectedError", "ClientOSError")
 
@@ -96,10 +100,10 @@ def test_a_setup_create_whose_first_answer_was_lost_adopts_the_object() -> None:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        graph = Graph(plan)
+        graph = Graph(plan, PLAIN)
         graph.vip = f"http://127.0.0.1:{runner.addresses[0][1]}"
         try:
-            async with once_session(10) as s:
+            async with once_session(10, PLAIN) as s:
                 u = await graph._create(s, "project", {"fq_name": ["default-domain", "p"], "parent_type": "domain"},
                                         "p")
         finally:

@@ -83,7 +83,7 @@ def _plan(**overrides: object) -> Plan:
     hosts = [{"name": "lb1", "ip": f"{PREFIX}.100", "roles": ["lb"]}]
     hosts += [{"name": f"n{i}", "ip": f"{PREFIX}.{i}", "roles": ["controller"]} for i in range(1, 5)]
     hosts += [{"name": "a1", "ip": f"{PREFIX}.11", "roles": ["analytics"]}]
-    return loopback_plan(PREFIX, ports=PORTS, hosts=hosts, **overrides)
+    return loopback_plan(PREFIX, ports=PORTS, hosts=hosts, **{"tls": {"vip": False}, **overrides})
 
 
 @dataclass

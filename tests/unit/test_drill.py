@@ -125,8 +125,9 @@ def test_faults_combine_in_order_and_heal_in_reverse() -> None:
 def test_a_register_violation_is_data_not_ok() -> None:
     from contrail_ha.operations import linearizable
     from contrail_ha.operations.drill_register import INITIAL, Register
+    from contrail_ha.operations.vip import Vip
 
-    r = Register(_plan("ha"), "u")
+    r = Register(_plan("ha"), Vip("https://vip:8082", "https://vip:8081", None), "u")
     assert r.readers[0][0] == "vip" and len(r.readers) == 4
     r.ops = [linearizable.Op("w", "x", 0.0, 1.0, "vip"), linearizable.Op("r", "x", 2.0, 3.0, "c1")]
     ok = r.check()

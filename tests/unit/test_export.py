@@ -141,19 +141,22 @@ def test_secrets_stay_out_of_configmaps_and_the_same_across_exports(exported: tu
     docs = _k8s(out)
     secrets = [d for d in docs if d["kind"] == "Secret"]
     # the Erlang cookies, RabbitMQ's users (definitions, the monitor's credentials), the Cassandra
-    # roles and monitor logins, the services' configs with their logins, ZooKeeper's SASL logins
+    # roles and monitor logins, the services' configs with their logins, ZooKeeper's SASL logins, the
+    # VIP's certificate and key
     assert sorted(d["metadata"]["name"] for d in secrets) == ["contrail-analytics", "contrail-analyticsdb",
-                                                             "contrail-controller"]
-    for group, per_host in (("contrail-controller", 7), ("contrail-analytics", 3), ("contrail-analyticsdb", 6)):
+                                                             "contrail-controller", "contrail-lb"]
+    for group, per_host in (("contrail-controller", 7), ("contrail-analytics", 3), ("contrail-analyticsdb", 6),
+                            ("contrail-lb", 1)):
         cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == group)
         secret = next(d for d in secrets if d["metadata"]["name"] == group)
         index = json.loads(cm["data"]["index.json"])
         private = {k for h in index["hosts"] for k, rel in h["files"].items()
                    if rel.endswith((".erlang.cookie", "definitions.json", "monitor.json", "roles.json", "users.json",
-                                    "server.properties", "jaas.conf"))
+                                    "server.properties", "jaas.conf", "vip.pem"))
                    or (any(s in rel for s in ("config-api", "analytics-api", "aggregator", "collector"))
                        and rel.endswith("service.json"))}
-        assert len(private) == 3 * per_host and not private & set(cm["data"]), group
+        hosts = 2 if group == "contrail-lb" else 3
+        assert len(private) == hosts * per_host and not private & set(cm["data"]), group
         assert private == set(secret["stringData"]), group
     public = yaml.safe_dump([d for d in docs if d["kind"] != "Secret"])
     for name in ("rabbitmq-contrail-api", "rabbitmq-contrail-monitor", "erlang-cookie", "config-db-contrail-admin",

@@ -48,8 +48,14 @@ def _render_all(plan: Plan, tmp_path: Path) -> dict[str, tuple[Path, str]]:
     """host -> (a copy of its haproxy.cfg under tmp_path, the text)."""
     out = {}
     for inst in plan.of(HAPROXY):
-        r = haproxy.render(plan, inst, _layout(plan))
-        [text] = r.files.values()
+        layout = _layout(plan)
+        r = haproxy.render(plan, inst, layout)
+        text = r.files[haproxy.config_path(layout, inst.host.name)]
+        pem = haproxy.vip_pem(layout, inst.host.name)
+        if pem in r.files:  # the VIP's certificate, as a copy the checker reads
+            copy = tmp_path / f"{inst.host.name}.pem"
+            copy.write_text(r.files[pem])
+            text = text.replace(str(pem), str(copy))
         path = tmp_path / f"{inst.host.name}.cfg"
         path.write_text(text)
         out[inst.host.name] = (path, text)
@@ -87,10 +93,12 @@ def test_structure(name: str) -> None:
 
         rid = ["http-request del-header X-Contrail-HA-Request", r"unique-id-format %H_%ci:%cp_%fi:%fp_%Ts_%rt",
                "unique-id-header X-Contrail-HA-Request"]
+        tls = f" ssl crt {haproxy.vip_pem(layout, inst.host.name)} alpn http/1.1"  # tls.vip: on by default
+        proto = "http-request set-header X-Forwarded-Proto https"
         assert _section(cfg, "frontend contrail-api") == [
-            f"bind {plan.vip}:8082", *rid, "default_backend contrail-api-backend"]
+            f"bind {plan.vip}:8082{tls}", proto, *rid, "default_backend contrail-api-backend"]
         assert _section(cfg, "frontend contrail-analytics-api") == [
-            f"bind {plan.vip}:8081", *rid, "default_backend contrail-analytics-api-backend"]
+            f"bind {plan.vip}:8081{tls}", proto, *rid, "default_backend contrail-analytics-api-backend"]
 
         for backend, comp in (("contrail-api-backend", CONFIG_API),
                               ("contrail-analytics-api-backend", ANALYTICS_API)):

@@ -134,9 +134,9 @@ def test_clients_address_and_verify_the_vip_as_configured(tmp_path: Path) -> Non
     from tests.helpers.topo import loopback_plan
 
     layout = Layout(tmp_path / "root")
-    plain = loopback_plan("127.0.42", 1)
+    plain = loopback_plan("127.0.42", 1, tls={"vip": False})
     assert (plain.config_api_url, plain.analytics_api_url) == ("http://127.0.42.200:8082", "http://127.0.42.200:8081")
-    tls = loopback_plan("127.0.42", 1, tls={"vip": True})
+    tls = loopback_plan("127.0.42", 1)  # on by default
     assert (tls.config_api_url, tls.analytics_api_url) == ("https://127.0.42.200:8082", "https://127.0.42.200:8081")
     assert pki.vip_ca(tls, layout) == str(layout.root / "secrets" / pki.CA_CERT)
     assert pki.vip_context(tls, layout).verify_mode.name == "CERT_REQUIRED"
