@@ -31,8 +31,9 @@ class ExportLayout(Layout):
 
     secrets_root: Path = Path(".")  # secrets live in <secrets_root>/secrets/<name>
 
-    def secret(self, name: str) -> str:
-        return Layout(self.secrets_root).secret(name)
+    @property
+    def secrets_dir(self) -> Path:
+        return self.secrets_root / "secrets"
 
 
 @dataclass

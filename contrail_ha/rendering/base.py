@@ -46,11 +46,16 @@ class Layout:
     def router_dir(self) -> Path:
         return self.root / "router"
 
+    @property
+    def secrets_dir(self) -> Path:
+        """Where this cluster's secrets are kept (the CA's key among them): ``<root>/secrets``."""
+        return self.root / "secrets"
+
     def secret(self, name: str) -> str:
         """A random secret of this cluster, made once and kept under the root (e.g. the Erlang cookie seed)."""
         import secrets
 
-        f = self.root / "secrets" / name
+        f = self.secrets_dir / name
         try:
             return f.read_text().strip()
         except FileNotFoundError:

@@ -78,7 +78,7 @@ def _cert_pem(cert: x509.Certificate) -> str:
 
 def ca(layout: Layout, cluster_id: str) -> Pair:
     """The cluster's CA, made at the first call and kept."""
-    d = layout.root / "secrets"
+    d = layout.secrets_dir
     cert_f, key_f = d / CA_CERT, d / CA_KEY
     if cert_f.exists() and key_f.exists():
         return Pair(cert_f.read_text(), key_f.read_text())
@@ -128,7 +128,7 @@ def server(layout: Layout, cluster_id: str, name: str, names: list[str]) -> Pair
     and IP addresses), signed by the cluster's CA; re-issued when its names change or it nears its end."""
     authority = ca(layout, cluster_id)
     ca_cert = x509.load_pem_x509_certificate(authority.cert.encode())
-    kept = layout.root / "secrets" / f"tls-{name}.pem"
+    kept = layout.secrets_dir / f"tls-{name}.pem"
     if kept.exists():
         text = kept.read_text()
         cert_text, _, key_rest = text.partition("-----END CERTIFICATE-----\n")
@@ -137,7 +137,7 @@ def server(layout: Layout, cluster_id: str, name: str, names: list[str]) -> Pair
             return Pair(cert_text, key_rest)
     ca_key = serialization.load_pem_private_key(authority.key.encode(), None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        raise ValueError(f"the cluster CA's key in {layout.root / 'secrets' / CA_KEY} is not an EC key")
+        raise ValueError(f"the cluster CA's key in {layout.secrets_dir / CA_KEY} is not an EC key")
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
     cert = (x509.CertificateBuilder()
@@ -189,7 +189,7 @@ def vip_ca(plan: Plan, layout: Layout) -> str | None:
     if tls.cert is not None:
         return tls.ca
     ca(layout, plan.cluster_id)
-    return str(layout.root / "secrets" / CA_CERT)
+    return str(layout.secrets_dir / CA_CERT)
 
 
 def vip_context(plan: Plan, layout: Layout) -> ssl.SSLContext:

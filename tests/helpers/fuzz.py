@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import random
 import socket
+import ssl
 import time
 import uuid as uuidlib
 from collections import Counter
@@ -571,12 +572,14 @@ def requests(world: World, s: Schema) -> st.SearchStrategy[Request]:
 # Sending
 
 
-def send_raw(host: str, port: int, req: Request, timeout: float = TIMEOUT_S) -> tuple[int, str]:
-    """Send ``req`` as bytes over a fresh connection (its headers as given); status and body text."""
+def send_raw(host: str, port: int, req: Request, timeout: float = TIMEOUT_S, tls: bool = False) -> tuple[int, str]:
+    """Send ``req`` as bytes over a fresh connection (its headers as given; over TLS verified with
+    the default trust, e.g. SSL_CERT_FILE, when ``tls``); status and body text."""
     head = [f"{req.method} {req.url('')} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
     head += [f"{k}: {v}" for k, v in req.headers.items()]
     data = ("\r\n".join(head) + "\r\n\r\n").encode() + (req.body or b"")
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    raw = socket.create_connection((host, port), timeout=timeout)
+    with ssl.create_default_context().wrap_socket(raw, server_hostname=host) if tls else raw as sock:
         sock.sendall(data)
         out = b""
         while b"\r\n\r\n" not in out:
@@ -685,7 +688,7 @@ class Fuzzer:
         t0 = time.monotonic()
         try:
             if req.raw:
-                status, text = send_raw(self.host, self.port, req)
+                status, text = send_raw(self.host, self.port, req, tls=self.base.startswith("https"))
             else:
                 r = self.http.request(req.method, req.url(self.base), content=req.body, headers=req.headers)
                 status, text = r.status_code, r.text[:2000]

@@ -144,3 +144,24 @@ def test_clients_address_and_verify_the_vip_as_configured(tmp_path: Path) -> Non
     assert pki.vip_ca(site, layout) is None  # the system's trust store
     assert pki.vip_ca(loopback_plan("127.0.42", 1, tls={"vip": True, "cert": "/c", "key": "/k", "ca": "/ca"}),
                       layout) == "/ca"
+
+
+def test_an_exported_vip_certificate_is_signed_by_the_ca_the_operator_keeps(tmp_path: Path) -> None:
+    """export/deploy render with the containers' root but keep secrets where the operator's machine
+    does: the VIP's certificate in the lbs' files must verify with that CA (what `status` and the
+    drills of a deployed cluster trust), and nothing is written under the containers' root."""
+    from contrail_ha import export as ex
+    from contrail_ha.topology.validate import load_topology
+
+    plan = load_topology(Path(__file__).resolve().parents[2] / "examples" / "ha.yaml").plan()
+    kept, root = tmp_path / "kept", Path(tempfile.mkdtemp(prefix="x-", dir="/tmp")) / "r"  # short: HAProxy's socket
+    units = ex.units(plan, kept, root)
+    pems = [text for u in units for rel, text in u.files.items() if rel.endswith("vip.pem")]
+    assert len(pems) == 2  # one per lb
+    ca = pki.vip_ca(plan, Layout(kept))
+    assert ca == str(kept / "secrets" / pki.CA_CERT)
+    ca_cert = x509.load_pem_x509_certificate(Path(ca).read_bytes())
+    for pem in pems:
+        x509.load_pem_x509_certificate(pem.encode()).verify_directly_issued_by(ca_cert)
+    assert not root.exists()
+    shutil.rmtree(root.parent, ignore_errors=True)
