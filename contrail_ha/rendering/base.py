@@ -61,9 +61,18 @@ class Layout:
         except FileNotFoundError:
             f.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             value = secrets.token_hex(16)
-            fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # written whole under a temporary name, then linked in: a concurrent maker of the same
+            # secret either wins (and both use its value) or loses and reads the winner's
+            tmp = f.with_name(f".{f.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as out:
                 out.write(value + "\n")
+            try:
+                os.link(tmp, f)
+            except FileExistsError:
+                return f.read_text().strip()
+            finally:
+                tmp.unlink()
             return value
 
     def classpath(self, component: str) -> str:

@@ -32,7 +32,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException, NoNodeError
+from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.security import ACL, READ_ACL_UNSAFE, make_acl
 from pydantic import BaseModel, ConfigDict, Field
@@ -152,31 +152,56 @@ def lock(zk: KazooClient, root: str, user: str) -> int:
     return changed
 
 
-def _put(zk: KazooClient, path: str, data: bytes) -> None:
-    zk.ensure_path(path.rsplit("/", 1)[0])
+def _acl(rel: str, user: str | None) -> list[ACL] | None:
+    """The ACL a znode at ``rel`` (under the chroot) is made with: Kafka's (None: anonymous, open)."""
+    return acls_for(rel, user) if user else None
+
+
+def _ensure(zk: KazooClient, root: str, rel: str, user: str | None) -> None:
+    """The chroot and every znode down to ``rel``, each made with its own ACL (kazoo's ensure_path
+    gives them all one)."""
+    if not zk.exists(root):
+        try:
+            zk.create(root, b"", acl=_acl("", user), makepath=True)
+        except NodeExistsError:
+            pass
+    path = root
+    for part in [p for p in rel.split("/") if p]:
+        path = f"{path}/{part}"
+        if not zk.exists(path):
+            try:
+                zk.create(path, b"", acl=_acl(path[len(root):], user))
+            except NodeExistsError:
+                pass
+
+
+def _put(zk: KazooClient, root: str, rel: str, data: bytes, user: str | None) -> None:
+    _ensure(zk, root, rel.rsplit("/", 1)[0], user)
     try:
-        zk.set(path, data)
+        zk.set(root + rel, data)
     except NoNodeError:
-        zk.create(path, data)
+        zk.create(root + rel, data, acl=_acl(rel, user))
 
 
 def write(zk: KazooClient, cfg: UsersConfig) -> list[str]:
     """Every credential and ACL of ``cfg`` in ZooKeeper, the chroot locked; returns what was changed."""
     root = cfg.chroot.rstrip("/")
+    user = cfg.zookeeper_user
     changed: list[str] = []
     for u in cfg.users:
-        path = f"{root}/config/users/{u.name}"
+        rel = f"/config/users/{u.name}"
         try:
-            raw, _ = zk.get(path)
+            raw, _ = zk.get(root + rel)
             have = json.loads(raw.decode() or "{}").get("config", {})
         except (NoNodeError, ValueError):
             have = {}
         if matches(have.get(MECHANISM, ""), u.password):
             continue
-        _put(zk, path, json.dumps({"version": 1, "config": {**have, MECHANISM: credential(u.password)}}).encode())
-        zk.ensure_path(f"{root}/config/changes")  # a running broker reloads the user on this notice
+        _put(zk, root, rel, json.dumps({"version": 1, "config": {**have, MECHANISM: credential(u.password)}}).encode(),
+             user)
+        _ensure(zk, root, "/config/changes", user)  # a running broker reloads the user on this notice
         zk.create(f"{root}/config/changes/config_change_", json.dumps({"version": 2, "entity_path": f"users/{u.name}"})
-                  .encode(), sequence=True)
+                  .encode(), sequence=True, acl=_acl("/config/changes/config_change_", user))
         changed.append(f"user {u.name}")
     for path, data in acl_nodes(cfg.acls).items():
         full = f"{root}{path}"
@@ -185,9 +210,9 @@ def write(zk: KazooClient, cfg: UsersConfig) -> list[str]:
                 continue
         except NoNodeError:
             pass
-        _put(zk, full, data)
+        _put(zk, root, path, data, user)
         changed.append(f"acl {path}")
-    if cfg.zookeeper_user and (n := lock(zk, root, cfg.zookeeper_user)):
+    if user and (n := lock(zk, root, user)):
         changed.append(f"{n} znodes locked")
     return changed
 

@@ -165,3 +165,20 @@ def test_an_exported_vip_certificate_is_signed_by_the_ca_the_operator_keeps(tmp_
         x509.load_pem_x509_certificate(pem.encode()).verify_directly_issued_by(ca_cert)
     assert not root.exists()
     shutil.rmtree(root.parent, ignore_errors=True)
+
+
+def test_a_secret_made_by_two_processes_at_once_is_one_value(tmp_path: Path) -> None:
+    """Renderers in parallel processes (the runtime renders hosts concurrently) may make the same
+    secret at the same moment: both get the one value that was kept, neither an error."""
+    import multiprocessing
+
+    root = tmp_path / "root"
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(8) as pool:
+        values = pool.map(_make_secret, [str(root)] * 32)
+    assert len(set(values)) == 1 and Layout(root).secret("race") == values[0]
+    assert [p.name for p in (root / "secrets").iterdir()] == ["race"]  # no temporary file left
+
+
+def _make_secret(root: str) -> str:
+    return Layout(Path(root)).secret("race")
