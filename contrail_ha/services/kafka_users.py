@@ -212,6 +212,10 @@ def write(zk: KazooClient, cfg: UsersConfig) -> list[str]:
             pass
         _put(zk, root, path, data, user)
         changed.append(f"acl {path}")
+    if user:
+        # Kafka leaves /consumers (the pre-2.0 consumers' node) world-writable whoever makes it: made
+        # here first with the brokers' ACL, Kafka finds it and never changes it
+        _ensure(zk, root, "/consumers", user)
     if user and (n := lock(zk, root, user)):
         changed.append(f"{n} znodes locked")
     return changed
