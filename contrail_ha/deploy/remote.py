@@ -108,7 +108,7 @@ def _host_rows(plan: Plan, layout: Layout, host: str) -> list[Row]:
 def _vip(plan: Plan, layout: Layout) -> list[Row]:
     """The config and analytics APIs through the VIP, from the operator's side."""
     rows = []
-    ca = pki.vip_ca(plan, layout) if plan.topology.tls.vip else None  # verified as a user's client would
+    ca = pki.vip_ca(plan, layout)  # verified as a user's client would
     for name, port, url in (
             ("contrail-api", plan.ports.config_api, f"{plan.config_api_url}/"),
             ("contrail-analytics-api", plan.ports.analytics_api, f"{plan.analytics_api_url}/analytics")):

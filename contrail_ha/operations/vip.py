@@ -42,6 +42,6 @@ def trust(plan: Plan, layout: Layout) -> None:
     requests ``REQUESTS_CA_BUNDLE``. For test harnesses and benchmarks; our own clients use :class:`Vip`."""
     import os
 
-    ca = pki.vip_ca(plan, layout) if plan.topology.tls.vip else None
+    ca = pki.vip_ca(plan, layout)
     if ca is not None:
         os.environ["SSL_CERT_FILE"] = os.environ["REQUESTS_CA_BUNDLE"] = ca

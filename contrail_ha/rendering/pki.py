@@ -184,8 +184,11 @@ def load_site(cert: str, key: str) -> Pair:
 
 def vip_ca(plan: Plan, layout: Layout) -> str | None:
     """The CA file a client of the VIP verifies it with: the cluster CA's certificate (made if
-    missing), or with the site's own certificate its ``tls.ca`` (None: the system's trust store)."""
+    missing), or with the site's own certificate its ``tls.ca``. None: nothing to give (the
+    system's trust store, or no TLS on the VIP)."""
     tls = plan.topology.tls
+    if not tls.vip:
+        return None
     if tls.cert is not None:
         return tls.ca
     ca(layout, plan.cluster_id)
@@ -199,5 +202,5 @@ def vip_context(plan: Plan, layout: Layout) -> ssl.SSLContext:
 
 def endpoints(plan: Plan, layout: Layout) -> str:
     """Where users reach the cluster, and the CA their clients verify it with (for ``up``'s last line)."""
-    ca = vip_ca(plan, layout) if plan.topology.tls.vip else None
+    ca = vip_ca(plan, layout)
     return f"config API {plan.config_api_url}, analytics API {plan.analytics_api_url}" + (f"; CA {ca}" if ca else "")

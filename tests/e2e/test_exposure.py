@@ -3,7 +3,13 @@ refuses anonymous or default credentials. Grows as each part is locked down (doc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError
+from kazoo.security import OPEN_ACL_UNSAFE
 
 from contrail_ha.rendering import rabbitmq as rmq
 from contrail_ha.topology.plan import ANALYTICS_DB, CONFIG_DB
@@ -52,40 +58,37 @@ def test_rabbitmq_refuses_guest_and_guesses_from_the_client_network(cluster: Clu
                 pika.BlockingConnection(params).close()
 
 
-def test_the_cluster_znodes_refuse_anonymous_clients(cluster: Cluster) -> None:
-    """ZooKeeper answers the client network (its clients need the controllers' list), but the
-    cluster's znodes (fq-name locks, id allocators) are the API replicas' digest identity's only."""
-    from kazoo.client import KazooClient
-    from kazoo.exceptions import NoAuthError
-    from kazoo.security import OPEN_ACL_UNSAFE
-
-    cid = cluster.plan.cluster_id
+@contextmanager
+def _anonymous_zookeeper(cluster: Cluster) -> Iterator[KazooClient]:
+    """A ZooKeeper session from the client network that never authenticates."""
     anon = KazooClient(hosts=cluster.plan.zookeeper_servers, timeout=4.0)
     anon.start(15)
     try:
-        for call, args in ((anon.exists, (f"/{cid}",)), (anon.get_children, (f"/{cid}",)), (anon.get, (f"/{cid}",)),
-                           (anon.create, (f"/{cid}/planted", b"x")), (anon.set_acls, (f"/{cid}", OPEN_ACL_UNSAFE)),
-                           (anon.create, ("/planted", b"x")), (anon.set_acls, ("/", OPEN_ACL_UNSAFE))):
-            with pytest.raises(NoAuthError):
-                call(*args)
+        yield anon
     finally:
         anon.stop()
         anon.close()
 
 
+def test_the_cluster_znodes_refuse_anonymous_clients(cluster: Cluster) -> None:
+    """ZooKeeper answers the client network (its clients need the controllers' list), but the
+    cluster's znodes (fq-name locks, id allocators) are the API replicas' digest identity's only."""
+    cid = cluster.plan.cluster_id
+    with _anonymous_zookeeper(cluster) as anon:
+        for call, args in ((anon.exists, (f"/{cid}",)), (anon.get_children, (f"/{cid}",)), (anon.get, (f"/{cid}",)),
+                           (anon.create, (f"/{cid}/planted", b"x")), (anon.set_acls, (f"/{cid}", OPEN_ACL_UNSAFE)),
+                           (anon.create, ("/planted", b"x")), (anon.set_acls, ("/", OPEN_ACL_UNSAFE))):
+            with pytest.raises(NoAuthError):
+                call(*args)
+
+
 def test_kafkas_znodes_refuse_anonymous_writers(cluster: Cluster) -> None:
     """Kafka's chroot (topics, partitions, ACLs, SCRAM credentials) is the brokers' SASL identity's:
     from the client network nobody else can grant itself an ACL, move a partition or read a credential."""
-    from kazoo.client import KazooClient
-    from kazoo.exceptions import NoAuthError
-    from kazoo.security import OPEN_ACL_UNSAFE
-
     from contrail_ha.rendering import kafka as krender
 
     root = cluster.plan.kafka_chroot
-    anon = KazooClient(hosts=cluster.plan.zookeeper_servers, timeout=4.0)
-    anon.start(15)
-    try:
+    with _anonymous_zookeeper(cluster) as anon:
         assert anon.get_children(f"{root}/brokers/ids")  # public, as Kafka makes it
         for call, args in ((anon.create, (f"{root}/kafka-acl/Topic/planted", b"{}")),
                            (anon.create, (f"{root}/admin/reassign_partitions", b"{}")),
@@ -94,9 +97,6 @@ def test_kafkas_znodes_refuse_anonymous_writers(cluster: Cluster) -> None:
                            (anon.get, (f"{root}/config/users/{krender.MONITOR_USER}",))):
             with pytest.raises(NoAuthError):
                 call(*args)
-    finally:
-        anon.stop()
-        anon.close()
 
 
 def test_both_cassandra_clusters_refuse_anonymous_and_default_logins(cluster: Cluster) -> None:
